@@ -1,0 +1,33 @@
+# The two commands a new machine needs: `make serve` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint unit bench load clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the service on embedded defaults (SQLite file, authentication off for development).
+serve: $(STAMP)
+	CDS_AUTH=$${CDS_AUTH:-disabled} $(BIN)/ixazomib-cds serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
+
+## Everything CI runs: lint, strict types, all tests (installs what they need on first use).
+test: lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check cds_service
+	$(BIN)/mypy
+
+## Long runs, not in CI (see README "Performance" and "Reliability").
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.side_by_side
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""The baseline: a bare Flask app that parses the JSON body and answers ``{"cards": []}``.
+
+``python -m benchmarks.bare_app --host H --port P`` serves it through
+``cds_service.serve.run_server`` with ``app_uri`` set to this module, so it runs under exactly
+the gunicorn settings of ``ixazomib-cds serve`` (deploy/gunicorn.conf.py: workers, gthread
+threads, keep-alive, JSON access log, preload). It reads no token and touches no database: the
+difference to the service is the service's own work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from flask import Flask, Response, jsonify, request
+
+APP_URI = "benchmarks.bare_app:app"
+
+app = Flask(__name__)
+
+
+@app.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    json.loads(request.get_data(cache=False))
+    return jsonify({"cards": []})
+
+
+@app.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bare_app", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    from cds_service.serve import run_server
+
+    run_server(args.host, args.port, args.workers, app_uri=APP_URI)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The ``ixazomib-cds`` command: serve, load-fixtures, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from cds_service.config import Config, ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ixazomib-cds", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service under gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=None, help="default: from the CPU count")
+
+    load = commands.add_parser("load-fixtures", help="upload fhir_fixtures to a FHIR server")
+    load.add_argument("--fhir-server", required=True, help="FHIR R4 base URL")
+    load.add_argument("--token", default=None, help="bearer token for the FHIR server")
+    load.add_argument("--fixtures", default=None, help="scenario directory (default: bundled)")
+
+    report = commands.add_parser("report", help="per rule: cards shown, accepted, overridden")
+    report.add_argument("--days", type=int, default=None, help="only the last N days")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args.host, args.port, args.workers)
+        if args.command == "load-fixtures":
+            return _load_fixtures(args.fhir_server, args.token, args.fixtures)
+        return _report(args.days)
+    except ConfigError as error:
+        print(f"ixazomib-cds: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _serve(host: str, port: int, workers: int | None) -> int:
+    from cds_service.serve import run_server
+
+    Config.from_env()  # fail here, with a clear message, rather than in every worker
+    run_server(host, port, workers)
+    return 0
+
+
+def _load_fixtures(fhir_server: str, token: str | None, directory: str | None) -> int:
+    from cds_service.fixtures import upload_scenarios
+
+    count = upload_scenarios(fhir_server, token, directory)
+    print(f"loaded {count} scenarios into {fhir_server}")
+    return 0
+
+
+def _report(days: int | None) -> int:
+    from cds_service.store import open_store
+    from cds_service.store.report import format_report
+
+    config = Config.from_env()
+    store = open_store(config.database_url)
+    store.migrate()
+    since = datetime.now(UTC) - timedelta(days=days) if days else None
+    print(format_report(store.rule_report(since)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

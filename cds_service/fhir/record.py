@@ -1,0 +1,203 @@
+"""Gather the patient's record for one hook call: prefetch first, the FHIR server for the rest.
+
+Prefetch values mean what CDS Hooks 2.0 says: an absent key was not fulfilled (fetch it), a
+``null`` key means the client found no data, an OperationOutcome means the client's query
+failed (fetch it), and a paged Bundle is completed by following its ``next`` link. Whatever
+cannot be had is named in ``PatientRecord.unavailable``; the caller answers 412 when that is
+required data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from cds_service.errors import BadRequest, PreconditionFailed
+from cds_service.fhir.client import FhirClient, FhirUnavailable, bundle_resources
+from cds_service.protocol.envelope import HookRequest
+from cds_service.protocol.services import HookContext
+from cds_service.rules.data_needs import DATA_NEEDS, MEDICATION_REQUESTS
+from cds_service.rules.inputs import DataNeed, JsonDict, PatientRecord
+
+MEDICATIONS = "medications"  # key in PatientRecord.unavailable for unresolved references
+MAX_MEDICATION_READS = 50
+
+
+@dataclass(frozen=True)
+class FhirAccess:
+    """Per-process means to reach FHIR servers, made once at start-up."""
+
+    session: requests.Session
+    executor: ThreadPoolExecutor
+    timeout_seconds: float
+    deadline_seconds: float
+
+
+def gather_record(request: HookRequest, context: HookContext, access: FhirAccess) -> PatientRecord:
+    deadline = time.monotonic() + access.deadline_seconds
+    client = None
+    if request.fhirServer:
+        token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+        client = FhirClient(
+            request.fhirServer, token, access.session,
+            timeout_seconds=access.timeout_seconds, deadline=deadline,
+        )
+    record = PatientRecord(medications=dict(context.bundled_medications))
+    prefetch = request.prefetch or {}
+    jobs: dict[str, Callable[[FhirClient], list[JsonDict]]] = {}
+    for need in DATA_NEEDS:
+        job = _use_prefetch(need, prefetch, record, context.patient_id)
+        if job is not None:
+            jobs[need.key] = job
+    for key, outcome in _run(jobs, client, access.executor, deadline).items():
+        if isinstance(outcome, str):
+            record.unavailable[key] = outcome
+        else:
+            record.resources[key] = outcome
+    _resolve_medications(record, context, client, access.executor, deadline)
+    return record
+
+
+def require(record: PatientRecord) -> None:
+    """412 when data the rules cannot do without is missing."""
+    missing = [
+        f"{need.key} ({need.resource_type}: {need.description}): {record.unavailable[need.key]}"
+        for need in DATA_NEEDS
+        if need.required and need.key in record.unavailable
+    ]
+    if missing:
+        raise PreconditionFailed(
+            "Data the ixazomib checks require was neither prefetched nor fetchable from the "
+            "FHIR server. Prefetch it or send fhirServer with fhirAuthorization.",
+            details=missing,
+        )
+
+
+def _use_prefetch(
+    need: DataNeed, prefetch: dict[str, Any], record: PatientRecord, patient_id: str
+) -> Callable[[FhirClient], list[JsonDict]] | None:
+    """Take what the prefetch holds for ``need``; return the fetch still owed, if any."""
+    query = need.query.replace("{{context.patientId}}", quote(patient_id, safe=""))
+    fetch_all = _fetch(need, query)
+    if need.key not in prefetch:
+        return fetch_all
+    value = prefetch[need.key]
+    if value is None:  # the client looked and found nothing
+        record.resources[need.key] = []
+        return None
+    kind = value.get("resourceType") if isinstance(value, dict) else None
+    if kind == "OperationOutcome":
+        return fetch_all
+    if kind == need.resource_type and not need.query.startswith(f"{need.resource_type}?"):
+        record.resources[need.key] = [value]
+        return None
+    if kind != "Bundle" or not isinstance(value.get("entry", []), list):
+        raise BadRequest(
+            f"prefetch.{need.key} must be a {need.resource_type if '?' not in need.query else 'Bundle'}"
+            ", an OperationOutcome or null",
+        )
+    found = bundle_resources(value)
+    for resource in found:  # Medications a client _included beside the orders
+        if resource.get("resourceType") == "Medication" and isinstance(resource.get("id"), str):
+            record.medications.setdefault(f"Medication/{resource['id']}", resource)
+    record.resources[need.key] = [r for r in found if r.get("resourceType") == need.resource_type]
+    if any(link.get("relation") == "next" for link in value.get("link") or [] if isinstance(link, dict)):
+        first_page = record.resources.pop(need.key)
+        return lambda client: first_page + [
+            r for r in client.rest_of(value) if r.get("resourceType") == need.resource_type
+        ]
+    return None
+
+
+def _fetch(need: DataNeed, query: str) -> Callable[[FhirClient], list[JsonDict]]:
+    if "?" in query:
+        return lambda client: [
+            r for r in client.search(query) if r.get("resourceType") == need.resource_type
+        ]
+    return lambda client: [client.read(query)]
+
+
+def _run(
+    jobs: dict[str, Callable[[FhirClient], list[JsonDict]]],
+    client: FhirClient | None,
+    executor: ThreadPoolExecutor,
+    deadline: float,
+) -> dict[str, list[JsonDict] | str]:
+    """Run independent fetches in parallel; a job's outcome is its resources or why not."""
+    if not jobs:
+        return {}
+    if client is None:
+        return {key: "not prefetched, and the request named no fhirServer" for key in jobs}
+    futures: dict[str, Future[list[JsonDict]]] = {
+        key: executor.submit(job, client) for key, job in jobs.items()
+    }
+    wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
+    outcomes: dict[str, list[JsonDict] | str] = {}
+    for key, future in futures.items():
+        if not future.done():
+            future.cancel()
+            outcomes[key] = "the FHIR server did not answer in the time allowed"
+            continue
+        error = future.exception()
+        if error is None:
+            outcomes[key] = _deduplicated(future.result())
+        elif isinstance(error, FhirUnavailable):
+            outcomes[key] = str(error)
+        else:  # a bug must not look like missing data, nor leak a traceback to the client
+            outcomes[key] = "the FHIR server's answer could not be read"
+    return outcomes
+
+
+def _deduplicated(resources: list[JsonDict]) -> list[JsonDict]:
+    seen: set[tuple[str, str]] = set()
+    unique: list[JsonDict] = []
+    for resource in resources:
+        identity = (str(resource.get("resourceType")), str(resource.get("id")))
+        if resource.get("id") is not None and identity in seen:
+            continue
+        seen.add(identity)
+        unique.append(resource)
+    return unique
+
+
+def _resolve_medications(
+    record: PatientRecord,
+    context: HookContext,
+    client: FhirClient | None,
+    executor: ThreadPoolExecutor,
+    deadline: float,
+) -> None:
+    """Read the Medications that orders point to and that nobody has sent yet."""
+    orders = context.draft_orders + record.resources.get(MEDICATION_REQUESTS, [])
+    wanted: list[str] = []
+    for order in orders:
+        reference = order.get("medicationReference")
+        target = reference.get("reference") if isinstance(reference, dict) else None
+        if (
+            isinstance(target, str) and target and not target.startswith("#")
+            and target not in record.medications and target not in wanted
+        ):
+            wanted.append(target)
+    if not wanted:
+        return
+    jobs: dict[str, Callable[[FhirClient], list[JsonDict]]] = {
+        reference: (lambda c, ref=reference: [c.read(ref)])
+        for reference in wanted[:MAX_MEDICATION_READS]
+    }
+    failures: list[str] = []
+    for reference, outcome in _run(jobs, client, executor, deadline).items():
+        if isinstance(outcome, str):
+            failures.append(f"{reference}: {outcome}")
+        elif outcome and outcome[0].get("resourceType") == "Medication":
+            record.medications[reference] = outcome[0]
+        else:
+            failures.append(f"{reference}: not a Medication")
+    failures += [f"{ref}: too many references to read" for ref in wanted[MAX_MEDICATION_READS:]]
+    if failures:
+        record.unavailable[MEDICATIONS] = "could not read " + "; ".join(failures)

@@ -1,0 +1,1 @@
+"""The CDS Hooks 2.0 protocol layer: request envelopes, service definitions, HTTP routes."""

@@ -1,0 +1,110 @@
+"""Typed models of the CDS Hooks 2.0 envelope: the service request and the feedback request.
+
+Only the envelope is modelled here. FHIR content (draft orders, prefetch, observations) stays
+raw JSON until the rules engine picks out and validates what it needs, so one malformed
+resource the rules never read cannot fail a request.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from cds_service.errors import BadRequest
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+JsonObject = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Envelope(BaseModel):
+    # CDS Hooks lets clients add members (e.g. `extension`); unknown ones are kept, not refused.
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+class FhirAuthorization(_Envelope):
+    access_token: NonEmpty
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(gt=0)
+    scope: NonEmpty
+    subject: NonEmpty
+    patient: str | None = None
+
+    def __repr__(self) -> str:  # never let the token reach a log line or a traceback
+        return "FhirAuthorization(access_token=<redacted>)"
+
+    __str__ = __repr__
+
+
+class HookRequest(_Envelope):
+    hook: NonEmpty
+    hookInstance: UUID
+    context: JsonObject
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    prefetch: dict[str, Any] | None = None
+
+    @field_validator("hookInstance", mode="before")
+    @classmethod
+    def _uuid_from_string(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("must be a UUID string")
+        return UUID(value)
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class OverrideReason(_Envelope):
+    reason: JsonObject | None = None
+    userComment: str | None = None
+
+
+class AcceptedSuggestion(_Envelope):
+    id: NonEmpty
+
+
+class FeedbackEntry(_Envelope):
+    card: NonEmpty
+    outcome: Literal["accepted", "overridden"]
+    outcomeTimestamp: NonEmpty
+    acceptedSuggestions: list[AcceptedSuggestion] = Field(default_factory=list, max_length=50)
+    overrideReason: OverrideReason | None = None
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _rfc3339(cls, value: str) -> str:
+        parse_timestamp(value)
+        return value
+
+
+class FeedbackRequest(_Envelope):
+    feedback: list[FeedbackEntry] = Field(min_length=1, max_length=100)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """RFC 3339; the spec says UTC, so a timestamp without a zone is read as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-31T09:30:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_model(model: type[M], document: object, what: str) -> M:
+    """Validate ``document`` or raise a 400 that lists each problem with its JSON path."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(part) for part in problem['loc']) or '(body)'}: {problem['msg']}"
+            for problem in error.errors(include_url=False, include_input=False)[:20]
+        ]
+        raise BadRequest(f"The body is not a valid {what}.", details=problems) from None

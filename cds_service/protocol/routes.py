@@ -1,0 +1,247 @@
+"""HTTP routes: discovery, the three services, feedback, health and metrics.
+
+Kept thin: parse and check the envelope, gather the record, call the rules, record the audit
+trail. Every error becomes an OperationOutcome (``install_error_handlers``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from cds_service import logs, metrics
+from cds_service.auth import AuthenticationError
+from cds_service.errors import (
+    BadRequest,
+    CdsError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    operation_outcome,
+)
+from cds_service.fhir.record import gather_record, require
+from cds_service.protocol.envelope import (
+    FeedbackRequest,
+    HookRequest,
+    parse_model,
+    parse_timestamp,
+)
+from cds_service.protocol.services import SERVICES, ServiceDefinition, read_context
+from cds_service.rules import evaluate
+from cds_service.rules.inputs import HookCall, JsonDict
+from cds_service.state import state
+from cds_service.store.models import CardAudit, FeedbackItem
+
+log = logging.getLogger(__name__)
+RECOMMENDATION = "org.ixazomib-cds.recommendation"
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+cds = Blueprint("cds", __name__)
+operations = Blueprint("operations", __name__)
+
+
+@cds.before_request
+def authenticate() -> None:
+    if request.method == "OPTIONS":  # CORS preflight carries no token
+        return
+    authenticator = state().authenticator
+    if authenticator is None:
+        return
+    base = state().config.service_base
+    try:
+        authenticator.verify(request.headers.get("Authorization"), [base, base + request.path])
+    except AuthenticationError as error:
+        log.info("authentication refused: %s", error)
+        raise Unauthorized("Authentication required.") from None
+
+
+@cds.get("/cds-services")
+def discovery() -> Response:
+    return jsonify({"services": [service.discovery() for service in SERVICES.values()]})
+
+
+@cds.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    started = time.perf_counter()
+    service = _service(service_id)
+    hook_request = parse_model(HookRequest, read_json_body(), "CDS Hooks 2.0 request")
+    logs.set_hook_instance(str(hook_request.hookInstance))
+    if hook_request.hook != service.hook:
+        raise BadRequest(
+            f"Service {service.id} answers the hook {service.hook!r}, "
+            f"not {hook_request.hook!r}."
+        )
+    if hook_request.fhirAuthorization is not None and not hook_request.fhirServer:
+        raise BadRequest("fhirServer is required when fhirAuthorization is sent.")
+    context = read_context(service.hook, hook_request.context)
+    current = state()
+    record = gather_record(hook_request, context, current.fhir)
+    require(record)
+    call = HookCall(
+        hook=service.hook,
+        service_id=service.id,
+        hook_instance=str(hook_request.hookInstance),
+        patient_id=context.patient_id,
+        now=datetime.now(UTC),
+        draft_orders=context.draft_orders,
+        selections=context.selections,
+        new_observations=context.new_observations,
+    )
+    cards = evaluate(call, record, current.rule_settings)
+    _audit(call, cards)
+    metrics.record_request(service.id, 200, time.perf_counter() - started)
+    return jsonify({"cards": cards})
+
+
+@cds.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    service = _service(service_id)
+    body = parse_model(FeedbackRequest, read_json_body(), "CDS Hooks feedback request")
+    items = []
+    for entry in body.feedback:
+        reason = (entry.overrideReason.reason or {}) if entry.overrideReason else {}
+        items.append(
+            FeedbackItem(
+                card_uuid=entry.card,
+                outcome=entry.outcome,
+                accepted_suggestion_ids=tuple(s.id for s in entry.acceptedSuggestions),
+                override_reason_code=_text(reason.get("code")),
+                override_reason_system=_text(reason.get("system")),
+                override_reason_display=_text(reason.get("display")),
+                user_comment=entry.overrideReason.userComment if entry.overrideReason else None,
+                outcome_timestamp=parse_timestamp(entry.outcomeTimestamp),
+            )
+        )
+    result = state().store.record_feedback(service.id, items)
+    for item in items:
+        metrics.record_feedback(item.outcome)
+    return jsonify({"stored": result.stored, "duplicates": result.duplicates})
+
+
+@operations.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    if not state().store.ping():
+        return jsonify(operation_outcome("transient", "The database cannot be reached.")), 503
+    return jsonify({"status": "ok"}), 200
+
+
+@operations.get("/metrics")
+def metrics_endpoint() -> Response:
+    body, content_type = metrics.metrics_response()
+    return Response(body, content_type=content_type)
+
+
+def read_json_body() -> Any:
+    """The request body as JSON with exact (Decimal) numbers, or a 4xx that says what's wrong."""
+    if request.mimetype not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Send the body as application/json, not {request.mimetype or 'no Content-Type'}."
+        )
+    raw = request.get_data(cache=False)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The body is not valid UTF-8.") from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+    except RecursionError:
+        raise BadRequest("The body's JSON is nested too deeply.") from None
+    except ValueError as error:
+        raise BadRequest(f"The body is not valid JSON: {error}") from None
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _service(service_id: str) -> ServiceDefinition:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise NotFound(
+            f"There is no CDS service {service_id!r}; GET /cds-services lists the services."
+        )
+    return service
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _audit(call: HookCall, cards: list[JsonDict]) -> None:
+    current = state()
+    served_at = datetime.now(UTC)
+    entries = []
+    for card in cards:
+        recommendation = (card.get("extension") or {}).get(RECOMMENDATION)
+        rule = recommendation.get("rule") if isinstance(recommendation, dict) else None
+        metrics.record_card(rule or "none", str(card.get("indicator")))
+        entries.append(
+            CardAudit(
+                hook_instance=call.hook_instance,
+                service_id=call.service_id,
+                rule=rule,
+                recommendation=recommendation,
+                card_uuid=str(card.get("uuid")),
+                suggestion_uuids=tuple(str(s.get("uuid")) for s in card.get("suggestions", [])),
+                indicator=str(card.get("indicator")),
+                summary=str(card.get("summary")),
+                served_at=served_at,
+                patient_ref=f"Patient/{call.patient_id}" if current.config.audit_patient_id else None,
+            )
+        )
+    if not entries:
+        return
+    try:
+        current.store.record_cards(entries)
+    except Exception:  # the clinician still gets the advice; operations sees the failure
+        log.exception("could not record the audit trail for %d cards", len(entries))
+
+
+def install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CdsError)
+    def _cds_error(error: CdsError) -> tuple[Response, int, dict[str, str]]:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        if request.blueprint == "cds" and request.view_args and "service_id" in request.view_args:
+            metrics.record_request(str(request.view_args["service_id"]), error.status, 0.0)
+        return jsonify(error.to_operation_outcome()), error.status, headers
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        error = PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+        return jsonify(error.to_operation_outcome()), error.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        if status == 404:
+            mapped: CdsError = NotFound(f"There is nothing at {request.path}.")
+        elif status == 405:
+            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.path}.")
+        else:
+            mapped = BadRequest(error.description or "The request could not be understood.")
+            mapped.status = status if 400 <= status < 500 else 400
+        return jsonify(mapped.to_operation_outcome()), mapped.status
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error")  # the traceback stays in the server's log
+        outcome = operation_outcome("exception", "The service failed; the failure is logged.")
+        return jsonify(outcome), 500
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+        response.headers["Access-Control-Max-Age"] = "600"
+        return response

@@ -1,0 +1,150 @@
+"""The three CDS services this product offers, and how each hook's context is read.
+
+Discovery (GET /cds-services) is rendered from ``SERVICES``; the prefetch templates come from
+the rules' own list of data needs, so what is advertised is exactly what the rules read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.errors import BadRequest
+from cds_service.rules.data_needs import DATA_NEEDS
+from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN, JsonDict
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+    def discovery(self) -> JsonDict:
+        return {
+            "hook": self.hook,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "prefetch": {need.key: need.query for need in DATA_NEEDS},
+            "usageRequirements": (
+                "Send fhirServer with fhirAuthorization (read access to the patient's "
+                "MedicationRequest, Medication, Observation, AdverseEvent, Condition, Procedure "
+                "and AllergyIntolerance) unless every prefetch key is fulfilled."
+            ),
+        }
+
+
+SERVICES: dict[str, ServiceDefinition] = {
+    service.id: service
+    for service in (
+        ServiceDefinition(
+            id="ixazomib-order-sign",
+            hook=HOOK_ORDER_SIGN,
+            title="Ixazomib (NINLARO) order check at signing",
+            description=(
+                "Checks a draft ixazomib order against the NINLARO label: dose level owed after "
+                "toxicities, starting dose in hepatic or renal impairment, the new-cycle blood "
+                "count gate, dosing errors, interactions and pregnancy."
+            ),
+        ),
+        ServiceDefinition(
+            id="ixazomib-order-select",
+            hook=HOOK_ORDER_SELECT,
+            title="Ixazomib (NINLARO) order check at selection",
+            description=(
+                "The order-sign checks, run early when ixazomib is selected in order entry."
+            ),
+        ),
+        ServiceDefinition(
+            id="ixazomib-lab-result",
+            hook=HOOK_LAB_RESULT,
+            title="Ixazomib (NINLARO) lab result check",
+            description=(
+                "Reads new ANC and platelet results of a patient on ixazomib and advises holding "
+                "ixazomib and lenalidomide below the label thresholds, and how to resume on "
+                "recovery. Custom hook org.ixazomib-cds.lab-result (docs/lab-result-hook.md)."
+            ),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class HookContext:
+    """The context fields the rules read, checked against the hook's definition."""
+
+    patient_id: str
+    draft_orders: list[JsonDict]
+    selections: list[str]
+    new_observations: list[JsonDict]
+    bundled_medications: dict[str, JsonDict]  # Medication resources sent beside the orders
+
+
+def read_context(hook: str, context: JsonDict) -> HookContext:
+    patient_id = _string(context, "patientId", required=True)
+    _string(context, "userId", required=hook != HOOK_LAB_RESULT)
+    _string(context, "encounterId", required=False)
+    selections: list[str] = []
+    draft_orders: list[JsonDict] = []
+    observations: list[JsonDict] = []
+    medications: dict[str, JsonDict] = {}
+    if hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
+        entries = _bundle_resources(context, "draftOrders")
+        draft_orders = [r for r in entries if r.get("resourceType") != "Medication"]
+        medications = _medications_by_reference(context["draftOrders"])
+        if hook == HOOK_ORDER_SELECT:
+            raw = context.get("selections")
+            if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+                raise BadRequest("context.selections must be a list of references, e.g. "
+                                 "[\"MedicationRequest/103\"]")
+            selections = list(raw)
+    elif hook == HOOK_LAB_RESULT:
+        bundle = context.get("observations")
+        if isinstance(bundle, dict) and bundle.get("type") not in (None, "collection"):
+            raise BadRequest("context.observations must be a Bundle of type collection")
+        observations = [
+            r for r in _bundle_resources(context, "observations")
+            if r.get("resourceType") == "Observation"
+        ]
+    return HookContext(patient_id, draft_orders, selections, observations, medications)
+
+
+def _string(context: JsonDict, name: str, *, required: bool) -> str:
+    value = context.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"context.{name} is required and must be a non-empty string")
+    return value
+
+
+def _bundle_resources(context: JsonDict, name: str) -> list[JsonDict]:
+    bundle = context.get(name)
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise BadRequest(f"context.{name} must be a FHIR Bundle")
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise BadRequest(f"context.{name}.entry must be a list")
+    resources: list[JsonDict] = []
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise BadRequest(f"context.{name}.entry[{index}] has no resource")
+        resources.append(resource)
+    return resources
+
+
+def _medications_by_reference(bundle: Any) -> dict[str, JsonDict]:
+    """Medication entries of the draftOrders Bundle, findable by `Medication/id` or fullUrl."""
+    found: dict[str, JsonDict] = {}
+    for entry in bundle.get("entry", []):
+        resource = entry["resource"]
+        if resource.get("resourceType") != "Medication":
+            continue
+        if isinstance(resource.get("id"), str):
+            found[f"Medication/{resource['id']}"] = resource
+        if isinstance(entry.get("fullUrl"), str):
+            found[entry["fullUrl"]] = resource
+    return found

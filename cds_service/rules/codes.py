@@ -1,0 +1,126 @@
+"""Code systems and codes the rules recognise (from the label reference, docs/rules.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from cds_service.rules.data_needs import LOINC, MEDDRA, NCIT, SNOMED
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+AE_OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
+AE_GRADE_EXTENSIONS = frozenset(
+    {
+        "http://hl7.org/fhir/uv/ae-research-backport-ig/StructureDefinition/ae-grade",
+        "http://hl7.org/fhir/uv/ae-research-ig/StructureDefinition/ae-grade",
+    }
+)
+
+LABEL_URL = (
+    "https://dailymed.nlm.nih.gov/dailymed/drugInfo.cfm?setid=038f2461-834b-4488-9ebd-863c83eef5a7"
+)
+
+# --- medications (RxNorm) -------------------------------------------------------------------
+IXAZOMIB_INGREDIENT_CODES = frozenset({"1723735", "1723734", "1723758"})
+# Product codes carry the capsule strength (mg). Generic and Ninlaro-branded.
+IXAZOMIB_GENERIC_PRODUCTS = {
+    "1723757": Decimal("2.3"),
+    "1723765": Decimal(3),
+    "1723770": Decimal(4),
+}
+IXAZOMIB_BRANDED_PRODUCTS = {
+    "1723763": Decimal("2.3"),
+    "1723767": Decimal(3),
+    "1723772": Decimal(4),
+}
+IXAZOMIB_PRODUCT_STRENGTH = {**IXAZOMIB_GENERIC_PRODUCTS, **IXAZOMIB_BRANDED_PRODUCTS}
+IXAZOMIB_CODES = IXAZOMIB_INGREDIENT_CODES | IXAZOMIB_PRODUCT_STRENGTH.keys()
+LENALIDOMIDE_CODES = frozenset({"342369", "337535"})
+DEXAMETHASONE_CODES = frozenset({"3264"})
+
+# Strong CYP3A inducers: RxNorm ingredient code -> name. Names also match order text (fallback).
+STRONG_CYP3A_INDUCERS = {
+    "9384": "rifampin",
+    "8183": "phenytoin",
+    "2002": "carbamazepine",
+    "2049873": "ivosidenib",
+    "1999574": "apalutamide",
+    "1307298": "enzalutamide",
+    "7004": "mitotane",
+}
+# Inducers the label names without an RxNorm code in the reference: text match only.
+STRONG_CYP3A_INDUCER_NAMES = (
+    *STRONG_CYP3A_INDUCERS.values(),
+    "rifampicin",
+    "st john's wort",
+    "st. john's wort",
+    "hypericum",
+    "lumacaftor",
+    "rifapentine",
+)
+
+# Dose levels, highest first (label Table 2; REVLIMID label for lenalidomide).
+IXAZOMIB_LEVELS = (Decimal(4), Decimal(3), Decimal("2.3"))
+LENALIDOMIDE_LEVELS = (
+    Decimal(25),
+    Decimal(20),
+    Decimal(15),
+    Decimal(10),
+    Decimal(5),
+    Decimal("2.5"),
+)
+
+# --- labs (LOINC) -----------------------------------------------------------------------------
+ANC_CODES = frozenset({"751-8", "753-4", "26499-4"})
+PLATELET_CODES = frozenset({"777-3", "26515-7", "778-1"})
+BILIRUBIN_CODES = frozenset({"1975-2", "14631-6"})
+CREATININE_CODES = frozenset({"2160-0", "14682-9", "38483-4"})
+CRCL_CODES = frozenset({"2164-2", "35591-7"})
+EGFR_CODES = frozenset({"98979-8", "62238-1", "33914-3", "48642-3", "48643-1"})
+WEIGHT_CODES = frozenset({"29463-7"})
+PREGNANCY_STATUS_CODES = frozenset({"82810-3"})
+PAIN_SCORE_CODES = frozenset({"72514-3"})
+SNOMED_PREGNANT = "77386006"
+
+# --- conditions and procedures (SNOMED, ICD-10-CM) ------------------------------------------
+ESRD_SNOMED = frozenset({"46177005", "714152005", "105502003"})
+ESRD_ICD10 = frozenset({"N18.6", "Z99.2"})
+DIALYSIS_PROCEDURE_SNOMED = frozenset({"302497006", "71192002"})
+PREGNANCY_CONDITION_SNOMED = frozenset({"77386006", "72892002"})  # pregnant; normal pregnancy
+PREGNANCY_CONDITION_ICD10_PREFIXES = ("Z33",)  # pregnant state
+
+# --- CTCAE toxicity terms and grades -------------------------------------------------------
+CTCAE_GRADES = {"C41338": 1, "C41339": 2, "C41340": 3, "C41337": 4, "C48275": 5}
+NEUROPATHY_TERMS = frozenset(
+    {
+        (NCIT, "C143752"),
+        (NCIT, "C143750"),
+        (MEDDRA, "10034620"),
+        (SNOMED, "302226006"),
+    }
+)
+RASH_TERMS = frozenset(
+    {
+        (NCIT, "C143799"),
+        (MEDDRA, "10037868"),
+        (SNOMED, "271807003"),
+        (SNOMED, "247471006"),
+    }
+)
+NEUROPATHIC_PAIN_TERMS = frozenset({(NCIT, "C143703"), (SNOMED, "247398009")})
+# Hematologic toxicities are judged from the counts, never as "other non-hematologic".
+HEMATOLOGIC_WORDS = (
+    "neutropeni",
+    "neutrophil",
+    "thrombocytopeni",
+    "platelet",
+    "anemi",
+    "anaemi",
+    "leukopeni",
+    "lymphopeni",
+    "white blood cell",
+    "febrile",
+)
+
+__all__ = ["LOINC", "MEDDRA", "NCIT", "SNOMED"]

@@ -1,0 +1,109 @@
+"""The patient data the rules read, one entry per prefetch key.
+
+Discovery advertises these templates, the data-access layer fetches whatever the client did
+not prefetch with exactly the same queries, and the engine reads ``PatientRecord.resources``
+by these keys. STU2 prefetch tokens only: ``{{context.patientId}}``; no date tokens, so the
+engine applies its own time windows.
+"""
+
+from __future__ import annotations
+
+from cds_service.rules.inputs import DataNeed
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
+
+# Labs and vital signs the label criteria read (see docs/rules.md for what each is used for).
+LAB_LOINC_CODES = (
+    "751-8", "753-4", "26499-4",  # ANC
+    "777-3", "26515-7", "778-1",  # platelets
+    "1975-2", "14631-6",  # total bilirubin
+    "2160-0", "14682-9", "38483-4",  # creatinine
+    "2164-2", "35591-7",  # creatinine clearance
+    "98979-8", "62238-1", "33914-3", "48642-3", "48643-1",  # eGFR (fallback only)
+    "29463-7",  # body weight
+    "82810-3",  # pregnancy status
+    "72514-3",  # pain severity score
+)  # fmt: skip
+
+# CTCAE grade codes (NCI Thesaurus): Observations whose value is a grade, whatever the term.
+CTCAE_GRADE_CODES = ("C41338", "C41339", "C41340", "C41337", "C48275")
+
+# Toxicity terms the rules name, for Observations that carry the grade as an integer.
+TOXICITY_TERMS = (
+    (NCIT, "C143752"), (NCIT, "C143750"), (NCIT, "C143799"), (NCIT, "C143703"),
+    (MEDDRA, "10034620"), (MEDDRA, "10037868"),
+    (SNOMED, "302226006"), (SNOMED, "271807003"), (SNOMED, "247471006"), (SNOMED, "247398009"),
+)  # fmt: skip
+
+DIALYSIS_PROCEDURES = ("302497006", "71192002")
+
+
+def _codes(system: str, codes: tuple[str, ...]) -> str:
+    return ",".join(f"{system}|{code}" for code in codes)
+
+
+PATIENT = "patient"
+MEDICATION_REQUESTS = "medicationRequests"
+LABS = "labs"
+TOXICITY_GRADES = "toxicityGrades"
+TOXICITY_TERM_OBSERVATIONS = "toxicityObservations"
+ADVERSE_EVENTS = "adverseEvents"
+CONDITIONS = "conditions"
+PROCEDURES = "procedures"
+ALLERGIES = "allergies"
+
+_PATIENT = "{{context.patientId}}"
+
+DATA_NEEDS: tuple[DataNeed, ...] = (
+    DataNeed(
+        PATIENT, "Patient", f"Patient/{_PATIENT}", required=True,
+        description="age and sex for Cockcroft-Gault",
+    ),
+    DataNeed(
+        MEDICATION_REQUESTS, "MedicationRequest",
+        f"MedicationRequest?patient={_PATIENT}&_count=100", required=True,
+        description="treatment history: ixazomib, lenalidomide, dexamethasone, CYP3A inducers",
+    ),
+    DataNeed(
+        LABS, "Observation",
+        f"Observation?patient={_PATIENT}&code={_codes(LOINC, LAB_LOINC_CODES)}"
+        "&_sort=-date&_count=200",
+        required=True,
+        description="ANC, platelets, bilirubin, creatinine, CrCl, weight, pregnancy, pain",
+    ),
+    DataNeed(
+        TOXICITY_GRADES, "Observation",
+        f"Observation?patient={_PATIENT}&value-concept={_codes(NCIT, CTCAE_GRADE_CODES)}"
+        "&_count=100",
+        required=False,
+        description="CTCAE-graded toxicities recorded as Observations",
+    ),
+    DataNeed(
+        TOXICITY_TERM_OBSERVATIONS, "Observation",
+        f"Observation?patient={_PATIENT}&code="
+        + ",".join(f"{system}|{code}" for system, code in TOXICITY_TERMS)
+        + "&_count=100",
+        required=False,
+        description="neuropathy, rash and pain findings graded as integers",
+    ),
+    DataNeed(
+        ADVERSE_EVENTS, "AdverseEvent", f"AdverseEvent?subject=Patient/{_PATIENT}&_count=100",
+        required=False, description="adverse events with CTCAE grade",
+    ),
+    DataNeed(
+        CONDITIONS, "Condition", f"Condition?patient={_PATIENT}&_count=100",
+        required=False, description="end-stage renal disease, dialysis, pregnancy",
+    ),
+    DataNeed(
+        PROCEDURES, "Procedure",
+        f"Procedure?patient={_PATIENT}&code={_codes(SNOMED, DIALYSIS_PROCEDURES)}&_count=100",
+        required=False, description="dialysis",
+    ),
+    DataNeed(
+        ALLERGIES, "AllergyIntolerance", f"AllergyIntolerance?patient={_PATIENT}&_count=100",
+        required=False, description="documented hypersensitivity to ixazomib",
+    ),
+)

@@ -1,0 +1,305 @@
+"""The treatment history the label needs: episodes, their order, and the dose level due.
+
+Dose levels only go down (4 -> 3 -> 2.3 mg; lenalidomide 25 -> 20 -> 15 -> 10 -> 5 -> 2.5 mg).
+The course is replayed in time order:
+
+- an ixazomib (lenalidomide) order sets the level to min(level, ordered dose): a prescriber's
+  lower dose counts, a higher one never undoes a reduction the label required;
+- each recovery from an episode that owes a reduction lowers the drug it names by one level
+  (platelets < 30,000, ANC < 500 and rash Grade 2-3 alternate: the 1st, 3rd... recovery
+  lowers lenalidomide, the 2nd, 4th... ixazomib; neuropathy Grade 2 with pain or Grade 3,
+  and other Grade 3-4 toxicity attributed to ixazomib, lower ixazomib);
+- below 2.3 mg ixazomib is discontinued.
+
+Episodes count from the day ixazomib was first started; each kind (platelets, ANC, rash) has
+its own alternation, as each Table 3 row describes its own recurrences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from cds_service.rules.codes import IXAZOMIB_LEVELS, LENALIDOMIDE_LEVELS
+from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
+from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
+
+ANC_HOLD_BELOW = Decimal(500)
+PLATELETS_HOLD_BELOW = Decimal(30000)
+ANC_NEW_CYCLE_AT_LEAST = Decimal(1000)
+PLATELETS_NEW_CYCLE_AT_LEAST = Decimal(75000)
+
+HOLD_THRESHOLDS = {Lab.ANC: ANC_HOLD_BELOW, Lab.PLATELETS: PLATELETS_HOLD_BELOW}
+HOLD_RULES = {Lab.ANC: "anc-below-500", Lab.PLATELETS: "platelets-below-30k"}
+
+
+def next_lower(levels: tuple[Decimal, ...], dose: Decimal | None) -> Decimal | None:
+    """The next lower level below a dose; None when there is none (discontinue)."""
+    if dose is None:
+        return None
+    return next((level for level in levels if level < dose), None)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A run of results below a threshold, ended by the first result back at or above it."""
+
+    lab: Lab
+    number: int  # 1 = first occurrence since ixazomib started
+    lows: tuple[LabValue, ...]
+    recovery: LabValue | None  # None: still below
+
+    @property
+    def lowers_lenalidomide(self) -> bool:
+        return self.number % 2 == 1
+
+
+def count_episodes(series: list[LabValue], threshold: Decimal, since: datetime) -> list[Episode]:
+    episodes: list[Episode] = []
+    lows: list[LabValue] = []
+    for value in series:
+        if value.at < since:
+            continue
+        if value.value < threshold:
+            lows.append(value)
+        elif lows:
+            episodes.append(Episode(value.lab, len(episodes) + 1, tuple(lows), value))
+            lows = []
+    if lows:
+        episodes.append(Episode(lows[0].lab, len(episodes) + 1, tuple(lows), None))
+    return episodes
+
+
+@dataclass(frozen=True)
+class ToxicityEpisode:
+    toxicity: Toxicity
+    number: int
+    findings: tuple[ToxicityFinding, ...]
+    worst_grade: int
+    with_pain: bool
+    ended: datetime | None  # None: ongoing
+
+
+@dataclass(frozen=True)
+class Step:
+    """One dose-level change the label required, and why."""
+
+    at: datetime
+    rule: str
+    drug: Drug
+    from_mg: Decimal | None
+    to_mg: Decimal | None  # None: below the lowest level (discontinue)
+    why: str
+    episode_number: int
+
+
+@dataclass
+class DoseCourse:
+    started: datetime | None  # first ixazomib order; None: never had ixazomib
+    start_dose: Decimal | None
+    ixazomib_level: Decimal | None  # the level due now; None when the label says stop
+    ixazomib_known: bool  # False when no ixazomib order gave a readable dose
+    lenalidomide_level: Decimal | None
+    steps: list[Step] = field(default_factory=list)
+    last_ixazomib_order: MedicationOrder | None = None
+
+    @property
+    def ixazomib_discontinued(self) -> bool:
+        return self.ixazomib_known and self.ixazomib_level is None
+
+    def pending_steps(self) -> list[Step]:
+        """Steps after the last ixazomib order: advice the prescriber has not yet acted on."""
+        last = self.last_ixazomib_order
+        after = last.starts if last is not None and last.starts is not None else None
+        return [s for s in self.steps if after is None or s.at > after]
+
+
+def _pain_near(facts: Facts, moment: datetime | None, window: timedelta) -> bool:
+    """ "With pain": a neuropathic pain finding or a pain score > 0 near the moment."""
+    if moment is None:
+        return False
+    for finding in facts.toxicities:
+        is_pain = finding.toxicity is Toxicity.NEUROPATHIC_PAIN and (finding.grade or 1) > 0
+        if is_pain and finding.at is not None and abs(finding.at - moment) <= window:
+            return True
+    return any(
+        score.value > 0 and abs(score.at - moment) <= window for score in facts.labs[Lab.PAIN_SCORE]
+    )
+
+
+def toxicity_episodes(
+    facts: Facts, toxicity: Toxicity, at_least: int, since: datetime | None, pain_window: timedelta
+) -> list[ToxicityEpisode]:
+    """Episodes of a toxicity at or above a grade, from AdverseEvents and graded Observations.
+
+    An AdverseEvent is one episode (ended when its outcome says resolved). Graded Observations
+    of one toxicity form a series: an episode ends at the first later grade <= 1.
+    """
+    findings = sorted(
+        (
+            f
+            for f in facts.toxicities
+            if f.toxicity is toxicity
+            and f.grade is not None
+            and (since is None or f.at is None or f.at >= since)
+        ),
+        key=lambda f: (f.at or facts.now, f.reference),
+    )
+    episodes: list[ToxicityEpisode] = []
+    # Graded Observations form one series per term ("other" toxicities differ by term).
+    runs: dict[str, list[ToxicityFinding]] = {}
+
+    def add(run: list[ToxicityFinding], ended: datetime | None) -> None:
+        worst = max(f.grade or 0 for f in run)
+        pain = any(_pain_near(facts, f.at, pain_window) for f in run)
+        episodes.append(
+            ToxicityEpisode(toxicity, len(episodes) + 1, tuple(run), worst, pain, ended)
+        )
+
+    for finding in findings:
+        grade = finding.grade or 0
+        if finding.reference.startswith("AdverseEvent/"):
+            if grade >= at_least:
+                add([finding], None if finding.ongoing else (finding.at or facts.now))
+            continue
+        run = runs.setdefault(series_key(finding), [])
+        if grade >= at_least:
+            run.append(finding)
+        elif grade <= 1 and run:
+            add(list(run), finding.at or facts.now)
+            run.clear()
+    for run in runs.values():
+        if run:
+            add(run, None)
+    return episodes
+
+
+def series_key(finding: ToxicityFinding) -> str:
+    """Findings of one series: one per toxicity, and per term for "other" toxicities."""
+    return finding.term if finding.toxicity is Toxicity.OTHER else finding.toxicity.value
+
+
+def _ixazomib_orders(facts: Facts) -> list[MedicationOrder]:
+    return [o for o in facts.history if o.drug is Drug.IXAZOMIB]
+
+
+def dose_course(facts: Facts, pain_window: timedelta) -> DoseCourse:
+    ixazomib_orders = _ixazomib_orders(facts)
+    if not ixazomib_orders:
+        return DoseCourse(None, None, None, False, None)
+    started = ixazomib_orders[0].starts or facts.now
+    dosed = [o for o in ixazomib_orders if o.dose_mg is not None]
+    start_dose = dosed[0].dose_mg if dosed else None
+    lenalidomide_orders = [
+        o for o in facts.history if o.drug is Drug.LENALIDOMIDE and o.dose_mg is not None
+    ]
+    before_start = [o for o in lenalidomide_orders if (o.starts or started) < started]
+    since_start = [o for o in lenalidomide_orders if (o.starts or started) >= started]
+
+    # (time, kind, payload): orders first at equal times so a same-day recovery counts after.
+    events: list[tuple[datetime, int, object]] = []
+    for order in dosed:
+        events.append((order.starts or started, 0, order))
+    for order in since_start:
+        events.append((order.starts or started, 0, order))
+    for step_event in _reduction_events(facts, started, pain_window):
+        events.append((step_event.at, 1, step_event))
+    events.sort(key=lambda e: (e[0], e[1]))
+
+    ixazomib: Decimal | None = None
+    lenalidomide = before_start[-1].dose_mg if before_start else None
+    steps: list[Step] = []
+    for _, _, payload in events:
+        if isinstance(payload, MedicationOrder):
+            dose = payload.dose_mg
+            if payload.drug is Drug.IXAZOMIB:
+                ixazomib = dose if ixazomib is None or dose is None else min(ixazomib, dose)
+            else:
+                lenalidomide = (
+                    dose if lenalidomide is None or dose is None else min(lenalidomide, dose)
+                )
+            continue
+        assert isinstance(payload, Step)
+        if payload.drug is Drug.IXAZOMIB:
+            if ixazomib is None:
+                continue  # already discontinued: nothing lower
+            to = next_lower(IXAZOMIB_LEVELS, ixazomib)
+            steps.append(_with_levels(payload, ixazomib, to))
+            ixazomib = to
+        else:
+            to = next_lower(LENALIDOMIDE_LEVELS, lenalidomide) if lenalidomide else None
+            steps.append(_with_levels(payload, lenalidomide, to))
+            lenalidomide = to if lenalidomide is not None else None
+    return DoseCourse(
+        started=started,
+        start_dose=start_dose,
+        ixazomib_level=ixazomib,
+        ixazomib_known=bool(dosed),
+        lenalidomide_level=lenalidomide,
+        steps=steps,
+        last_ixazomib_order=ixazomib_orders[-1],
+    )
+
+
+def _with_levels(step: Step, from_mg: Decimal | None, to_mg: Decimal | None) -> Step:
+    return Step(step.at, step.rule, step.drug, from_mg, to_mg, step.why, step.episode_number)
+
+
+def _reduction_events(facts: Facts, started: datetime, pain_window: timedelta) -> list[Step]:
+    """Every recovery that owes a reduction, with the drug it lowers (levels filled in later)."""
+    owed: list[Step] = []
+    for lab, threshold in HOLD_THRESHOLDS.items():
+        for episode in count_episodes(facts.labs[lab], threshold, started):
+            if episode.recovery is None:
+                continue
+            drug = Drug.LENALIDOMIDE if episode.lowers_lenalidomide else Drug.IXAZOMIB
+            why = (
+                f"{lab.value} episode {episode.number} (lowest "
+                f"{min(v.value for v in episode.lows):,}/mm3) recovered "
+                f"{episode.recovery.at:%Y-%m-%d}"
+            )
+            owed.append(
+                Step(episode.recovery.at, HOLD_RULES[lab], drug, None, None, why, episode.number)
+            )
+    for rash in toxicity_episodes(facts, Toxicity.RASH, 2, started, pain_window):
+        if rash.ended is None or rash.worst_grade > 3:
+            continue
+        drug = Drug.LENALIDOMIDE if rash.number % 2 == 1 else Drug.IXAZOMIB
+        why = f"rash Grade {rash.worst_grade} (occurrence {rash.number}) resolved"
+        owed.append(Step(rash.ended, "rash-grade-2-3", drug, None, None, why, rash.number))
+    for neuropathy in toxicity_episodes(facts, Toxicity.NEUROPATHY, 2, started, pain_window):
+        if neuropathy.ended is None or neuropathy.worst_grade > 3:
+            continue
+        if neuropathy.worst_grade == 3 or neuropathy.with_pain:
+            why = f"peripheral neuropathy Grade {neuropathy.worst_grade}" + (
+                " with pain" if neuropathy.with_pain and neuropathy.worst_grade == 2 else ""
+            )
+            owed.append(
+                Step(
+                    neuropathy.ended,
+                    "neuropathy-grade-2-pain-or-3",
+                    Drug.IXAZOMIB,
+                    None,
+                    None,
+                    why + " resolved",
+                    neuropathy.number,
+                )
+            )
+    for other in toxicity_episodes(facts, Toxicity.OTHER, 3, started, pain_window):
+        attributed = any(f.attributed_to_ixazomib for f in other.findings)
+        if other.ended is None or other.worst_grade > 4 or not attributed:
+            continue
+        why = f"{other.findings[0].term} Grade {other.worst_grade}, attributed to ixazomib"
+        owed.append(
+            Step(
+                other.ended,
+                "other-toxicity-grade-3-4",
+                Drug.IXAZOMIB,
+                None,
+                None,
+                why + ", resolved",
+                other.number,
+            )
+        )
+    return owed

@@ -1,0 +1,142 @@
+"""org.ixazomib-cds.lab-result: a new count below threshold, or a recovery from an episode."""
+
+from __future__ import annotations
+
+from cds_service.rules.facts import Facts, Lab, LabValue
+from cds_service.rules.settings import RuleSettings
+
+from . import shared
+from .history import HOLD_RULES, HOLD_THRESHOLDS, DoseCourse, count_episodes, dose_course
+from .model import (
+    CRITICAL,
+    DISCONTINUE,
+    HOLD,
+    INFO,
+    REDUCE,
+    RESUME,
+    WARNING,
+    Decision,
+    DrugAdvice,
+    Suggest,
+    count_line,
+    count_text,
+    mg,
+)
+
+
+def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
+    course = dose_course(facts, settings.pain_score_max_age)
+    if course.started is None:
+        return []
+    decisions: list[Decision] = []
+    for lab in (Lab.ANC, Lab.PLATELETS):
+        new = [v for v in facts.new_labs if v.lab is lab]
+        if new:
+            decisions += _count_advice(facts, settings, course, lab, max(new, key=lambda v: v.at))
+    pregnancy_now = [e for e in facts.pregnancy if e.reference in facts.new_references]
+    if pregnancy_now:
+        decisions += shared.pregnancy(facts, settings, [])
+    decisions += shared.data_problems(facts, only=facts.new_references)
+    if decisions and facts.unavailable:
+        decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
+    return decisions
+
+
+def _count_advice(
+    facts: Facts, settings: RuleSettings, course: DoseCourse, lab: Lab, newest: LabValue
+) -> list[Decision]:
+    zone = shared.zone_name(settings)
+    threshold = HOLD_THRESHOLDS[lab]
+    started = course.started or newest.at
+    episodes = count_episodes(facts.labs[lab], threshold, started)
+    orders = tuple(facts.active_orders)
+    if newest.value < threshold:
+        number = next((e.number for e in episodes if newest in e.lows), len(episodes) or 1)
+        on_recovery = (
+            "lenalidomide one level lower, ixazomib at its most recent dose"
+            if number % 2 == 1
+            else "ixazomib one level lower, lenalidomide at its most recent dose"
+        )
+        g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
+        return [
+            Decision(
+                rule=HOLD_RULES[lab],
+                indicator=CRITICAL,
+                summary=f"{lab.value} {count_text(newest.value)}/mm3 (< {count_text(threshold)}): "
+                "withhold ixazomib and lenalidomide",
+                ixazomib=DrugAdvice(HOLD),
+                lenalidomide=DrugAdvice(HOLD),
+                evidence=(count_line(newest, zone), f"occurrence {number} since ixazomib started"),
+                notes=(
+                    f"Withhold both until {lab.value} >= {count_text(threshold)}/mm3; on "
+                    f"recovery (occurrence {number}): {on_recovery}.{g_csf}",
+                ),
+                suggest=Suggest.HOLD_ACTIVE,
+                targets=orders,
+            )
+        ]
+    episode = next((e for e in episodes if e.recovery is newest), None)
+    if episode is None:
+        return []
+    step = next(
+        (
+            s
+            for s in course.steps
+            if s.rule == HOLD_RULES[lab] and s.episode_number == episode.number
+        ),
+        None,
+    )
+    if step is None:
+        return []
+    lows = ", ".join(count_line(v, zone) for v in episode.lows[-3:])
+    evidence = (
+        f"lowest in the episode: {lows}",
+        count_line(newest, zone),
+        f"occurrence {episode.number} since ixazomib started",
+    )
+    if step.drug.value == "lenalidomide":
+        lenalidomide = (
+            DrugAdvice(REDUCE, step.to_mg)
+            if step.to_mg is not None or step.from_mg is None
+            else DrugAdvice(DISCONTINUE)
+        )
+        return [
+            Decision(
+                rule=HOLD_RULES[lab],
+                indicator=INFO,
+                summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}, "
+                "lenalidomide one level lower",
+                ixazomib=DrugAdvice(RESUME, course.ixazomib_level),
+                lenalidomide=lenalidomide,
+                evidence=evidence,
+                notes=(
+                    f"Occurrence {episode.number}: lenalidomide goes one level lower "
+                    f"({mg(step.to_mg)}), ixazomib continues at its most recent dose.",
+                ),
+            )
+        ]
+    if step.to_mg is None:
+        return [
+            Decision(
+                rule=HOLD_RULES[lab],
+                indicator=CRITICAL,
+                summary=f"{lab.value} recovered, but no ixazomib dose below 2.3 mg: discontinue it",
+                ixazomib=DrugAdvice(DISCONTINUE),
+                lenalidomide=DrugAdvice(RESUME, course.lenalidomide_level),
+                evidence=evidence,
+            )
+        ]
+    return [
+        Decision(
+            rule=HOLD_RULES[lab],
+            indicator=WARNING,
+            summary=f"{lab.value} recovered: resume ixazomib one level lower at {mg(step.to_mg)}",
+            ixazomib=DrugAdvice(REDUCE, step.to_mg),
+            lenalidomide=DrugAdvice(RESUME, course.lenalidomide_level),
+            evidence=evidence,
+            notes=(
+                f"Occurrence {episode.number}: ixazomib goes from {mg(step.from_mg)} to "
+                f"{mg(step.to_mg)}; lenalidomide resumes at its most recent dose.",
+            ),
+        )
+    ]

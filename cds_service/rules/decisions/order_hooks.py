@@ -1,0 +1,410 @@
+"""order-sign / order-select: judge the draft ixazomib orders against the label and history."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from cds_service.rules.codes import IXAZOMIB_LEVELS
+from cds_service.rules.facts import Facts, Lab, LabValue, MedicationOrder
+from cds_service.rules.settings import RuleSettings
+from cds_service.rules.units import plain
+
+from . import shared, start_dose
+from .history import (
+    ANC_NEW_CYCLE_AT_LEAST,
+    HOLD_RULES,
+    HOLD_THRESHOLDS,
+    PLATELETS_NEW_CYCLE_AT_LEAST,
+    DoseCourse,
+    Step,
+    count_episodes,
+    dose_course,
+)
+from .model import (
+    CORRECT_DOSE,
+    CRITICAL,
+    DISCONTINUE,
+    HOLD,
+    INFO,
+    REDUCE,
+    RESUME,
+    REVIEW,
+    START_REDUCED,
+    WARNING,
+    Decision,
+    DrugAdvice,
+    Suggest,
+    count_line,
+    count_text,
+    mg,
+    order_line,
+)
+
+MAX_WEEKLY_MG = Decimal(4)
+MAX_DOSES_PER_WEEK = Decimal(1)
+STEP_RULE_NAMES = {
+    "anc-below-500": "ANC < 500/mm3",
+    "platelets-below-30k": "platelets < 30,000/mm3",
+    "rash-grade-2-3": "rash Grade 2-3",
+    "neuropathy-grade-2-pain-or-3": "peripheral neuropathy Grade 2 with pain or Grade 3",
+    "other-toxicity-grade-3-4": "other Grade 3-4 toxicity attributed to ixazomib",
+}
+
+
+def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
+    drafts = facts.drafts
+    course = dose_course(facts, settings.pain_score_max_age)
+    zone = shared.zone_name(settings)
+    due = course.ixazomib_level if course.started else IXAZOMIB_LEVELS[0]
+    history = _course_lines(course, facts, zone)
+
+    decisions: list[Decision] = []
+    decisions += shared.pregnancy(facts, settings, drafts)
+    decisions += _discontinued_by_history(course, drafts, history)
+    decisions += _counts(facts, settings, course, drafts)
+    decisions += shared.ongoing_toxicities(facts, settings, course, drafts)
+    stopped = any(d.stops_ixazomib for d in decisions)
+
+    start_due = due
+    if course.started is None:
+        start_cards, start_due = _starting_dose(facts, settings, drafts, stopped)
+        decisions += start_cards
+    for draft in drafts:
+        error = _order_error(draft, start_due, zone)
+        if error is not None:
+            decisions.append(error)
+        elif not stopped and course.started is not None:
+            decisions += _dose_due(draft, course, history, zone)
+        elif not stopped and start_due is not None and draft.dose_mg != start_due:
+            decisions += _start_level(draft, start_due, zone, decisions)
+
+    decisions += shared.severity_without_grade(facts, settings)
+    decisions += shared.interactions(facts, settings)
+    decisions += shared.hypersensitivity(facts, settings)
+    decisions += shared.data_problems(facts)
+    return decisions
+
+
+def _course_lines(course: DoseCourse, facts: Facts, zone: str) -> tuple[str, ...]:
+    if course.started is None:
+        return ("no earlier ixazomib order: this order starts ixazomib",)
+    lines = [order_line(o, zone) for o in facts.history[-4:]]
+    lines += [
+        f"{s.why}: {s.drug.value} {mg(s.from_mg)} -> "
+        f"{mg(s.to_mg) if s.to_mg is not None else 'discontinue'} ({STEP_RULE_NAMES[s.rule]})"
+        for s in course.steps
+    ]
+    lines.append(
+        f"ixazomib started at {mg(course.start_dose)}; dose level due now: "
+        f"{mg(course.ixazomib_level) if course.ixazomib_level else 'none (discontinue)'}"
+    )
+    return tuple(lines)
+
+
+def _discontinued_by_history(
+    course: DoseCourse, drafts: list[MedicationOrder], history: tuple[str, ...]
+) -> list[Decision]:
+    if not course.ixazomib_discontinued:
+        return []
+    last = next(s for s in reversed(course.steps) if s.to_mg is None and s.drug.value == "ixazomib")
+    return [
+        Decision(
+            rule=last.rule,
+            indicator=CRITICAL,
+            summary="No ixazomib dose below 2.3 mg: discontinue ixazomib",
+            ixazomib=DrugAdvice(DISCONTINUE),
+            lenalidomide=_lenalidomide_after(last, course),
+            evidence=history,
+            notes=(f"{last.why} owed a reduction below 2.3 mg, the lowest dose level.",),
+            suggest=Suggest.DELETE_DRAFT,
+            targets=tuple(drafts),
+        )
+    ]
+
+
+def _lenalidomide_after(step: Step, course: DoseCourse) -> DrugAdvice | None:
+    if step.rule not in {"anc-below-500", "platelets-below-30k", "rash-grade-2-3"}:
+        return None
+    if step.drug.value == "lenalidomide":
+        if step.to_mg is None and step.from_mg is not None:
+            return DrugAdvice(DISCONTINUE)
+        return DrugAdvice(REDUCE, step.to_mg)
+    return DrugAdvice(RESUME, course.lenalidomide_level)
+
+
+def _latest(facts: Facts, lab: Lab) -> LabValue | None:
+    return facts.labs[lab][-1] if facts.labs[lab] else None
+
+
+def _counts(
+    facts: Facts, settings: RuleSettings, course: DoseCourse, drafts: list[MedicationOrder]
+) -> list[Decision]:
+    """Hold for a low count now; the new-cycle gate; a missing or stale CBC."""
+    zone = shared.zone_name(settings)
+    decisions: list[Decision] = []
+    missing: list[str] = []
+    gate_failures: list[str] = []
+    gate_lines: list[str] = []
+    for lab, gate in (
+        (Lab.ANC, ANC_NEW_CYCLE_AT_LEAST),
+        (Lab.PLATELETS, PLATELETS_NEW_CYCLE_AT_LEAST),
+    ):
+        latest = _latest(facts, lab)
+        if latest is None:
+            missing.append(f"no {lab.value} result")
+            continue
+        if facts.now - latest.at > settings.cbc_max_age:
+            missing.append(
+                f"latest {lab.value} is older than {settings.cbc_max_age.days} days: "
+                f"{count_line(latest, zone)}"
+            )
+        threshold = HOLD_THRESHOLDS[lab]
+        if latest.value < threshold:
+            decisions.append(_hold_for_count(facts, lab, latest, course, drafts, zone))
+        elif latest.value < gate and facts.now - latest.at <= settings.cbc_max_age:
+            gate_failures.append(f"{lab.value} {count_text(latest.value)}/mm3 < {count_text(gate)}")
+        if facts.now - latest.at <= settings.cbc_max_age:
+            gate_lines.append(count_line(latest, zone))
+    if gate_failures:
+        decisions.append(
+            Decision(
+                rule="new-cycle-gate",
+                indicator=CRITICAL,
+                summary=f"New cycle must wait: {'; '.join(gate_failures)}"[:139],
+                ixazomib=DrugAdvice(HOLD),
+                lenalidomide=DrugAdvice(HOLD),
+                evidence=(*gate_lines, "this ixazomib order is read as the start of a new cycle"),
+                notes=("Start the cycle when ANC >= 1,000/mm3 and platelets >= 75,000/mm3.",),
+                suggest=Suggest.DELETE_DRAFT,
+                targets=tuple(drafts),
+            )
+        )
+    if missing:
+        decisions.append(
+            Decision(
+                rule="cbc-missing",
+                indicator=WARNING,
+                summary="No recent CBC: ANC and platelets must be checked before this cycle",
+                ixazomib=DrugAdvice(REVIEW),
+                evidence=tuple(missing),
+                notes=(
+                    f"A CBC within {settings.cbc_max_age.days} days is needed to check the hold "
+                    "(ANC < 500, platelets < 30,000) and new-cycle criteria; they were not "
+                    "checked on current data.",
+                ),
+            )
+        )
+    return decisions
+
+
+def _hold_for_count(
+    facts: Facts,
+    lab: Lab,
+    latest: LabValue,
+    course: DoseCourse,
+    drafts: list[MedicationOrder],
+    zone: str,
+) -> Decision:
+    threshold = HOLD_THRESHOLDS[lab]
+    since = course.started or latest.at
+    episodes = count_episodes(facts.labs[lab], threshold, since)
+    number = episodes[-1].number if episodes else 1
+    on_recovery = (
+        "lenalidomide one level lower, ixazomib at its most recent dose"
+        if number % 2 == 1
+        else "ixazomib one level lower, lenalidomide at its most recent dose"
+    )
+    g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
+    return Decision(
+        rule=HOLD_RULES[lab],
+        indicator=CRITICAL,
+        summary=f"{lab.value} {count_text(latest.value)}/mm3 (< {count_text(threshold)}): "
+        "withhold ixazomib and lenalidomide",
+        ixazomib=DrugAdvice(HOLD),
+        lenalidomide=DrugAdvice(HOLD),
+        evidence=(count_line(latest, zone), f"occurrence {number} since ixazomib started"),
+        notes=(
+            f"Withhold both until {lab.value} >= {count_text(threshold)}/mm3; on recovery "
+            f"(occurrence {number}): {on_recovery}.{g_csf}",
+        ),
+        suggest=Suggest.DELETE_DRAFT,
+        targets=tuple(drafts),
+    )
+
+
+def _starting_dose(
+    facts: Facts, settings: RuleSettings, drafts: list[MedicationOrder], stopped: bool
+) -> tuple[list[Decision], Decimal]:
+    """Hepatic and renal starting dose, only when ixazomib is being started."""
+    decisions: list[Decision] = []
+    due = IXAZOMIB_LEVELS[0]
+    needs_check = any(d.dose_mg is None or d.dose_mg > IXAZOMIB_LEVELS[1] for d in drafts)
+    for rule, assess, organ in (
+        ("hepatic-start-dose", start_dose.hepatic, "hepatic"),
+        ("renal-start-dose", start_dose.renal, "renal"),
+    ):
+        assessment = assess(facts, settings)
+        if assessment.impaired:
+            due = IXAZOMIB_LEVELS[1]
+            target = next((d for d in drafts if d.dose_mg is None or d.dose_mg > due), None)
+            if target is None:
+                continue  # the draft already starts at 3 mg or less
+            kind = "hepatic impairment" if organ == "hepatic" else "severe renal impairment"
+            decisions.append(
+                Decision(
+                    rule=rule,
+                    indicator=WARNING,
+                    summary=f"Starting ixazomib with {kind}: start at 3 mg",
+                    ixazomib=DrugAdvice(START_REDUCED, due),
+                    evidence=(*assessment.evidence, order_line(target, shared.zone_name(settings))),
+                    notes=tuple(n for n in (assessment.assumption,) if n),
+                    suggest=Suggest.NOTHING if stopped else Suggest.UPDATE_DOSE,
+                    targets=() if stopped else (target,),
+                )
+            )
+        elif assessment.impaired is None and needs_check:
+            decisions.append(
+                Decision(
+                    rule=rule,
+                    indicator=WARNING,
+                    summary=f"Starting dose: {organ} function unknown; 3 mg may be due",
+                    ixazomib=DrugAdvice(REVIEW),
+                    evidence=assessment.evidence,
+                    notes=(
+                        f"Missing: {assessment.missing}. The starting dose is 3 mg in "
+                        + (
+                            "moderate or severe hepatic impairment (bilirubin > 1.5 x ULN)."
+                            if organ == "hepatic"
+                            else "severe renal impairment (CrCl < 30 mL/min) or ESRD on dialysis."
+                        ),
+                    ),
+                )
+            )
+    return decisions, due
+
+
+def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Decision | None:
+    """Overdose, a dose that is not labelled, or a dose that cannot be read."""
+    line = order_line(draft, zone)
+    if draft.dose_mg is None:
+        return Decision(
+            rule="data-uninterpretable",
+            indicator=WARNING,
+            summary="The ixazomib order's dose cannot be read: review it",
+            ixazomib=DrugAdvice(REVIEW),
+            evidence=(line, draft.dose_problem or "no dose"),
+        )
+    dose, per_week = draft.dose_mg, draft.doses_per_week
+    too_often = per_week is not None and per_week > MAX_DOSES_PER_WEEK
+    weekly = dose * per_week if per_week is not None else dose
+    target = due
+    if dose > MAX_WEEKLY_MG or too_often or weekly > MAX_WEEKLY_MG:
+        reasons = []
+        if dose > MAX_WEEKLY_MG:
+            reasons.append(f"{plain(dose)} mg per dose is above 4 mg")
+        if too_often:
+            reasons.append(f"{plain(per_week or Decimal(0))} doses a week (at most 1)")
+        if weekly > MAX_WEEKLY_MG and not dose > MAX_WEEKLY_MG:
+            reasons.append(f"{plain(weekly)} mg a week (at most 4 mg)")
+        return Decision(
+            rule="overdose",
+            indicator=CRITICAL,
+            summary=f"Ixazomib overdose: {'; '.join(reasons)}"[:139],
+            ixazomib=DrugAdvice(CORRECT_DOSE, target),
+            evidence=(line, *reasons),
+            notes=(
+                "Ixazomib is given once a week (days 1, 8 and 15 of a 28-day cycle); "
+                "overdose has been fatal.",
+            ),
+            suggest=Suggest.UPDATE_DOSE if target is not None else Suggest.NOTHING,
+            targets=(draft,) if target is not None else (),
+            fix_frequency=too_often,
+        )
+    if dose not in IXAZOMIB_LEVELS:
+        return Decision(
+            rule="dose-not-labelled",
+            indicator=WARNING,
+            summary=f"Ixazomib {plain(dose)} mg is not a labelled dose (4, 3 or 2.3 mg)",
+            ixazomib=DrugAdvice(CORRECT_DOSE, target),
+            evidence=(line,),
+            notes=(f"The dose due is {mg(target)}.",),
+            suggest=Suggest.UPDATE_DOSE if target is not None else Suggest.NOTHING,
+            targets=(draft,) if target is not None else (),
+        )
+    return None
+
+
+def _start_level(
+    draft: MedicationOrder, due: Decimal, zone: str, decisions: list[Decision]
+) -> list[Decision]:
+    """A first order at another labelled dose than the starting dose due."""
+    if any(d.targets == (draft,) and d.suggest is Suggest.UPDATE_DOSE for d in decisions):
+        return []
+    return [
+        Decision(
+            rule="dose-level-due",
+            indicator=INFO,
+            summary=f"Starting dose due is {mg(due)}; the order says {mg(draft.dose_mg)}",
+            ixazomib=DrugAdvice(CORRECT_DOSE, due),
+            evidence=(order_line(draft, zone),),
+            notes=(
+                "The label starts ixazomib at 4 mg, or 3 mg in moderate/severe hepatic or "
+                "severe renal impairment.",
+            ),
+            suggest=Suggest.UPDATE_DOSE,
+            targets=(draft,),
+        )
+    ]
+
+
+def _dose_due(
+    draft: MedicationOrder, course: DoseCourse, history: tuple[str, ...], zone: str
+) -> list[Decision]:
+    """Recovery advice not yet acted on, and a draft dose that differs from the level due."""
+    due = course.ixazomib_level
+    if due is None:
+        return []  # discontinued: reported by _discontinued_by_history
+    decisions: list[Decision] = []
+    latest_per_rule: dict[str, Step] = {}
+    for step in course.pending_steps():
+        latest_per_rule[step.rule] = step
+    updated = False
+    for step in sorted(latest_per_rule.values(), key=lambda s: s.at):
+        lowers_ixazomib = step.drug.value == "ixazomib"
+        needs_update = lowers_ixazomib and draft.dose_mg is not None and draft.dose_mg > due
+        decisions.append(
+            Decision(
+                rule=step.rule,
+                indicator=WARNING if needs_update else INFO,
+                summary=(
+                    f"After {STEP_RULE_NAMES[step.rule]}: ixazomib {mg(due)}"
+                    + (" (one level lower)" if lowers_ixazomib else " (most recent dose)")
+                )[:139],
+                ixazomib=DrugAdvice(REDUCE if lowers_ixazomib else RESUME, due),
+                lenalidomide=_lenalidomide_after(step, course),
+                evidence=(*history, order_line(draft, zone)),
+                notes=(f"{step.why}; not yet reflected in an ixazomib order.",),
+                suggest=Suggest.UPDATE_DOSE if needs_update else Suggest.NOTHING,
+                targets=(draft,) if needs_update else (),
+            )
+        )
+        updated = updated or needs_update
+    if not updated and draft.dose_mg is not None and draft.dose_mg != due:
+        last_ordered = course.last_ixazomib_order.dose_mg if course.last_ixazomib_order else None
+        owed_now = last_ordered is not None and due < last_ordered and draft.dose_mg > due
+        decisions.append(
+            Decision(
+                rule="dose-level-due",
+                indicator=WARNING if draft.dose_mg > due else INFO,
+                summary=f"Ixazomib dose level due is {mg(due)}; the order says {mg(draft.dose_mg)}",
+                ixazomib=DrugAdvice(REDUCE if owed_now else CORRECT_DOSE, due),
+                evidence=(*history, order_line(draft, zone)),
+                notes=(
+                    "Dose levels only go down (4 -> 3 -> 2.3 mg); a reduction the label "
+                    "required is kept.",
+                ),
+                suggest=Suggest.UPDATE_DOSE,
+                targets=(draft,),
+            )
+        )
+    return decisions

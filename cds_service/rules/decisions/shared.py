@@ -1,0 +1,304 @@
+"""Rules both hooks apply: patient-level stops, ongoing toxicities, and review cards."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cds_service.rules.codes import IXAZOMIB_LEVELS
+from cds_service.rules.data_needs import DATA_NEEDS
+from cds_service.rules.facts import Facts, Lab, MedicationOrder
+from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
+from cds_service.rules.settings import RuleSettings
+
+from .history import DoseCourse, next_lower, toxicity_episodes
+from .model import (
+    CRITICAL,
+    DISCONTINUE,
+    HOLD,
+    RESUME,
+    REVIEW,
+    WARNING,
+    Decision,
+    DrugAdvice,
+    Suggest,
+    evidence_line,
+    lab_line,
+    mg,
+    order_line,
+    toxicity_line,
+)
+
+
+def zone_name(settings: RuleSettings) -> str:
+    return str(settings.default_timezone)
+
+
+def pregnancy(
+    facts: Facts, settings: RuleSettings, drafts: list[MedicationOrder]
+) -> list[Decision]:
+    if not facts.pregnancy:
+        return []
+    return [
+        Decision(
+            rule="pregnancy",
+            indicator=CRITICAL,
+            summary="Pregnancy recorded: stop ixazomib, lenalidomide and dexamethasone regimen",
+            ixazomib=DrugAdvice(DISCONTINUE),
+            lenalidomide=DrugAdvice(DISCONTINUE),
+            evidence=tuple(evidence_line(e, zone_name(settings)) for e in facts.pregnancy),
+            notes=(
+                "Ixazomib can cause fetal harm; lenalidomide is contraindicated in pregnancy. "
+                "Contraception continues for 90 days after the last ixazomib dose.",
+            ),
+            suggest=Suggest.DELETE_DRAFT,
+            targets=tuple(drafts),
+        )
+    ]
+
+
+def _current(facts: Facts, toxicity: Toxicity) -> list[ToxicityFinding]:
+    return [f for f in facts.toxicities if f.toxicity is toxicity and f.ongoing and f.grade]
+
+
+def _with_pain_now(facts: Facts, window: timedelta) -> list[str]:
+    """Signals of neuropathic pain now (no standard field: pain events, pain scores > 0)."""
+    zone = "the default zone"
+    signals = [toxicity_line(f, zone) for f in _current(facts, Toxicity.NEUROPATHIC_PAIN)]
+    scores = [s for s in facts.labs[Lab.PAIN_SCORE] if facts.now - s.at <= window]
+    if scores and scores[-1].value > 0:
+        signals.append(lab_line(scores[-1], zone))
+    return signals
+
+
+def ongoing_toxicities(
+    facts: Facts, settings: RuleSettings, course: DoseCourse, drafts: list[MedicationOrder]
+) -> list[Decision]:
+    """Table 3 rows for toxicities present now: hold or discontinue."""
+    zone = zone_name(settings)
+    decisions: list[Decision] = []
+    due = course.ixazomib_level if course.started else IXAZOMIB_LEVELS[0]
+    lower = next_lower(IXAZOMIB_LEVELS, due)
+    lower_text = mg(lower) if lower is not None else "none below 2.3 mg: discontinue ixazomib"
+
+    neuropathy = _current(facts, Toxicity.NEUROPATHY)
+    if neuropathy:
+        worst = max(neuropathy, key=lambda f: f.grade or 0)
+        grade = worst.grade or 0
+        pain = _with_pain_now(facts, settings.pain_score_max_age)
+        pain_text = "with pain" if pain else "without recorded pain"
+        evidence = (toxicity_line(worst, zone), *(f"pain: {p}" for p in pain))
+        if grade >= 4:
+            decisions.append(_discontinue_regimen("neuropathy-grade-4", worst, evidence, drafts))
+        elif grade == 3 or (grade == 2 and pain):
+            decisions.append(
+                Decision(
+                    rule="neuropathy-grade-2-pain-or-3",
+                    indicator=CRITICAL,
+                    summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
+                    ixazomib=DrugAdvice(HOLD),
+                    evidence=evidence,
+                    notes=(
+                        f"When it is back to Grade 1 or baseline, resume one level lower: "
+                        f"{lower_text}.",
+                    ),
+                    suggest=Suggest.DELETE_DRAFT,
+                    targets=tuple(drafts),
+                )
+            )
+        elif grade == 2 or pain:
+            decisions.append(
+                Decision(
+                    rule="neuropathy-grade-1-pain-or-2",
+                    indicator=CRITICAL,
+                    summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
+                    ixazomib=DrugAdvice(HOLD),
+                    evidence=evidence,
+                    notes=(
+                        f"When it is Grade 1 without pain or baseline, resume at the most recent "
+                        f"dose: {mg(due)}.",
+                    ),
+                    suggest=Suggest.DELETE_DRAFT,
+                    targets=tuple(drafts),
+                )
+            )
+
+    rash = _current(facts, Toxicity.RASH)
+    if rash:
+        worst = max(rash, key=lambda f: f.grade or 0)
+        grade = worst.grade or 0
+        if grade >= 4:
+            decisions.append(
+                _discontinue_regimen("rash-grade-4", worst, (toxicity_line(worst, zone),), drafts)
+            )
+        elif grade >= 2:
+            episodes = toxicity_episodes(
+                facts, Toxicity.RASH, 2, course.started, settings.pain_score_max_age
+            )
+            number = len(episodes) or 1
+            evidence = (toxicity_line(worst, zone), f"occurrence {number} since ixazomib started")
+            if number % 2 == 1:
+                decisions.append(
+                    Decision(
+                        rule="rash-grade-2-3",
+                        indicator=WARNING,
+                        summary=f"Rash Grade {grade}: withhold lenalidomide; ixazomib continues",
+                        ixazomib=DrugAdvice(RESUME, due),
+                        lenalidomide=DrugAdvice(HOLD),
+                        evidence=evidence,
+                        notes=(
+                            "When the rash is Grade 1 or less, resume lenalidomide one level "
+                            "lower (lenalidomide label).",
+                        ),
+                    )
+                )
+            else:
+                decisions.append(
+                    Decision(
+                        rule="rash-grade-2-3",
+                        indicator=CRITICAL,
+                        summary=f"Rash Grade {grade} again: withhold ixazomib and lenalidomide",
+                        ixazomib=DrugAdvice(HOLD),
+                        lenalidomide=DrugAdvice(HOLD),
+                        evidence=evidence,
+                        notes=(
+                            f"When it is Grade 1 or less: ixazomib one level lower ({lower_text}),"
+                            " lenalidomide at its most recent dose.",
+                        ),
+                        suggest=Suggest.DELETE_DRAFT,
+                        targets=tuple(drafts),
+                    )
+                )
+
+    for finding in _current(facts, Toxicity.OTHER):
+        if finding.grade not in (3, 4):
+            continue
+        attributed = {True: "attributed to ixazomib", False: "not attributed to ixazomib"}.get(
+            finding.attributed_to_ixazomib,  # type: ignore[arg-type]
+            "attribution to ixazomib not recorded",
+        )
+        decisions.append(
+            Decision(
+                rule="other-toxicity-grade-3-4",
+                indicator=CRITICAL,
+                summary=f"Grade {finding.grade} {finding.term[:60]}: withhold ixazomib",
+                ixazomib=DrugAdvice(HOLD),
+                evidence=(toxicity_line(finding, zone), attributed),
+                notes=(
+                    f"When it is Grade 1 or baseline: if attributable to ixazomib resume one level "
+                    f"lower ({lower_text}), otherwise at the most recent dose ({mg(due)}).",
+                ),
+                suggest=Suggest.DELETE_DRAFT,
+                targets=tuple(drafts),
+            )
+        )
+    return decisions
+
+
+def _discontinue_regimen(
+    rule: str, finding: ToxicityFinding, evidence: tuple[str, ...], drafts: list[MedicationOrder]
+) -> Decision:
+    return Decision(
+        rule=rule,
+        indicator=CRITICAL,
+        summary=f"{finding.term[:60]} Grade {finding.grade}: discontinue the regimen",
+        ixazomib=DrugAdvice(DISCONTINUE),
+        lenalidomide=DrugAdvice(DISCONTINUE),
+        evidence=evidence,
+        suggest=Suggest.DELETE_DRAFT,
+        targets=tuple(drafts),
+    )
+
+
+def severity_without_grade(facts: Facts, settings: RuleSettings) -> list[Decision]:
+    ungraded = [f for f in facts.toxicities if f.grade is None and f.ongoing]
+    if not ungraded:
+        return []
+    return [
+        Decision(
+            rule="severity-without-grade",
+            indicator=WARNING,
+            summary="Adverse event without a CTCAE grade: record the grade to check Table 3",
+            ixazomib=DrugAdvice(REVIEW),
+            evidence=tuple(toxicity_line(f, zone_name(settings)) for f in ungraded),
+            notes=(
+                "Mild/moderate/severe cannot be mapped to a CTCAE grade with confidence "
+                "(severe may be Grade 3 or 4, and the two call for different actions); no "
+                "Table 3 rule was applied to these events.",
+            ),
+        )
+    ]
+
+
+def interactions(facts: Facts, settings: RuleSettings) -> list[Decision]:
+    if not facts.inducers:
+        return []
+    names = sorted({o.inducer or "" for o in facts.inducers})
+    return [
+        Decision(
+            rule="strong-cyp3a-inducer",
+            indicator=WARNING,
+            summary=f"Strong CYP3A inducer ({', '.join(names)[:60]}): avoid with ixazomib",
+            ixazomib=DrugAdvice(REVIEW),
+            evidence=tuple(order_line(o, zone_name(settings)) for o in facts.inducers),
+            notes=(
+                "Rifampin lowered ixazomib exposure by about 74%; consider an alternative "
+                "to the inducer.",
+            ),
+        )
+    ]
+
+
+def hypersensitivity(facts: Facts, settings: RuleSettings) -> list[Decision]:
+    if not facts.hypersensitivity:
+        return []
+    return [
+        Decision(
+            rule="hypersensitivity",
+            indicator=WARNING,
+            summary="Documented hypersensitivity to ixazomib: review before ordering",
+            ixazomib=DrugAdvice(REVIEW),
+            evidence=tuple(evidence_line(e, zone_name(settings)) for e in facts.hypersensitivity),
+            notes=(
+                "The US label lists no contraindication; the EU SmPC contraindicates "
+                "ixazomib in hypersensitivity to it or its excipients.",
+            ),
+        )
+    ]
+
+
+def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
+    """Unreadable data (only those naming one of ``only`` when given) and unavailable data."""
+    decisions: list[Decision] = []
+    unreadable = [*facts.problems.uninterpretable, *facts.problems.invalid]
+    if only is not None:
+        unreadable = [p for p in unreadable if any(ref in p for ref in only)]
+    if unreadable:
+        decisions.append(
+            Decision(
+                rule="data-uninterpretable",
+                indicator=WARNING,
+                summary="Some data could not be read exactly and were not used: review them",
+                ixazomib=DrugAdvice(REVIEW),
+                evidence=tuple(unreadable),
+                notes=(
+                    "Values are never guessed: the checks that needed these data were made "
+                    "without them.",
+                ),
+            )
+        )
+    if facts.unavailable and only is None:
+        descriptions = {need.key: need.description for need in DATA_NEEDS}
+        decisions.append(
+            Decision(
+                rule="data-unavailable",
+                indicator=WARNING,
+                summary="Part of the record could not be fetched; some checks were not made",
+                ixazomib=DrugAdvice(REVIEW),
+                evidence=tuple(
+                    f"{key} ({descriptions.get(key, key)}): {reason}"
+                    for key, reason in sorted(facts.unavailable.items())
+                ),
+                notes=("The checks that read these data were not made; review them yourself.",),
+            )
+        )
+    return decisions

@@ -1,0 +1,216 @@
+"""Stage 1: facts from the FHIR data, read exactly, with what could not be read.
+
+``gather_facts`` selects the resources each rule needs by type and code from the raw JSON,
+validates only those, and returns plain facts (Decimal values in fixed units, aware
+datetimes). Nothing here decides anything clinical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from cds_service.rules import data_needs as keys
+from cds_service.rules.facts.clinical import (
+    Evidence,
+    PatientFacts,
+    Toxicity,
+    ToxicityFinding,
+    hypersensitivity_evidence,
+    pregnancy_evidence,
+    read_adverse_event,
+    read_graded_observation,
+    read_patient,
+    renal_failure_evidence,
+)
+from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab
+from cds_service.rules.facts.orders import Drug, MedicationOrder, order_drug, read_order
+from cds_service.rules.facts.reading import Problems, of_type, reference_of
+from cds_service.rules.inputs import HOOK_ORDER_SELECT, HookCall, JsonDict, PatientRecord
+from cds_service.rules.settings import RuleSettings
+
+__all__ = [
+    "Drug",
+    "Evidence",
+    "Facts",
+    "Lab",
+    "LabValue",
+    "MedicationOrder",
+    "PatientFacts",
+    "Problems",
+    "ToxicityFinding",
+    "gather_facts",
+]
+
+REGIMEN_DRUGS = (Drug.IXAZOMIB, Drug.LENALIDOMIDE)
+
+
+@dataclass
+class Facts:
+    now: datetime
+    drafts: list[MedicationOrder]  # the draft ixazomib orders being judged
+    other_drafts: list[MedicationOrder]  # other draft orders (inducers ordered together)
+    history: list[MedicationOrder]  # past and current ixazomib/lenalidomide orders, by start
+    active_orders: list[MedicationOrder]  # active ixazomib/lenalidomide orders (to hold)
+    inducers: list[MedicationOrder]  # active or draft strong CYP3A inducers
+    labs: dict[Lab, list[LabValue]]  # by time, oldest first
+    new_labs: list[LabValue]  # lab-result hook: the new results
+    new_references: set[str]  # lab-result hook: "Observation/<id>" of every new result
+    patient: PatientFacts
+    renal_failure: list[Evidence]
+    pregnancy: list[Evidence]
+    hypersensitivity: list[Evidence]
+    toxicities: list[ToxicityFinding]
+    unavailable: dict[str, str]
+    problems: Problems = field(default_factory=Problems)
+
+    def ixazomib_history(self) -> list[MedicationOrder]:
+        return [order for order in self.history if order.drug is Drug.IXAZOMIB]
+
+
+def _resources(entries: list[JsonDict]) -> list[JsonDict]:
+    """Resources from a list that may hold Bundle entries ({"resource": ...}) or resources."""
+    found = []
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+            found.append(entry["resource"])
+        elif isinstance(entry, dict):
+            found.append(entry)
+    return found
+
+
+def _unique(resources: list[JsonDict]) -> list[JsonDict]:
+    seen: dict[str, JsonDict] = {}
+    for resource in resources:
+        name = reference_of(resource) if "id" in resource else f"#{len(seen)}"
+        seen[name] = resource  # later copies (the new results) win
+    return list(seen.values())
+
+
+def _judged_drafts(call: HookCall) -> list[JsonDict]:
+    drafts = of_type(_resources(call.draft_orders), "MedicationRequest")
+    if call.hook == HOOK_ORDER_SELECT and call.selections:
+        drafts = [d for d in drafts if reference_of(d) in call.selections]
+    return drafts
+
+
+def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) -> Facts:
+    zone = settings.default_timezone
+    problems = Problems()
+    resources = {key: _resources(value) for key, value in record.resources.items()}
+
+    def read_orders(raws: list[JsonDict]) -> list[MedicationOrder]:
+        selected = [r for r in raws if order_drug(r, record.medications) != (Drug.OTHER, None)]
+        orders = [read_order(r, record.medications, zone, problems) for r in selected]
+        return [order for order in orders if order is not None]
+
+    draft_raws = _judged_drafts(call)
+    draft_orders = read_orders(draft_raws)
+    draft_references = {
+        reference_of(d) for d in of_type(_resources(call.draft_orders), "MedicationRequest")
+    }
+    recorded = read_orders(
+        [
+            r
+            for r in of_type(resources.get(keys.MEDICATION_REQUESTS, []), "MedicationRequest")
+            if reference_of(r) not in draft_references
+        ]
+    )
+    # Drafts are not history; entered-in-error orders never happened.
+    history = sorted(
+        (
+            o
+            for o in recorded
+            if o.drug in REGIMEN_DRUGS
+            and o.status not in {"draft", "entered-in-error"}
+            and o.starts is not None
+        ),
+        key=lambda o: o.starts or call.now,
+    )
+    all_drafts = read_orders(of_type(_resources(call.draft_orders), "MedicationRequest"))
+
+    new_observations = of_type(_resources(call.new_observations), "Observation")
+    observation_raws = _unique(
+        of_type(resources.get(keys.LABS, []), "Observation") + new_observations
+    )
+    labs: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
+    for raw in observation_raws:
+        if lab_of(raw) is None:
+            continue
+        value = read_lab(raw, zone, problems)
+        if value is not None:
+            labs[value.lab].append(value)
+    for series in labs.values():
+        series.sort(key=lambda v: (v.at, v.reference))
+    new_references = {reference_of(o) for o in new_observations}
+    new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
+
+    ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
+    ixazomib_references |= {
+        str((o.raw.get("medicationReference") or {}).get("reference"))
+        for o in history
+        if o.drug is Drug.IXAZOMIB
+    }
+    toxicities = [
+        finding
+        for raw in of_type(resources.get(keys.ADVERSE_EVENTS, []), "AdverseEvent")
+        if (finding := read_adverse_event(raw, ixazomib_references, zone, problems)) is not None
+    ]
+    graded_raws = _unique(
+        of_type(resources.get(keys.TOXICITY_GRADES, []), "Observation")
+        + of_type(resources.get(keys.TOXICITY_TERM_OBSERVATIONS, []), "Observation")
+    )
+    graded = [
+        finding
+        for raw in graded_raws
+        if (finding := read_graded_observation(raw, zone, problems)) is not None
+    ]
+    toxicities += _latest_is_current(graded, call.now)
+
+    conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
+    patients = of_type(resources.get(keys.PATIENT, []), "Patient")
+    return Facts(
+        now=call.now,
+        drafts=[o for o in draft_orders if o.drug is Drug.IXAZOMIB],
+        other_drafts=[o for o in all_drafts if o.drug is not Drug.IXAZOMIB],
+        history=history,
+        active_orders=[o for o in history if o.status == "active"],
+        inducers=[
+            o
+            for o in recorded + all_drafts
+            if o.inducer and (o.status == "active" or o.reference in draft_references)
+        ],
+        labs=labs,
+        new_labs=new_labs,
+        new_references=new_references,
+        patient=read_patient(patients[0] if patients else None, zone, problems),
+        renal_failure=renal_failure_evidence(
+            conditions,
+            of_type(resources.get(keys.PROCEDURES, []), "Procedure"),
+            call.now,
+            zone,
+            problems,
+        ),
+        pregnancy=pregnancy_evidence(observation_raws, conditions, call.now, zone, problems),
+        hypersensitivity=hypersensitivity_evidence(
+            of_type(resources.get(keys.ALLERGIES, []), "AllergyIntolerance"), zone, problems
+        ),
+        toxicities=toxicities,
+        unavailable=dict(record.unavailable),
+        problems=problems,
+    )
+
+
+def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[ToxicityFinding]:
+    """Graded Observations: the latest of each toxicity is the current state, earlier ones past."""
+    def series(finding: ToxicityFinding) -> str:  # "other" toxicities differ by term
+        return finding.term if finding.toxicity is Toxicity.OTHER else finding.toxicity.value
+
+    latest: dict[str, ToxicityFinding] = {}
+    for finding in findings:
+        current = latest.get(series(finding))
+        if current is None or (finding.at or now) >= (current.at or now):
+            latest[series(finding)] = finding
+    return [
+        replace(f, ongoing=latest.get(series(f)) is f and (f.grade or 0) > 0) for f in findings
+    ]

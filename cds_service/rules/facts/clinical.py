@@ -1,0 +1,348 @@
+"""Patient, conditions, procedures, allergies and CTCAE-graded toxicities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from enum import Enum
+from typing import Any
+
+from fhir.resources.R4B.adverseevent import AdverseEvent
+from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.procedure import Procedure
+
+from cds_service.rules.codes import (
+    AE_GRADE_EXTENSIONS,
+    AE_OUTCOME,
+    CTCAE_GRADES,
+    DIALYSIS_PROCEDURE_SNOMED,
+    ESRD_ICD10,
+    ESRD_SNOMED,
+    HEMATOLOGIC_WORDS,
+    ICD10CM,
+    IXAZOMIB_CODES,
+    NCIT,
+    NEUROPATHIC_PAIN_TERMS,
+    NEUROPATHY_TERMS,
+    PREGNANCY_CONDITION_ICD10_PREFIXES,
+    PREGNANCY_CONDITION_SNOMED,
+    PREGNANCY_STATUS_CODES,
+    RASH_TERMS,
+    RXNORM,
+    SNOMED,
+    SNOMED_PREGNANT,
+)
+from cds_service.rules.data_needs import LOINC
+from cds_service.rules.facts.reading import (
+    Problems,
+    as_instant,
+    codes_in,
+    codings,
+    concept_text,
+    reference_of,
+    validate,
+)
+from cds_service.rules.inputs import JsonDict
+
+# How far back a dialysis procedure still means "on dialysis". The label is silent.
+DIALYSIS_LOOKBACK = timedelta(days=90)
+# A positive pregnancy status older than a full term no longer says "pregnant now".
+PREGNANCY_LOOKBACK = timedelta(days=280)
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    birth_date: date | None
+    sex: str | None  # "female" / "male" / other FHIR gender / None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A resource that supports a finding, in words for the card."""
+
+    text: str
+    reference: str
+    at: datetime | None
+    zone_assumed: bool = False
+
+
+def read_patient(raw: JsonDict | None, zone: tzinfo, problems: Problems) -> PatientFacts:
+    patient = validate(Patient, raw, zone, problems) if raw else None
+    if patient is None:
+        return PatientFacts(None, None)
+    birth = patient.birthDate if isinstance(patient.birthDate, date) else None
+    return PatientFacts(birth, patient.gender)
+
+
+def _status_code(concept: Any) -> str | None:
+    found = codings(concept)
+    return found[0][1] if found else None
+
+
+def _condition_holds(condition: Condition) -> bool:
+    """Active (or no status and no abatement) and neither refuted nor merely suspected."""
+    clinical = _status_code(condition.clinicalStatus)
+    verification = _status_code(condition.verificationStatus)
+    if verification in {
+        "refuted",
+        "entered-in-error",
+        "unconfirmed",
+        "provisional",
+        "differential",
+    }:
+        return False
+    if clinical is None:
+        return condition.abatementDateTime is None and condition.abatementString is None
+    return clinical in {"active", "recurrence", "relapse"}
+
+
+def renal_failure_evidence(
+    conditions: list[JsonDict],
+    procedures: list[JsonDict],
+    now: datetime,
+    zone: tzinfo,
+    problems: Problems,
+) -> list[Evidence]:
+    """End-stage renal disease or dialysis, from Conditions and recent dialysis Procedures."""
+    found: list[Evidence] = []
+    for raw in conditions:
+        code = raw.get("code")
+        if not (codes_in(code, SNOMED) & ESRD_SNOMED or codes_in(code, ICD10CM) & ESRD_ICD10):
+            continue
+        condition = validate(Condition, raw, zone, problems)
+        if condition is not None and _condition_holds(condition):
+            at = as_instant(condition.onsetDateTime or condition.recordedDate, zone)
+            name = concept_text(code) or "end-stage renal disease"
+            found.append(Evidence(f"Condition: {name}", reference_of(raw), at))
+    for raw in procedures:
+        if not codes_in(raw.get("code"), SNOMED) & DIALYSIS_PROCEDURE_SNOMED:
+            continue
+        procedure = validate(Procedure, raw, zone, problems)
+        if procedure is None or procedure.status not in {"completed", "in-progress"}:
+            continue
+        at = as_instant(
+            procedure.performedDateTime
+            or (procedure.performedPeriod.start if procedure.performedPeriod else None),
+            zone,
+        )
+        if at is not None and now - at <= DIALYSIS_LOOKBACK:
+            found.append(
+                Evidence(
+                    f"Procedure: {concept_text(raw.get('code')) or 'dialysis'}",
+                    reference_of(raw),
+                    at,
+                    reference_of(raw) in problems.zone_assumed,
+                )
+            )
+    return found
+
+
+def pregnancy_evidence(
+    observations: list[JsonDict],
+    conditions: list[JsonDict],
+    now: datetime,
+    zone: tzinfo,
+    problems: Problems,
+) -> list[Evidence]:
+    """Pregnancy now: the latest pregnancy status says pregnant, or an active Condition."""
+    found: list[Evidence] = []
+    statuses: list[tuple[datetime, bool, str, bool]] = []
+    for raw in observations:
+        if not codes_in(raw.get("code"), LOINC) & PREGNANCY_STATUS_CODES:
+            continue
+        if raw.get("status") not in {"final", "amended", "corrected"}:
+            continue
+        observation = validate(Observation, raw, zone, problems)
+        if observation is None:
+            continue
+        at = as_instant(observation.effectiveDateTime or observation.issued, zone)
+        if at is None:
+            continue
+        pregnant = SNOMED_PREGNANT in codes_in(observation.valueCodeableConcept, SNOMED)
+        statuses.append(
+            (at, pregnant, reference_of(raw), reference_of(raw) in problems.zone_assumed)
+        )
+    if statuses:
+        at, pregnant, reference, zone_assumed = max(statuses)
+        if pregnant and now - at <= PREGNANCY_LOOKBACK:
+            found.append(Evidence("Pregnancy status: pregnant", reference, at, zone_assumed))
+    for raw in conditions:
+        code = raw.get("code")
+        icd = codes_in(code, ICD10CM)
+        if not (
+            codes_in(code, SNOMED) & PREGNANCY_CONDITION_SNOMED
+            or any(c.startswith(PREGNANCY_CONDITION_ICD10_PREFIXES) for c in icd)
+        ):
+            continue
+        condition = validate(Condition, raw, zone, problems)
+        if condition is not None and _condition_holds(condition):
+            at = as_instant(condition.onsetDateTime or condition.recordedDate, zone)
+            found.append(Evidence("Condition: pregnancy", reference_of(raw), at))
+    return found
+
+
+def hypersensitivity_evidence(
+    allergies: list[JsonDict], zone: tzinfo, problems: Problems
+) -> list[Evidence]:
+    found: list[Evidence] = []
+    for raw in allergies:
+        code = raw.get("code")
+        text = concept_text(code)
+        if not (codes_in(code, RXNORM) & IXAZOMIB_CODES or "ixazomib" in text or "ninlaro" in text):
+            continue
+        allergy = validate(AllergyIntolerance, raw, zone, problems)
+        if allergy is None:
+            continue
+        if _status_code(allergy.verificationStatus) in {"refuted", "entered-in-error"}:
+            continue
+        if _status_code(allergy.clinicalStatus) in {"inactive", "resolved"}:
+            continue
+        at = as_instant(allergy.recordedDate or allergy.onsetDateTime, zone)
+        found.append(Evidence(f"AllergyIntolerance: {text or 'ixazomib'}", reference_of(raw), at))
+    return found
+
+
+# --- toxicities -------------------------------------------------------------------------------
+
+
+class Toxicity(Enum):
+    NEUROPATHY = "peripheral neuropathy"
+    RASH = "rash"
+    NEUROPATHIC_PAIN = "neuropathic pain"
+    OTHER = "other non-hematologic toxicity"
+
+
+@dataclass(frozen=True)
+class ToxicityFinding:
+    toxicity: Toxicity
+    term: str  # as recorded
+    grade: int | None  # CTCAE grade 0-5; None when only a severity was recorded
+    severity: str | None  # plain R4 AdverseEvent.severity (never decides a grade)
+    ongoing: bool
+    at: datetime | None
+    reference: str
+    attributed_to_ixazomib: bool | None  # None: not stated
+    zone_assumed: bool
+
+
+def toxicity_of(concept: Any) -> Toxicity | None:
+    """The toxicity a term names; None for hematologic terms (judged from the counts)."""
+    terms = set(codings(concept))
+    text = concept_text(concept)
+    if terms & NEUROPATHY_TERMS or ("neuropath" in text and "pain" not in text):
+        return Toxicity.NEUROPATHY
+    if terms & NEUROPATHIC_PAIN_TERMS or "neuralgia" in text or "neuropathic pain" in text:
+        return Toxicity.NEUROPATHIC_PAIN
+    if terms & RASH_TERMS or "rash" in text:
+        return Toxicity.RASH
+    if any(word in text for word in HEMATOLOGIC_WORDS):
+        return None
+    return Toxicity.OTHER
+
+
+def _grade_of_concept(concept: Any) -> int | None:
+    for code in codes_in(concept, NCIT):
+        if code in CTCAE_GRADES:
+            return CTCAE_GRADES[code]
+    return None
+
+
+def _grade_extension(raw: Any) -> Any:
+    """The valueCodeableConcept of an ae-grade extension anywhere in the resource."""
+    if isinstance(raw, dict):
+        if raw.get("url") in AE_GRADE_EXTENSIONS and "valueCodeableConcept" in raw:
+            return raw["valueCodeableConcept"]
+        items: list[Any] = list(raw.values())
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        return None
+    for item in items:
+        found = _grade_extension(item)
+        if found is not None:
+            return found
+    return None
+
+
+_RESOLVED_OUTCOMES = {"resolved", "resolvedWithSequelae", "fatal"}
+_NOT_RELATED_WORDS = ("unrelated", "not related", "unlikely", "excluded")
+
+
+def _attribution(event: AdverseEvent, ixazomib_references: set[str]) -> bool | None:
+    stated: bool | None = None
+    for suspect in event.suspectEntity or []:
+        instance = suspect.instance
+        text = f"{instance.reference or ''} {instance.display or ''}".lower()
+        if instance.reference not in ixazomib_references and not (
+            "ixazomib" in text or "ninlaro" in text
+        ):
+            continue
+        stated = True
+        for causality in suspect.causality or []:
+            assessment = concept_text(causality.assessment)
+            if any(word in assessment for word in _NOT_RELATED_WORDS):
+                stated = False
+    return stated
+
+
+def read_adverse_event(
+    raw: JsonDict, ixazomib_references: set[str], zone: tzinfo, problems: Problems
+) -> ToxicityFinding | None:
+    toxicity = toxicity_of(raw.get("event"))
+    if toxicity is None or raw.get("actuality") == "potential":
+        return None
+    event = validate(AdverseEvent, raw, zone, problems)
+    if event is None:
+        return None
+    outcome = next((c for s, c in codings(event.outcome) if s == AE_OUTCOME), None)
+    return ToxicityFinding(
+        toxicity=toxicity,
+        term=concept_text(raw.get("event")) or toxicity.value,
+        grade=_grade_of_concept(_grade_extension(raw)),
+        severity=_status_code(event.severity) or concept_text(event.severity) or None,
+        ongoing=outcome not in _RESOLVED_OUTCOMES,  # no outcome: assume still present
+        at=as_instant(event.date or event.detected or event.recordedDate, zone),
+        reference=reference_of(raw),
+        attributed_to_ixazomib=_attribution(event, ixazomib_references),
+        zone_assumed=reference_of(raw) in problems.zone_assumed,
+    )
+
+
+def read_graded_observation(
+    raw: JsonDict, zone: tzinfo, problems: Problems
+) -> ToxicityFinding | None:
+    """An Observation whose code is the toxicity term and whose value is the CTCAE grade."""
+    if codes_in(raw.get("code"), LOINC):  # labs, pain scores: not a toxicity term
+        return None
+    if raw.get("status") not in {"final", "amended", "corrected"}:
+        return None
+    toxicity = toxicity_of(raw.get("code"))
+    if toxicity is None:
+        return None
+    observation = validate(Observation, raw, zone, problems)
+    if observation is None:
+        return None
+    grade = _grade_of_concept(observation.valueCodeableConcept)
+    if (
+        grade is None
+        and observation.valueInteger is not None
+        and 0 <= observation.valueInteger <= 5
+    ):
+        grade = observation.valueInteger
+    if grade is None:
+        problems.uninterpretable.append(f"{reference_of(raw)}: toxicity grade not readable")
+        return None
+    return ToxicityFinding(
+        toxicity=toxicity,
+        term=concept_text(raw.get("code")) or toxicity.value,
+        grade=grade,
+        severity=None,
+        ongoing=True,  # the latest finding of its kind is the current state (see gather)
+        at=as_instant(observation.effectiveDateTime or observation.issued, zone),
+        reference=reference_of(raw),
+        attributed_to_ixazomib=None,
+        zone_assumed=reference_of(raw) in problems.zone_assumed,
+    )

@@ -1,0 +1,151 @@
+"""Laboratory values and vital signs, by LOINC code, converted exactly to one unit per kind.
+
+Only results with status final, amended or corrected count. Preliminary results are not used
+for decisions (a preliminary count can still change; the final one will fire the lab hook
+again); registered, cancelled and entered-in-error results are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from enum import Enum
+
+from fhir.resources.R4B.observation import Observation
+
+from cds_service.rules.codes import (
+    ANC_CODES,
+    BILIRUBIN_CODES,
+    CRCL_CODES,
+    CREATININE_CODES,
+    EGFR_CODES,
+    PAIN_SCORE_CODES,
+    PLATELET_CODES,
+    WEIGHT_CODES,
+)
+from cds_service.rules.data_needs import LOINC
+from cds_service.rules.facts.reading import Problems, as_instant, codes_in, reference_of, validate
+from cds_service.rules.inputs import JsonDict
+from cds_service.rules.units import Kind, convert
+
+COUNTING_STATUSES = frozenset({"final", "amended", "corrected"})
+
+
+class Lab(Enum):
+    ANC = "ANC"
+    PLATELETS = "platelets"
+    BILIRUBIN = "total bilirubin"
+    CREATININE = "creatinine"
+    CRCL = "creatinine clearance"
+    EGFR = "eGFR"
+    WEIGHT = "body weight"
+    PAIN_SCORE = "pain score"
+
+
+_LAB_BY_CODE = {
+    **dict.fromkeys(ANC_CODES, Lab.ANC),
+    **dict.fromkeys(PLATELET_CODES, Lab.PLATELETS),
+    **dict.fromkeys(BILIRUBIN_CODES, Lab.BILIRUBIN),
+    **dict.fromkeys(CREATININE_CODES, Lab.CREATININE),
+    **dict.fromkeys(CRCL_CODES, Lab.CRCL),
+    **dict.fromkeys(EGFR_CODES, Lab.EGFR),
+    **dict.fromkeys(WEIGHT_CODES, Lab.WEIGHT),
+    **dict.fromkeys(PAIN_SCORE_CODES, Lab.PAIN_SCORE),
+}
+_KIND = {
+    Lab.ANC: Kind.CELL_COUNT,
+    Lab.PLATELETS: Kind.CELL_COUNT,
+    Lab.BILIRUBIN: Kind.BILIRUBIN,
+    Lab.CREATININE: Kind.CREATININE,
+    Lab.CRCL: Kind.CLEARANCE,
+    Lab.EGFR: Kind.EGFR,
+    Lab.WEIGHT: Kind.WEIGHT,
+}
+
+
+@dataclass(frozen=True)
+class LabValue:
+    lab: Lab
+    value: Decimal  # in the target unit of its kind (cells/uL, umol/L, mL/min, kg; score)
+    sent: str  # value and unit as sent
+    at: datetime
+    reference: str
+    zone_assumed: bool
+    upper_limit: Decimal | None = None  # referenceRange.high, same target unit (bilirubin)
+    upper_limit_sent: str | None = None
+
+
+def lab_of(raw: JsonDict) -> Lab | None:
+    """Which lab a raw Observation is, by LOINC code (selection before validation)."""
+    found = {
+        _LAB_BY_CODE[code] for code in codes_in(raw.get("code"), LOINC) if code in _LAB_BY_CODE
+    }
+    return found.pop() if len(found) == 1 else None
+
+
+def read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None:
+    lab = lab_of(raw)
+    if lab is None or raw.get("status") not in COUNTING_STATUSES:
+        return None
+    observation = validate(Observation, raw, zone, problems)
+    if observation is None:
+        return None
+    reference = reference_of(raw)
+    at = as_instant(
+        observation.effectiveDateTime
+        or observation.effectiveInstant
+        or (observation.effectivePeriod.start if observation.effectivePeriod else None)
+        or observation.issued,
+        zone,
+    )
+    if at is None:
+        problems.uninterpretable.append(f"{lab.value} {reference}: no date")
+        return None
+    zone_assumed = reference in problems.zone_assumed
+    if lab is Lab.PAIN_SCORE:
+        score: Decimal | None = (
+            Decimal(observation.valueInteger) if observation.valueInteger is not None else None
+        )
+        if score is None and observation.valueQuantity is not None:
+            score = observation.valueQuantity.value
+        if score is None:
+            return None
+        return LabValue(lab, Decimal(score), str(score), at, reference, zone_assumed)
+    quantity = observation.valueQuantity
+    if quantity is None or quantity.value is None:
+        if observation.dataAbsentReason is None:
+            problems.uninterpretable.append(f"{lab.value} {reference}: no numeric value")
+        return None
+    sent = f"{quantity.comparator or ''}{quantity.value} {quantity.unit or quantity.code or ''}"
+    if quantity.comparator:
+        problems.uninterpretable.append(
+            f"{lab.value} {reference} ({sent.strip()}, {at:%Y-%m-%d}): a bound, not a value"
+        )
+        return None
+    value = convert(
+        _KIND[lab], Decimal(quantity.value), quantity.code, quantity.system, quantity.unit
+    )
+    if value is None:
+        problems.uninterpretable.append(
+            f"{lab.value} {reference} ({sent.strip()}, {at:%Y-%m-%d}): unit "
+            f"'{quantity.unit or quantity.code or 'none'}' cannot be converted exactly"
+        )
+        return None
+    upper_limit = upper_limit_sent = None
+    for reference_range in observation.referenceRange or []:
+        high = reference_range.high
+        if high is None or high.value is None:
+            continue
+        converted = convert(_KIND[lab], Decimal(high.value), high.code, high.system, high.unit)
+        if converted is None:
+            problems.uninterpretable.append(
+                f"{lab.value} {reference}: reference range unit '{high.unit or high.code}' "
+                "cannot be converted exactly"
+            )
+        else:
+            upper_limit, upper_limit_sent = converted.value, converted.sent
+        break
+    return LabValue(
+        lab, value.value, value.sent, at, reference, zone_assumed, upper_limit, upper_limit_sent
+    )

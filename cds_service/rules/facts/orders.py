@@ -1,0 +1,256 @@
+"""Medication orders: which drug, which dose (mg), how often, from when.
+
+An order names its drug through ``medicationCodeableConcept`` or ``medicationReference``
+(a contained ``#id`` Medication, or one the data layer resolved into
+``PatientRecord.medications``). RxNorm product codes carry the ixazomib capsule strength.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from fhir.resources.R4B.medication import Medication
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+
+from cds_service.rules.codes import (
+    DEXAMETHASONE_CODES,
+    IXAZOMIB_CODES,
+    IXAZOMIB_PRODUCT_STRENGTH,
+    LENALIDOMIDE_CODES,
+    RXNORM,
+    STRONG_CYP3A_INDUCER_NAMES,
+    STRONG_CYP3A_INDUCERS,
+)
+from cds_service.rules.facts.reading import (
+    Problems,
+    as_instant,
+    codes_in,
+    concept_text,
+    reference_of,
+    validate,
+)
+from cds_service.rules.inputs import JsonDict
+from cds_service.rules.units import Kind, convert
+
+
+class Drug(Enum):
+    IXAZOMIB = "ixazomib"
+    LENALIDOMIDE = "lenalidomide"
+    DEXAMETHASONE = "dexamethasone"
+    OTHER = "other"
+
+
+# Where the product code that carries the strength sits, so a suggestion can switch it.
+CODE_IN_CONCEPT = "medicationCodeableConcept"
+CODE_IN_CONTAINED = "contained"
+CODE_ELSEWHERE = "referenced"  # a Medication outside the order: the order itself is updated
+
+
+@dataclass(frozen=True)
+class MedicationOrder:
+    reference: str  # "MedicationRequest/<id>"
+    raw: JsonDict  # the order as sent, for update suggestions
+    drug: Drug
+    status: str
+    starts: datetime | None  # dosage bounds start, else authoredOn
+    dose_mg: Decimal | None
+    dose_sent: str  # the dose as written on the order, for the card
+    dose_problem: str | None  # why the dose could not be read exactly
+    doses_per_week: Decimal | None  # None: the order gives no frequency
+    strength_mg: Decimal | None  # ixazomib capsule strength from the product code
+    product_code_at: str | None  # CODE_IN_* when coded by ixazomib product
+    name: str  # lower-case text of the medication concept
+    inducer: str | None  # the strong CYP3A inducer the order is for, if any
+    zone_assumed: bool
+
+
+_PER_WEEK_BY_PERIOD_UNIT = {
+    "s": Decimal(604800),
+    "min": Decimal(10080),
+    "h": Decimal(168),
+    "d": Decimal(7),
+    "wk": Decimal(1),
+    "mo": Decimal(7) / Decimal(30),
+    "a": Decimal(7) / Decimal(365),
+}
+# HL7 v3 GTSAbbreviation timing codes -> doses per week.
+_PER_WEEK_BY_TIMING_CODE = {
+    "QD": Decimal(7),
+    "AM": Decimal(7),
+    "PM": Decimal(7),
+    "BED": Decimal(7),
+    "BID": Decimal(14),
+    "TID": Decimal(21),
+    "QID": Decimal(28),
+    "QOD": Decimal("3.5"),
+    "Q4H": Decimal(42),
+    "Q6H": Decimal(28),
+    "Q8H": Decimal(21),
+    "WK": Decimal(1),
+    "QW": Decimal(1),
+    "MO": Decimal(7) / Decimal(30),
+}
+_CAPSULE_UNITS = {"{capsule}", "capsule", "capsules", "cap", "caps", "{cap}", "{caps}"}
+
+
+def _medication_concept(
+    order: JsonDict, medications: dict[str, JsonDict], zone: tzinfo, problems: Problems
+) -> tuple[Any, str]:
+    """The coded medication of an order and where it sits (CODE_IN_*)."""
+    if isinstance(order.get("medicationCodeableConcept"), dict):
+        return order["medicationCodeableConcept"], CODE_IN_CONCEPT
+    reference = (order.get("medicationReference") or {}).get("reference")
+    if not isinstance(reference, str):
+        return None, CODE_ELSEWHERE
+    if reference.startswith("#"):
+        for contained in order.get("contained") or []:
+            if isinstance(contained, dict) and contained.get("id") == reference[1:]:
+                return _medication_code(contained, zone, problems), CODE_IN_CONTAINED
+        return None, CODE_IN_CONTAINED
+    found = medications.get(reference)
+    return (_medication_code(found, zone, problems) if found else None), CODE_ELSEWHERE
+
+
+def _medication_code(medication: JsonDict, zone: tzinfo, problems: Problems) -> Any:
+    parsed = validate(Medication, medication, zone, problems)
+    if parsed is None:
+        return None
+    code = parsed.code.model_dump(mode="python") if parsed.code else {"coding": []}
+    # Ingredient codes count too (a compounded or uncoded product naming its ingredient).
+    for ingredient in parsed.ingredient or []:
+        if ingredient.itemCodeableConcept:
+            code["coding"] = list(code.get("coding") or []) + list(
+                ingredient.itemCodeableConcept.model_dump(mode="python").get("coding") or []
+            )
+    return code
+
+
+def _drug_of(rxnorm: set[str]) -> Drug:
+    if rxnorm & IXAZOMIB_CODES:
+        return Drug.IXAZOMIB
+    if rxnorm & LENALIDOMIDE_CODES:
+        return Drug.LENALIDOMIDE
+    if rxnorm & DEXAMETHASONE_CODES:
+        return Drug.DEXAMETHASONE
+    return Drug.OTHER
+
+
+def _inducer_of(rxnorm: set[str], name: str) -> str | None:
+    for code in rxnorm:
+        if code in STRONG_CYP3A_INDUCERS:
+            return STRONG_CYP3A_INDUCERS[code]
+    # Text fallback (documented): orders coded locally still name the drug.
+    return next((n for n in STRONG_CYP3A_INDUCER_NAMES if n in name), None)
+
+
+def _doses_per_week(timing: Any) -> Decimal | None:
+    if timing is None:
+        return None
+    repeat = timing.repeat
+    if repeat is not None and repeat.dayOfWeek:
+        per_day = Decimal(repeat.frequency or 1) if repeat.periodUnit == "d" else Decimal(1)
+        return Decimal(len(repeat.dayOfWeek)) * per_day
+    if repeat is not None and repeat.period and repeat.periodUnit in _PER_WEEK_BY_PERIOD_UNIT:
+        frequency = Decimal(repeat.frequencyMax or repeat.frequency or 1)
+        return frequency * _PER_WEEK_BY_PERIOD_UNIT[repeat.periodUnit] / Decimal(repeat.period)
+    for coding in timing.code.coding or [] if timing.code else []:
+        if coding.code and coding.code.upper() in _PER_WEEK_BY_TIMING_CODE:
+            return _PER_WEEK_BY_TIMING_CODE[coding.code.upper()]
+    return None
+
+
+def _dose(dosage: Any, strength: Decimal | None) -> tuple[Decimal | None, str, str | None]:
+    """(dose in mg, dose as written, problem) of the first dose of a dosage instruction."""
+    quantity = None
+    for dose_and_rate in (dosage.doseAndRate or []) if dosage else []:
+        if dose_and_rate.doseQuantity is not None:
+            quantity = dose_and_rate.doseQuantity
+            break
+        if dose_and_rate.doseRange is not None:
+            return None, "a dose range", "the dose is a range, not one dose"
+    if quantity is None or quantity.value is None:
+        return None, "no dose", "the order states no dose"
+    value = Decimal(quantity.value)
+    sent = f"{value} {quantity.unit or quantity.code or ''}".strip()
+    if quantity.comparator:
+        return None, sent, f"the dose has a comparator ({quantity.comparator})"
+    unit_words = {(quantity.code or "").lower(), (quantity.unit or "").lower()}
+    if unit_words & _CAPSULE_UNITS:
+        if strength is None:
+            return None, sent, "the dose is in capsules but the capsule strength is not coded"
+        return value * strength, sent, None
+    converted = convert(Kind.DOSE, value, quantity.code, quantity.system, quantity.unit)
+    if converted is None:
+        return None, sent, f"the dose unit '{quantity.unit or quantity.code}' is not a mass unit"
+    return converted.value, sent, None
+
+
+def read_order(
+    raw: JsonDict, medications: dict[str, JsonDict], zone: tzinfo, problems: Problems
+) -> MedicationOrder | None:
+    order = validate(MedicationRequest, raw, zone, problems)
+    if order is None:
+        return None
+    concept, code_at = _medication_concept(raw, medications, zone, problems)
+    rxnorm = codes_in(concept, RXNORM)
+    name = concept_text(concept)
+    drug = _drug_of(rxnorm)
+    product = next((c for c in rxnorm if c in IXAZOMIB_PRODUCT_STRENGTH), None)
+    strength = IXAZOMIB_PRODUCT_STRENGTH[product] if product else None
+    dosage = order.dosageInstruction[0] if order.dosageInstruction else None
+    dose_mg, dose_sent, dose_problem = _dose(dosage, strength)
+    timing = dosage.timing if dosage else None
+    bounds = timing.repeat.boundsPeriod if timing and timing.repeat else None
+    starts = as_instant(bounds.start if bounds else None, zone) or as_instant(
+        order.authoredOn, zone
+    )
+    return MedicationOrder(
+        reference=reference_of(raw),
+        raw=raw,
+        drug=drug,
+        status=str(order.status),
+        starts=starts,
+        dose_mg=dose_mg,
+        dose_sent=dose_sent,
+        dose_problem=dose_problem,
+        doses_per_week=_doses_per_week(timing),
+        strength_mg=strength,
+        product_code_at=code_at if product else None,
+        name=name,
+        inducer=_inducer_of(rxnorm, name),
+        zone_assumed=reference_of(raw) in problems.zone_assumed,
+    )
+
+
+def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
+    """The medication concept straight from the JSON, for selecting before validating."""
+    if "medicationCodeableConcept" in order:
+        return order["medicationCodeableConcept"]
+    reference = (order.get("medicationReference") or {}).get("reference")
+    if not isinstance(reference, str):
+        return None
+    if reference.startswith("#"):
+        medication = next(
+            (
+                c
+                for c in order.get("contained") or []
+                if isinstance(c, dict) and c.get("id") == reference[1:]
+            ),
+            None,
+        )
+    else:
+        medication = medications.get(reference)
+    return (medication or {}).get("code") if isinstance(medication, dict) else None
+
+
+def order_drug(raw: JsonDict, medications: dict[str, JsonDict]) -> tuple[Drug, str | None]:
+    """(drug, strong CYP3A inducer) of an order, read cheaply from the raw JSON."""
+    concept = _raw_concept(raw, medications)
+    if not isinstance(concept, dict):
+        return Drug.OTHER, None
+    rxnorm = codes_in(concept, RXNORM)
+    return _drug_of(rxnorm), _inducer_of(rxnorm, concept_text(concept))

@@ -1,0 +1,124 @@
+"""Reading raw FHIR JSON: pick resources by type and code first, then validate only those.
+
+Validation uses ``fhir.resources.R4B``. A resource that fails it is skipped and remembered
+(``Problems.invalid``) so a card can name it when it mattered; it never fails evaluation.
+
+FHIR requires a time zone on every date-time with a time, and the models reject zone-less
+ones, but EHRs (Epic) send them. Before validation such date-times are read, deliberately,
+in ``RuleSettings.default_timezone``; the resource is remembered so the card can say so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from cds_service.rules.inputs import JsonDict
+
+M = TypeVar("M", bound=BaseModel)
+
+_ZONELESS = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2}(\.\d+)?)?$")
+
+
+@dataclass
+class Problems:
+    """What could not be read, collected while gathering facts, for review cards."""
+
+    invalid: list[str] = field(default_factory=list)  # "Observation/x (why)"
+    uninterpretable: list[str] = field(default_factory=list)  # values/units not read exactly
+    zone_assumed: set[str] = field(default_factory=set)  # "Observation/x" references
+
+
+def reference_of(resource: JsonDict) -> str:
+    return f"{resource.get('resourceType', '?')}/{resource.get('id', '?')}"
+
+
+def _offset_text(zone: tzinfo, naive: datetime) -> str:
+    offset = zone.utcoffset(naive) or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _with_zones(value: Any, zone: tzinfo, found: list[bool]) -> Any:
+    """A copy of the JSON with every zone-less date-time given the default zone's offset."""
+    if isinstance(value, dict):
+        return {key: _with_zones(item, zone, found) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_zones(item, zone, found) for item in value]
+    if isinstance(value, str):
+        match = _ZONELESS.match(value)
+        if match:
+            found.append(True)
+            seconds = match.group(3) or ":00"
+            naive = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{seconds}")
+            return f"{match.group(1)}T{match.group(2)}{seconds}{_offset_text(zone, naive)}"
+    return value
+
+
+def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problems) -> M | None:
+    found: list[bool] = []
+    prepared = _with_zones(resource, zone, found)
+    try:
+        parsed = model.model_validate(prepared)
+    except ValidationError as error:
+        fields = sorted({".".join(str(part) for part in e["loc"][:2]) for e in error.errors()})
+        problems.invalid.append(f"{reference_of(resource)} (invalid: {', '.join(fields[:3])})")
+        return None
+    if found:
+        problems.zone_assumed.add(reference_of(resource))
+    return parsed
+
+
+def of_type(resources: Iterable[JsonDict], resource_type: str) -> list[JsonDict]:
+    return [r for r in resources if isinstance(r, dict) and r.get("resourceType") == resource_type]
+
+
+def codings(concept: Any) -> list[tuple[str, str]]:
+    """(system, code) pairs of a raw or validated CodeableConcept."""
+    if concept is None:
+        return []
+    raw = concept if isinstance(concept, dict) else concept.model_dump(mode="python")
+    return [
+        (str(c.get("system") or ""), str(c.get("code") or ""))
+        for c in raw.get("coding") or []
+        if isinstance(c, dict)
+    ]
+
+
+def codes_in(concept: Any, system: str) -> set[str]:
+    return {code for sys, code in codings(concept) if sys == system}
+
+
+def concept_text(concept: Any) -> str:
+    """All human text of a concept (text and displays), lower case, for name fallbacks."""
+    if concept is None:
+        return ""
+    raw = concept if isinstance(concept, dict) else concept.model_dump(mode="python")
+    parts = [str(raw.get("text") or "")]
+    parts += [str(c.get("display") or "") for c in raw.get("coding") or [] if isinstance(c, dict)]
+    return " ".join(parts).lower()
+
+
+def as_instant(value: Any, zone: tzinfo) -> datetime | None:
+    """A FHIR date/dateTime (validated) as an aware datetime; partial dates at their start."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=zone)
+    if isinstance(value, str) and re.fullmatch(r"\d{4}(-\d{2})?", value):
+        year, _, month = value.partition("-")
+        return datetime(int(year), int(month or 1), 1, tzinfo=zone)
+    return None
+
+
+def shown(moment: datetime | None) -> str:
+    """A time for the card: ISO date-time in UTC (what "now" is compared in)."""
+    if moment is None:
+        return "date unknown"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

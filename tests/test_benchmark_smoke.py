@@ -1,0 +1,108 @@
+"""The side-by-side benchmark runs to the end in --quick mode and reports every figure.
+
+Timing targets are NOT asserted here (CI machines are shared and noisy): only that both
+servers answered 200 to every request and that the result file holds all the figures. The
+timings are for the documented command, ``python -m benchmarks.side_by_side`` (make bench).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PAYLOADS = ("small", "large", "lab")
+APPS = ("bare", "service")
+TIME_LIMIT_SECONDS = 120  # a --quick run takes ~35 s; this only bounds a hang
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("wrk") is None and (shutil.which("apt-get") is None or os.geteuid() != 0),
+    reason="needs wrk (apt-get install -y wrk), or root to let the benchmark install it",
+)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    output = tmp_path_factory.mktemp("bench") / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.side_by_side", "--quick", "--output", str(output)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIME_LIMIT_SECONDS,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    assert output.is_file(), done.stdout[-2000:]
+    return done, json.loads(output.read_text())
+
+
+def test_quick_benchmark_completes_and_prints_the_table(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    done, _ = quick_run
+    for words in ("req/s", "p50 ms", "p99 ms", "ratio", "targets", "first 200"):
+        assert words in done.stdout, done.stdout
+    for name in PAYLOADS:
+        assert name in done.stdout
+
+
+def test_both_servers_answered_200_to_every_request(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    _, results = quick_run
+    assert results["all_requests_200"] is True
+    for name in PAYLOADS:
+        for app in APPS:
+            run = results["payloads"][name][app]
+            assert run["requests"] > 0, (name, app)
+            assert run["non_2xx"] == 0, (name, app, run["first_bad_response"])
+            assert run["failed_requests"] == 0, (name, app, run["socket_errors"])
+            assert run["tokens_exhausted"] == 0, (name, app)
+        assert results["payloads"][name]["service"]["tokens_reused"] is False
+
+
+def test_the_result_file_has_every_figure(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    _, results = quick_run
+    assert set(results["payloads"]) == set(PAYLOADS)
+    startup = results["startup"]
+    assert _number(startup["first_200_s"])
+    assert startup["first_200_s"] > 0
+    assert isinstance(startup["pass"], bool)
+    for name in PAYLOADS:
+        entry = results["payloads"][name]
+        assert entry["resources"] >= (2000 if name == "large" else 140)
+        for app in APPS:
+            run = entry[app]
+            for figure in ("rps", "p50_ms", "p99_ms", "p90_ms", "mean_ms", "duration_s"):
+                assert _number(run[figure]), (name, app, figure)
+                assert run[figure] > 0, (name, app, figure)
+            assert run["p50_ms"] <= run["p99_ms"]
+        for metric in ("throughput", "p50", "p99"):
+            assert _number(entry["ratios"][metric]), (name, metric)
+        assert entry["targets"], name
+        for check in entry["targets"]:
+            assert _number(check["value"])
+            assert isinstance(check["pass"], bool)
+    assert {c["metric"] for c in results["payloads"]["small"]["targets"]} == {"throughput", "p99"}
+    assert {c["metric"] for c in results["payloads"]["large"]["targets"]} == {"p50"}
+    assert {c["metric"] for c in results["payloads"]["lab"]["targets"]} == {"throughput"}
+    assert isinstance(results["all_targets_pass"], bool)

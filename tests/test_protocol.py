@@ -1,0 +1,201 @@
+"""The CDS Hooks 2.0 protocol layer as an EHR sees it: discovery, calls, errors, feedback, CORS."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from cds_assertions import assert_conformant_response
+from builders import empty_prefetch, medication_request, order_sign_request
+
+STU2_TOKENS = {
+    "context.patientId", "context.encounterId", "context.userId", "userPractitionerId",
+    "userPractitionerRoleId", "userPatientId", "userRelatedPersonId",
+}
+
+
+def assert_operation_outcome(response: Any, status: int, words: str = "") -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["severity"] == "error"
+    text = " ".join(issue.get("diagnostics", "") for issue in body["issue"])
+    assert words.lower() in text.lower(), text
+    assert "Traceback" not in text
+
+
+def test_discovery_lists_the_three_services_with_stu2_prefetch(client: FlaskClient) -> None:
+    services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
+    assert {sid: s["hook"] for sid, s in services.items()} == {
+        "ixazomib-order-sign": "order-sign",
+        "ixazomib-order-select": "order-select",
+        "ixazomib-lab-result": "org.ixazomib-cds.lab-result",
+    }
+    for service in services.values():
+        assert service["title"] and service["description"]
+        assert service["prefetch"]
+        for template in service["prefetch"].values():
+            assert set(re.findall(r"{{\s*([^}]+?)\s*}}", template)) <= STU2_TOKENS
+
+
+def test_order_for_another_drug_gets_an_empty_card_list(client: FlaskClient) -> None:
+    order = medication_request(rxnorm="342369", display="lenalidomide", dose_mg=25)
+    response = client.post("/cds-services/ixazomib-order-sign", json=order_sign_request(order))
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_a_malformed_resource_the_rules_do_not_need_does_not_fail_the_call(
+    client: FlaskClient,
+) -> None:
+    prefetch = empty_prefetch()
+    prefetch["conditions"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": {"resourceType": "Condition", "id": "broken", "clinicalStatus": 42,
+                      "onsetDateTime": "last tuesday"}}]}
+    order = medication_request(rxnorm="342369", display="lenalidomide", dose_mg=25)
+    response = client.post(
+        "/cds-services/ixazomib-order-sign", json=order_sign_request(order, prefetch=prefetch)
+    )
+    assert response.status_code == 200
+    assert_conformant_response(response.get_json())
+
+
+def test_ixazomib_order_with_empty_record_is_never_silent(client: FlaskClient) -> None:
+    response = client.post("/cds-services/ixazomib-order-sign", json=order_sign_request())
+    assert response.status_code == 200
+    body = response.get_json()
+    assert_conformant_response(body)
+    assert body["cards"], "an ixazomib order with no labs at all must not pass silently"
+
+
+def test_unknown_service_is_404(client: FlaskClient) -> None:
+    response = client.post("/cds-services/no-such-service", json=order_sign_request())
+    assert_operation_outcome(response, 404, "no CDS service")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "words"),
+    [
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        (b"\xff\xfe{}", "application/json", 400, "UTF-8"),
+        (b"{}", "text/plain", 415, "application/json"),
+        (b"[1, 2]", "application/json", 400, "not a valid CDS Hooks"),
+        (b'{"hook": "order-sign", "hookInstance": "not-a-uuid", "context": {}}',
+         "application/json", 400, "hookInstance"),
+        (b'{"hook": "order-sign", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", '
+         b'"context": {"patientId": 12}}', "application/json", 400, "patientId"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "JSON"),
+        (b'{"a": NaN}', "application/json", 400, "NaN"),
+    ],
+)
+def test_bad_requests_get_a_4xx_operation_outcome(
+    client: FlaskClient, body: bytes, content_type: str, status: int, words: str
+) -> None:
+    response = client.post(
+        "/cds-services/ixazomib-order-sign", data=body, content_type=content_type
+    )
+    assert_operation_outcome(response, status, words)
+
+
+def test_hook_that_does_not_match_the_service_is_400(client: FlaskClient) -> None:
+    body = order_sign_request()
+    response = client.post("/cds-services/ixazomib-order-select", json=body)
+    assert_operation_outcome(response, 400, "answers the hook 'order-select'")
+
+
+def test_order_select_needs_selections(client: FlaskClient) -> None:
+    body = order_sign_request(hook="order-select")
+    response = client.post("/cds-services/ixazomib-order-select", json=body)
+    assert_operation_outcome(response, 400, "selections")
+
+
+def test_fhir_authorization_without_fhir_server_is_400(client: FlaskClient) -> None:
+    body = order_sign_request(fhirAuthorization={
+        "access_token": "secret-token", "token_type": "Bearer", "expires_in": 300,
+        "scope": "patient/*.read", "subject": "cds"})
+    response = client.post("/cds-services/ixazomib-order-sign", json=body)
+    assert_operation_outcome(response, 400, "fhirServer is required")
+    assert "secret-token" not in response.get_data(as_text=True)
+
+
+def test_required_data_neither_prefetched_nor_fetchable_is_412(client: FlaskClient) -> None:
+    response = client.post(
+        "/cds-services/ixazomib-order-sign", json=order_sign_request(prefetch={})
+    )
+    assert_operation_outcome(response, 412, "medicationRequests")
+
+
+def test_oversized_body_is_413_with_the_limit(client: FlaskClient) -> None:
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    response = client.post(
+        "/cds-services/ixazomib-order-sign", data=b" " * (limit + 1),
+        content_type="application/json",
+    )
+    assert_operation_outcome(response, 413, str(limit))
+
+
+def test_cors_preflight_needs_no_token(client: FlaskClient) -> None:
+    response = client.options(
+        "/cds-services/ixazomib-order-sign",
+        headers={"Origin": "https://sandbox.cds-hooks.org",
+                 "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"},
+    )
+    assert response.status_code in (200, 204)
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    assert response.headers["Access-Control-Allow-Origin"]
+
+
+def feedback_body(card: str, outcome: str = "accepted", **extra: Any) -> dict[str, Any]:
+    entry = {"card": card, "outcome": outcome, "outcomeTimestamp": "2026-11-21T10:00:00Z"}
+    entry.update(extra)
+    return {"feedback": [entry]}
+
+
+def test_feedback_is_stored_once_however_often_it_is_reported(client: FlaskClient) -> None:
+    card = str(uuid.uuid4())
+    body = feedback_body(card, acceptedSuggestions=[{"id": str(uuid.uuid4())}])
+    first = client.post("/cds-services/ixazomib-order-sign/feedback", json=body)
+    again = client.post("/cds-services/ixazomib-order-sign/feedback", json=body)
+    assert first.status_code == again.status_code == 200
+    assert first.get_json() == {"stored": 1, "duplicates": 0}
+    assert again.get_json() == {"stored": 0, "duplicates": 1}
+    overridden = feedback_body(card, "overridden", overrideReason={
+        "reason": {"system": "http://example.org/reasons", "code": "aware",
+                   "display": "Prescriber already aware"}, "userComment": "discussed"})
+    assert client.post(
+        "/cds-services/ixazomib-order-sign/feedback", json=overridden
+    ).get_json() == {"stored": 1, "duplicates": 0}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"feedback": []},
+        {"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "2026-11-21T10:00Z"}]},
+        {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "yesterday"}]},
+        {"nothing": 1},
+    ],
+)
+def test_invalid_feedback_is_400(client: FlaskClient, body: dict[str, Any]) -> None:
+    response = client.post("/cds-services/ixazomib-order-sign/feedback", json=body)
+    assert_operation_outcome(response, 400, "feedback")
+
+
+def test_feedback_for_unknown_service_is_404(client: FlaskClient) -> None:
+    response = client.post("/cds-services/nope/feedback", json=feedback_body("x"))
+    assert_operation_outcome(response, 404)
+
+
+def test_healthz(client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code == 200
+
+
+def test_unknown_path_and_wrong_method_are_operation_outcomes(client: FlaskClient) -> None:
+    assert_operation_outcome(client.get("/nowhere"), 404)
+    assert_operation_outcome(client.delete("/cds-services"), 405)

@@ -1,0 +1,523 @@
+"""The store against real databases: an SQLite file and a throwaway PostgreSQL server.
+
+Every test taking ``database_url`` runs on both; the PostgreSQL runs carry the ``postgres``
+mark (deselect with ``-m 'not postgres'``).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cds_service.store import SqlStore, Store, open_store
+from cds_service.store.dialect import Session
+from cds_service.store.migrations import LATEST_VERSION
+from cds_service.store.models import CardAudit, FeedbackItem, FeedbackResult, RuleStats
+
+try:
+    from tests.pg import PgServer, shared_postgres, stop_shared_postgres
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path
+    from pg import PgServer, shared_postgres, stop_shared_postgres  # type: ignore[no-redef]
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+ctx = multiprocessing.get_context("fork")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    yield shared_postgres()
+    stop_shared_postgres()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/not/yet/there/cds.sqlite3"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = open_store(database_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def query(database_url: str, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    """Read the database over a separate, fresh connection (what another process would see)."""
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return conn.execute(sql, tuple(params)).fetchall()
+    with psycopg.connect(database_url) as pg:
+        return pg.execute(sql.replace("?", "%s"), tuple(params)).fetchall()
+
+
+def count(database_url: str, table: str) -> int:
+    return int(query(database_url, f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
+def card(
+    card_uuid: str, rule: str | None = "ixazomib.platelets.hold", **changes: Any
+) -> CardAudit:
+    values: dict[str, Any] = {
+        "hook_instance": "hook-1",
+        "service_id": "ixazomib-order-sign",
+        "rule": rule,
+        "recommendation": None if rule is None else {"rule": rule, "ixazomib": {"action": "hold"}},
+        "card_uuid": card_uuid,
+        "suggestion_uuids": (f"{card_uuid}-s1",),
+        "indicator": "warning",
+        "summary": "Hold ixazomib: platelets below 30 x 10^9/L",
+        "served_at": T0,
+        "patient_ref": None,
+    }
+    values.update(changes)
+    return CardAudit(**values)
+
+
+def accepted(card_uuid: str, at: datetime = T0, *suggestions: str) -> FeedbackItem:
+    return FeedbackItem(
+        card_uuid=card_uuid,
+        outcome="accepted",
+        outcome_timestamp=at,
+        accepted_suggestion_ids=suggestions,
+    )
+
+
+def overridden(
+    card_uuid: str, code: str | None = "aware", display: str | None = "Prescriber aware",
+    at: datetime = T0, comment: str | None = None,
+) -> FeedbackItem:
+    return FeedbackItem(
+        card_uuid=card_uuid,
+        outcome="overridden",
+        outcome_timestamp=at,
+        override_reason_system="http://example.org/reasons" if code else None,
+        override_reason_code=code,
+        override_reason_display=display,
+        user_comment=comment,
+    )
+
+
+# --- opening and migrating --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "mysql://u:secret@h/db",
+        "sqlite://relative.db",
+        "sqlite:///",
+        "sqlite:///some/dir/",
+        "sqlite:///:memory:",
+        "sqlite:///x.db?mode=ro",
+        "postgresql+psycopg://u:secret@h/db",
+        "postgresql://u:secret@h/db?nonsense_option=1",
+        "/var/lib/cds.db",
+    ],
+)
+def test_open_store_rejects_urls_it_cannot_use(url: str) -> None:
+    with pytest.raises(ValueError, match="CDS_DATABASE_URL") as raised:
+        open_store(url)
+    assert "secret" not in str(raised.value)
+
+
+def test_sqlite_urls_relative_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("sqlite:///data/relative.db")
+    relative.migrate()
+    assert (tmp_path / "data" / "relative.db").is_file()
+    absolute = open_store(f"sqlite:///{tmp_path}/abs/cds.db")  # sqlite:////tmp/...
+    absolute.migrate()
+    assert (tmp_path / "abs" / "cds.db").is_file()
+    assert "WAL" in str(query(f"sqlite:///{tmp_path}/abs/cds.db", "PRAGMA journal_mode")).upper()
+    relative.close()
+    absolute.close()
+
+
+def test_postgres_scheme_alias_is_accepted() -> None:
+    store = open_store("postgres://cds:secret@db.example:5432/cds")
+    assert isinstance(store, SqlStore)
+    assert "secret" not in repr(store)
+
+
+def test_migrate_twice_is_a_no_op(store: Store, database_url: str) -> None:
+    store.record_feedback("svc", [accepted("c1")])
+    store.migrate()
+    reopened = open_store(database_url)
+    reopened.migrate()
+    versions = query(database_url, "SELECT version FROM schema_version ORDER BY version")
+    assert [v for (v,) in versions] == list(range(1, LATEST_VERSION + 1))
+    assert count(database_url, "feedback") == 1
+    reopened.close()
+
+
+def _migrate_in_child(database_url: str, barrier: Any) -> None:
+    barrier.wait()
+    store = open_store(database_url)
+    store.migrate()
+    assert store.record_feedback("svc", [accepted(f"child-{os.getpid()}")]).stored == 1
+    store.close()
+
+
+def test_migrations_in_several_processes_at_once(database_url: str) -> None:
+    """Every gunicorn worker migrates at start-up, all at the same moment, on a fresh database."""
+    barrier = ctx.Barrier(4)
+    children = [
+        ctx.Process(target=_migrate_in_child, args=(database_url, barrier)) for _ in range(4)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(30)
+    assert [child.exitcode for child in children] == [0, 0, 0, 0]
+    assert count(database_url, "schema_version") == LATEST_VERSION
+    assert count(database_url, "feedback") == 4
+
+
+# --- JWT replay protection --------------------------------------------------------------------
+
+
+def test_jti_is_claimed_once(store: Store) -> None:
+    expires = NOW + timedelta(minutes=5)
+    assert store.claim_jti("https://ehr.example", "jti-1", expires) is True
+    assert store.claim_jti("https://ehr.example", "jti-1", expires) is False
+    assert store.claim_jti("https://ehr.example", "jti-1", expires + timedelta(hours=1)) is False
+    # The same jti from another issuer is another token.
+    assert store.claim_jti("https://other.example", "jti-1", expires) is True
+
+
+def test_expired_jti_is_purged_and_may_be_claimed_again(store: Store, database_url: str) -> None:
+    long_ago = NOW - timedelta(hours=2)
+    assert store.claim_jti("iss", "old", long_ago) is True
+    assert store.claim_jti("iss", "old", NOW + timedelta(minutes=5)) is True  # took it over
+    assert store.claim_jti("iss", "old", NOW + timedelta(minutes=5)) is False
+    # Just expired: kept for a grace period (clock-skew leeway), so still a replay.
+    assert store.claim_jti("iss", "recent", NOW - timedelta(seconds=30)) is True
+    assert store.claim_jti("iss", "recent", NOW + timedelta(minutes=5)) is False
+
+    for n in range(20):
+        store.claim_jti("iss", f"stale-{n}", long_ago)
+    fresh = open_store(database_url)  # a new process purges on its first claim
+    assert fresh.claim_jti("iss", "new", NOW + timedelta(minutes=5)) is True
+    remaining = {jti for (jti,) in query(database_url, "SELECT jti FROM jti_claims")}
+    assert remaining == {"old", "recent", "new"}
+    fresh.close()
+
+
+def test_jti_needs_an_aware_expiry(store: Store) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.claim_jti("iss", "naive", datetime(2030, 1, 1))
+
+
+def test_concurrent_claims_of_one_jti_have_one_winner(store: Store) -> None:
+    expires = NOW + timedelta(minutes=5)
+    barrier = threading.Barrier(8)
+
+    def claim(n: int) -> list[bool]:
+        barrier.wait()
+        return [store.claim_jti("iss", f"race-{k}", expires) for k in range(15)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(claim, range(8)))
+    for k in range(15):
+        assert sum(result[k] for result in results) == 1
+
+
+# --- audit trail ------------------------------------------------------------------------------
+
+
+def test_cards_are_recorded_once_with_json_and_no_patient_data(
+    store: Store, database_url: str
+) -> None:
+    recommendation = {"rule": "r", "ixazomib": {"action": "reduce", "doseMg": Decimal("3")},
+                      "note": "ü"}
+    entries = [
+        card("c1", recommendation=recommendation, suggestion_uuids=("s1", "s2")),
+        card("c2", rule=None, served_at=T0.astimezone(timezone(timedelta(hours=2)))),
+    ]
+    store.record_cards(entries)
+    store.record_cards(entries)  # a retried request: stored once
+    store.record_cards([])
+    rows = query(
+        database_url,
+        "SELECT card_uuid, rule, recommendation, suggestion_uuids, patient_ref "
+        "FROM card_audit ORDER BY card_uuid",
+    )
+    assert len(rows) == 2
+    stored = rows[0][2] if isinstance(rows[0][2], dict) else json.loads(rows[0][2])
+    assert stored == {"rule": "r", "ixazomib": {"action": "reduce", "doseMg": 3}, "note": "ü"}
+    suggestions = rows[0][3] if isinstance(rows[0][3], list) else json.loads(rows[0][3])
+    assert suggestions == ["s1", "s2"]
+    assert rows[1][1:3] == (None, None)
+    assert rows[0][4] is None
+    store.record_cards([card("c3", patient_ref="Patient/123")])
+    assert query(database_url, "SELECT patient_ref FROM card_audit WHERE card_uuid = 'c3'") == [
+        ("Patient/123",)
+    ]
+
+
+# --- feedback ---------------------------------------------------------------------------------
+
+
+def test_identical_feedback_is_stored_once(store: Store, database_url: str) -> None:
+    item = overridden("c1", comment="discussed with the patient")
+    assert store.record_feedback("svc", [item]) == FeedbackResult(stored=1, duplicates=0)
+    assert store.record_feedback("svc", [item, item]) == FeedbackResult(stored=0, duplicates=2)
+    # Same report, the timestamp in another zone and a different comment: still the same report.
+    same = overridden("c1", at=T0.astimezone(timezone(timedelta(hours=-5))), comment="again")
+    assert store.record_feedback("svc", [same]) == FeedbackResult(stored=0, duplicates=1)
+    assert count(database_url, "feedback") == 1
+
+
+def test_accepted_suggestions_are_a_set(store: Store) -> None:
+    assert store.record_feedback("svc", [accepted("c1", T0, "a", "b")]).stored == 1
+    assert store.record_feedback("svc", [accepted("c1", T0, "b", "a", "a")]).duplicates == 1
+    assert store.record_feedback("svc", [accepted("c1", T0, "a")]).stored == 1
+
+
+def test_a_different_report_for_the_same_card_is_a_new_row(store: Store, database_url: str) -> None:
+    results = [
+        store.record_feedback("svc", [accepted("c1")]),
+        store.record_feedback("svc", [overridden("c1")]),  # another outcome
+        store.record_feedback("svc", [accepted("c1", T0 + timedelta(seconds=1))]),  # later
+        store.record_feedback("svc", [overridden("c1", code="other", display="Other")]),
+        store.record_feedback("svc", [overridden("c1", code=None, display=None)]),  # no reason
+        store.record_feedback("svc", [overridden("c1", code=None, display=None)]),
+        store.record_feedback("svc", [accepted("c1", T0 + timedelta(microseconds=1))]),
+    ]
+    assert [r.stored for r in results] == [1, 1, 1, 1, 1, 0, 1]
+    assert count(database_url, "feedback") == 6
+
+
+def test_invalid_feedback_is_refused_before_anything_is_stored(
+    store: Store, database_url: str
+) -> None:
+    bad_outcome = FeedbackItem(card_uuid="c1", outcome="ignored", outcome_timestamp=T0)
+    with pytest.raises(ValueError, match="outcome"):
+        store.record_feedback("svc", [accepted("c0"), bad_outcome])
+    naive = FeedbackItem(card_uuid="c1", outcome="accepted",
+                         outcome_timestamp=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.record_feedback("svc", [accepted("c0"), naive])
+    assert count(database_url, "feedback") == 0
+    assert store.record_feedback("svc", []) == FeedbackResult(stored=0, duplicates=0)
+
+
+def test_feedback_is_committed_before_record_feedback_returns(
+    store: Store, database_url: str
+) -> None:
+    store.record_feedback("ixazomib-order-sign", [overridden("c1", comment="x")])
+    # Another connection sees it at once (no open transaction is holding it back).
+    assert query(
+        database_url,
+        "SELECT service_id, outcome, override_reason_code, override_reason_display, user_comment "
+        "FROM feedback",
+    ) == [("ixazomib-order-sign", "overridden", "aware", "Prescriber aware", "x")]
+
+
+def test_threads_posting_feedback_at_once(store: Store, database_url: str) -> None:
+    barrier = threading.Barrier(8)
+
+    def post(n: int) -> FeedbackResult:
+        barrier.wait()
+        total = FeedbackResult(0, 0)
+        for k in range(20):
+            # Every thread reports shared cards (duplicates) and its own.
+            result = store.record_feedback("svc", [accepted(f"shared-{k}"), accepted(f"t{n}-{k}")])
+            total = FeedbackResult(total.stored + result.stored,
+                                   total.duplicates + result.duplicates)
+        return total
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(post, range(8)))
+    assert sum(r.stored for r in results) == 20 + 8 * 20
+    assert sum(r.duplicates for r in results) == 7 * 20
+    assert count(database_url, "feedback") == 20 + 8 * 20
+
+
+def _post_in_child(
+    store: Store, worker: int, barrier: Any, results: Any, reuse_parent_store: bool
+) -> None:
+    if not reuse_parent_store:
+        store = open_store(os.environ["IXA_TEST_URL"])
+    barrier.wait()
+    stored = duplicates = 0
+    for k in range(25):
+        result = store.record_feedback(
+            "svc",
+            [accepted(f"shared-{k}"), overridden(f"w{worker}-{k}"), accepted(f"shared-{k}")],
+        )
+        stored += result.stored
+        duplicates += result.duplicates
+        store.claim_jti("iss", f"jti-{k}", NOW + timedelta(minutes=5))
+    results.put((stored, duplicates))
+    store.close()
+
+
+@pytest.mark.parametrize("reuse_parent_store", [False, True], ids=["own-store", "forked-store"])
+def test_processes_posting_feedback_at_once(
+    store: Store, database_url: str, reuse_parent_store: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N worker processes (as under gunicorn): every row present exactly once. With
+    ``forked-store`` the children use the store the parent opened (and used) before fork."""
+    monkeypatch.setenv("IXA_TEST_URL", database_url)
+    assert store.ping()  # the parent holds an open connection when it forks
+    workers = 4
+    barrier = ctx.Barrier(workers)
+    results = ctx.Queue()
+    children = [
+        ctx.Process(target=_post_in_child,
+                    args=(store, n, barrier, results, reuse_parent_store))
+        for n in range(workers)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(30)
+    assert [child.exitcode for child in children] == [0] * workers
+    assert sum(stored for stored, _ in outcomes) == 25 + workers * 25
+    assert sum(dup for _, dup in outcomes) == workers * 3 * 25 - (25 + workers * 25)
+    rows = query(database_url, "SELECT card_uuid, outcome FROM feedback")
+    assert len(rows) == len(set(rows)) == 25 + workers * 25
+    assert count(database_url, "jti_claims") == 25
+    # The parent's own connection still works after its children exited.
+    assert store.ping()
+    assert store.record_feedback("svc", [accepted("after-fork")]).stored == 1
+
+
+# --- the rule report --------------------------------------------------------------------------
+
+
+def test_rule_report_numbers(store: Store) -> None:
+    hold, reduce = "ixazomib.platelets.hold", "ixazomib.anc.reduce"
+    store.record_cards(
+        [card(f"h{n}", hold) for n in range(5)]
+        + [card(f"r{n}", reduce) for n in range(3)]
+        + [card("info", None)]
+    )
+    later = T0 + timedelta(hours=1)
+    store.record_feedback("svc", [
+        accepted("h0"), accepted("h0"),  # duplicate report: counted once
+        overridden("h1", at=T0), accepted("h1", later),  # changed mind: latest outcome counts
+        overridden("h2", "aware", "Prescriber aware"),
+        overridden("h3", "aware", "Prescriber aware"),
+        overridden("r0", "other", "Other"),
+        overridden("r1", code="aware", display=None),  # no display: the code is shown
+        overridden("r2", code=None, display=None),
+        accepted("never-audited"),
+    ])
+    report = store.rule_report()
+    assert report == [
+        RuleStats(reduce, shown=3, accepted=0, overridden=3,
+                  override_reasons=[("(no reason given)", 1), ("Other", 1), ("aware", 1)]),
+        RuleStats(hold, shown=5, accepted=2, overridden=2,
+                  override_reasons=[("Prescriber aware", 2)]),
+        RuleStats("unknown", shown=1, accepted=1, overridden=0, override_reasons=[]),
+    ]
+    assert report[1].no_response == 1
+
+
+def test_rule_report_since(store: Store) -> None:
+    old, new = T0 - timedelta(days=40), T0
+    store.record_cards([card("old", served_at=old), card("new", served_at=new)])
+    store.record_feedback("svc", [
+        accepted("old", old + timedelta(minutes=1)),
+        # Feedback arriving late for an old card stays with the old card's period.
+        overridden("new", at=new + timedelta(minutes=1)),
+        accepted("orphan-old", old), accepted("orphan-new", new),
+    ])
+    everything = store.rule_report()
+    recent = store.rule_report(since=T0 - timedelta(days=30))
+    assert [(s.rule, s.shown, s.accepted, s.overridden) for s in everything] == [
+        ("ixazomib.platelets.hold", 2, 1, 1), ("unknown", 0, 2, 0)
+    ]
+    assert [(s.rule, s.shown, s.accepted, s.overridden) for s in recent] == [
+        ("ixazomib.platelets.hold", 1, 0, 1), ("unknown", 0, 1, 0)
+    ]
+    assert store.rule_report(since=T0 + timedelta(days=1)) == []
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.rule_report(since=datetime(2026, 1, 1))
+
+
+def test_empty_report(store: Store) -> None:
+    assert store.rule_report() == []
+
+
+# --- health and connections -------------------------------------------------------------------
+
+
+def test_ping_close_and_reuse(store: Store) -> None:
+    assert store.ping() is True
+    store.close()
+    store.close()
+    assert store.ping() is True  # reconnects when used again
+    assert store.record_feedback("svc", [accepted("c1")]).stored == 1
+
+
+def test_ping_is_false_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    assert open_store(f"sqlite:///{blocked}/cds.db").ping() is False
+    pg = open_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    assert pg.ping() is False
+
+
+def test_each_thread_gets_its_own_connection_closed_when_the_thread_ends(store: Store) -> None:
+    assert isinstance(store, SqlStore)
+    sessions: list[Session] = []
+
+    def work() -> None:
+        store.record_feedback("svc", [accepted(f"c-{threading.get_ident()}")])
+        sessions.append(store._session())
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(s) for s in sessions}) == 3
+    gc.collect()
+    assert all(s.broken for s in sessions)  # closed when their threads ended
+    assert not store._session().broken
+
+
+@pytest.mark.postgres
+def test_postgres_reconnects_after_losing_its_connection(pg_server: PgServer) -> None:
+    url = pg_server.create_database()
+    store = open_store(url)
+    store.migrate()
+    assert store.record_feedback("svc", [accepted("before")]).stored == 1
+    with psycopg.connect(pg_server.url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'ixazomib-cds'",
+            (url.rsplit("/", 1)[1],),
+        ).fetchall()
+    assert killed == [(True,)]
+    # The next call finds the connection dead, reconnects and succeeds.
+    assert store.record_feedback("svc", [accepted("after")]).stored == 1
+    assert store.claim_jti("iss", "after-reconnect", NOW + timedelta(minutes=5)) is True
+    assert count(url, "feedback") == 2
+    store.close()
