@@ -415,6 +415,13 @@ def print_report(results: dict[str, Any]) -> None:
         f"(+{settings['warmup_s']} s warm-up), gunicorn {settings['gunicorn']['workers']} "
         f"workers x {settings['gunicorn']['threads']} threads, {results['machine']['cpus']} CPUs"
     )
+    machine = results["machine"]
+    busy = max(machine["loadavg_before"][0], machine["loadavg_after"][0])
+    if busy > 0.5 * (machine["cpus"] or 1):
+        print(
+            f"WARNING: the machine was busy (1-min load average up to {busy:.1f} on "
+            f"{machine['cpus']} CPUs) - other processes share the CPUs, figures are noisy"
+        )
     startup = results["startup"]
     print(
         f"start-up: `ixazomib-cds serve` answered 200 to {startup['probe']} "
@@ -537,6 +544,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
                 "platform": platform.platform(),
                 "python": platform.python_version(),
                 "loadavg_before": [round(x, 2) for x in load_before],
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             },
             "settings": {
                 "duration_s": args.duration,

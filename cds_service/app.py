@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
+from cds_service import logs
 from cds_service.auth import Authenticator, load_trusted_issuers
 from cds_service.config import Config
 from cds_service.fhir.client import make_session
@@ -58,6 +59,7 @@ def create_app(config: Config | None = None) -> Flask:
             cbc_max_age=config.cbc_max_age, default_timezone=config.default_timezone
         ),
     )
+    logs.init_app(app)
     app.register_blueprint(cds)
     app.register_blueprint(operations)
     install_error_handlers(app)

@@ -144,6 +144,7 @@ class Scenario:
     allow_extra_review: bool = False
     prefetch_failures: dict[str, str] = field(default_factory=dict)
     deviations: tuple[str, ...] = ()
+    send_fhir_server: bool = True  # False: the client sends no fhirServer (prefetch only)
     path: Path | None = None
 
     @property
@@ -324,6 +325,7 @@ def load_scenario(path: Path, now: datetime | None = None) -> Scenario:
             allow_extra_review=bool(data.get("allowExtraReview", False)),
             prefetch_failures=dict(data.get("prefetchFailures", {})),
             deviations=tuple(data.get("deviations", ())),
+            send_fhir_server=bool(data.get("fhirServer", True)),
             path=path,
         )
     except KeyError as exc:
@@ -462,3 +464,33 @@ def _as_utc(text: str) -> datetime:
         text += "T00:00:00"
     parsed = _parse_datetime(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def upload_scenarios(
+    fhir_server: str, token: str | None = None, directory: Path | str | None = None,
+    *, timeout_seconds: float = 60.0,
+) -> int:
+    """Load every scenario's resources into ``fhir_server`` (one transaction per scenario).
+
+    For ``ixazomib-cds load-fixtures``: integrators load the scenarios into their own FHIR
+    server or a public sandbox and run the integration suite against it. Raises
+    ``ScenarioError`` naming the scenario whose transaction the server refused.
+    """
+    import requests  # here, so that loading scenarios needs no HTTP library
+
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    scenarios = load_scenarios(directory)
+    with requests.Session() as session:
+        for scenario in scenarios:
+            response = session.post(
+                fhir_server.rstrip("/"), json=scenario.transaction_bundle(), headers=headers,
+                timeout=timeout_seconds,
+            )
+            if response.status_code >= 300:
+                raise ScenarioError(
+                    f"{scenario.id}: the FHIR server refused the transaction "
+                    f"(HTTP {response.status_code}): {response.text[:300]}"
+                )
+    return len(scenarios)

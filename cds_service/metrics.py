@@ -253,12 +253,6 @@ def record_feedback(outcome: str) -> None:
     _get().feedback.labels(outcome=_outcome_label(outcome)).inc()
 
 
-# Names the routes use.
-observe_request = record_request
-count_card = record_card
-count_feedback = record_feedback
-
-
 # --- exposition ------------------------------------------------------------------------------
 
 

@@ -129,6 +129,17 @@ LABS: dict[str, Lab] = {
         60,
         None,
     ),
+    "anc-manual": Lab(
+        "753-4", "Neutrophils [#/volume] in Blood by Manual count", "10*9/L", "10*9/L", 1.5, 8.0
+    ),
+    "crcl-cg": Lab(
+        "35591-7",
+        "Creatinine renal clearance predicted by Cockcroft-Gault formula",
+        "mL/min",
+        "mL/min",
+        90,
+        140,
+    ),
     "weight": Lab("29463-7", "Body weight", "kg", "kg", None, None),
     "weight-lb": Lab("29463-7", "Body weight", "[lb_av]", "lb", None, None),
 }
@@ -158,7 +169,7 @@ def obs(
     lab = LABS[kind]
     code = lab.unit_code if unit_code == "default" else unit_code
     display = unit_display or code or lab.unit_display
-    factor = CBC_UNIT_FACTORS.get(code or "", 1) if kind in ("anc", "plt") else 1
+    factor = CBC_UNIT_FACTORS.get(code or "", 1) if kind.startswith(("anc", "plt")) else 1
     quantity: J = {"value": fmt_num(value), "unit": display}
     if code is not None and unit_system:
         quantity["system"] = UCUM
@@ -688,6 +699,7 @@ def add(
     allow_extra_review: bool = False,
     prefetch_failures: dict[str, str] | None = None,
     with_type: bool = True,
+    send_fhir_server: bool = True,
 ) -> None:
     pid = record.pid
     context: J = {"userId": PRACTITIONER, "patientId": pid, "encounterId": f"{pid}-enc"}
@@ -720,6 +732,8 @@ def add(
         scenario["prefetchFailures"] = prefetch_failures
     if not with_type:
         scenario["deviations"] = ["draftOrders-bundle-without-type"]
+    if not send_fhir_server:
+        scenario["fhirServer"] = False
     SCENARIOS.append(scenario)
 
 
@@ -2113,6 +2127,354 @@ def toxicities() -> None:
     )
 
 
+def more() -> None:
+    """Variants that separate a right reading of the label from a plausible wrong one."""
+    # Hepatic, SI units without a reference range: the assumed ULN must be in the same unit.
+    for sid, value, expected, title in (
+        (
+            "hep-moderate-umol-no-range",
+            45,
+            [START_REDUCED],
+            "Bilirubin 45 umol/L (2.63 mg/dL) without a reference range: moderate for any usual "
+            "assumed ULN; start at 3 mg",
+        ),
+        (
+            "hep-mild-umol-no-range",
+            20,
+            [],
+            "Bilirubin 20 umol/L (1.17 mg/dL) without a reference range: mild for any usual "
+            "assumed ULN; no start-dose card",
+        ),
+    ):
+        add(
+            sid,
+            title,
+            HEP,
+            naive(sid, bili=obs(f"{sid}-bili-now", sid, "bili-umol", value, -1, ref=False)),
+            expected,
+            allow_extra_review=True,
+        )
+
+    # Renal: a reported Cockcroft-Gault CrCl wins; eGFR is only a fallback; resolved ESRD.
+    sid = "ren-crcl-cg-reported"
+    add(
+        sid,
+        "Reported Cockcroft-Gault CrCl 28 mL/min (LOINC 35591-7) while creatinine and "
+        "weight would give 56: the reported clearance is used; start at 3 mg",
+        REN,
+        naive(
+            sid,
+            creat=obs(f"{sid}-creat-now", sid, "creat", 1.4, -1),
+            weight=obs(f"{sid}-weight-now", sid, "weight", 80, -1),
+            extra=[obs(f"{sid}-crcl", sid, "crcl-cg", 28, -1)],
+        ),
+        [RENAL_REDUCED],
+    )
+    sid = "ren-egfr-ignored-when-cg-possible"
+    add(
+        sid,
+        "eGFR 25 mL/min/1.73m2 but Cockcroft-Gault can be computed (60-year-old man, 90 kg, "
+        "creatinine 1.3 mg/dL: 76.9 mL/min): eGFR is only a fallback; no card",
+        REN,
+        naive(
+            sid,
+            age=60,
+            creat=obs(f"{sid}-creat-now", sid, "creat", 1.3, -1),
+            weight=obs(f"{sid}-weight-now", sid, "weight", 90, -1),
+            extra=[obs(f"{sid}-egfr", sid, "egfr", 25, -1)],
+        ),
+        [],
+    )
+    sid = "ren-esrd-resolved-after-transplant"
+    add(
+        sid,
+        "ESRD on the problem list as RESOLVED (kidney transplant), creatinine now 1.0 mg/dL "
+        "(CrCl 76): no adjustment",
+        REN,
+        naive(
+            sid,
+            creat=obs(f"{sid}-creat-now", sid, "creat", 1.0, -1),
+            extra=[
+                condition(
+                    f"{sid}-ckd",
+                    sid,
+                    SNOMED,
+                    "46177005",
+                    "End-stage renal disease",
+                    -1500,
+                    status="resolved",
+                )
+            ],
+        ),
+        [],
+    )
+
+    # Platelets: counts before ixazomib started are not occurrences; later normal counts
+    # after a recovered episode say nothing; amended results count; entered-in-error do not.
+    sid = "lab-platelets-pre-treatment-low-not-counted"
+    cycles = on_treatment(4, current="on-hold")
+    r = Record(sid, cycles=cycles, name=("Osei", "Ama"))
+    r.resources += history_cbcs(sid, cycles)
+    r.resources += cbc(sid, "dx", cycles[0].day - 20, 1.9, 20)  # at diagnosis, before C1
+    r.resources += cbc(sid, "d13", -13, 2.2, 170) + cbc(sid, "d4", -4, 2.0, 24)
+    add(
+        sid,
+        "Platelets were 20 x10^3/uL at diagnosis, before ixazomib: not an occurrence. "
+        "Recovery after the first on-treatment episode: lenalidomide reduced, ixazomib 4 mg",
+        PLT,
+        r,
+        [rec("platelets-below-30k", "resume", 4, len_="reduce", len_dose=20)],
+        service=SERVICE_LAB,
+        new_obs=cbc(sid, "new", -0.1, 2.3, 52),
+    )
+    sid = "lab-platelets-normal-after-recovered-episode"
+    cycles = on_treatment(4)
+    cycles[2].len = cycles[3].len = 20
+    r = Record(sid, cycles=cycles, name=("Osei", "Kofi"))
+    r.resources += history_cbcs(sid, cycles)
+    r.resources += cbc(sid, "d70", -70, 2.0, 24) + cbc(sid, "d63", -63, 2.1, 85)
+    r.resources += cbc(sid, "d13", -13, 2.2, 160)
+    add(
+        sid,
+        "A normal platelet count long after an episode that has already recovered (and "
+        "lenalidomide already reduced): nothing new to say",
+        PLT,
+        r,
+        [],
+        service=SERVICE_LAB,
+        new_obs=cbc(sid, "new", -0.1, 2.4, 171),
+    )
+    for sid, status, expected in (
+        ("lab-platelets-amended", "amended", [rec("platelets-below-30k", "hold", len_="hold")]),
+        ("lab-platelets-new-entered-in-error", "entered-in-error", []),
+    ):
+        cycles = on_treatment(4)
+        r = Record(sid, cycles=cycles, name=("Weber", "Jonas"))
+        r.resources += history_cbcs(sid, cycles) + cbc(sid, "d13", -13, 2.2, 160)
+        add(
+            sid,
+            f"New platelet count 22 x10^3/uL with status '{status}'"
+            + (": withhold both" if expected else ": ignored, no card"),
+            PLT,
+            r,
+            expected,
+            service=SERVICE_LAB,
+            new_obs=[
+                obs(f"{sid}-plt-new", sid, "plt", 22, -0.1, status=status),
+                obs(f"{sid}-anc-new", sid, "anc", 2.2, -0.1),
+            ],
+        )
+    sid = "lab-anc-manual-count"
+    cycles = on_treatment(4)
+    r = Record(sid, cycles=cycles, name=("Weber", "Lena"))
+    r.resources += history_cbcs(sid, cycles) + cbc(sid, "d13", -13, 2.2, 160)
+    add(
+        sid,
+        "Manual ANC (LOINC 753-4) 0.3 x10^9/L: withhold both",
+        ANC,
+        r,
+        [rec("anc-below-500", "hold", len_="hold")],
+        service=SERVICE_LAB,
+        new_obs=[
+            obs(f"{sid}-anc-new", sid, "anc-manual", 0.3, -0.1),
+            obs(f"{sid}-plt-new", sid, "plt", 150, -0.1),
+        ],
+    )
+    sid = "lab-anc-unit-percent"
+    cycles = on_treatment(4)
+    r = Record(sid, cycles=cycles, name=("Weber", "Paul"))
+    r.resources += history_cbcs(sid, cycles) + cbc(sid, "d13", -13, 2.2, 160)
+    add(
+        sid,
+        "ANC code 751-8 sent with value 35 and unit % (a differential percentage, not a "
+        "count): not interpretable as a count; review, no hold",
+        "Label units note: a unit that cannot be interpreted exactly is reported",
+        r,
+        [rec("data-uninterpretable", "review")],
+        service=SERVICE_LAB,
+        allow_extra_review=True,
+        new_obs=[
+            obs(f"{sid}-anc-new", sid, "anc", 35, -0.1, unit_code="%", ref=False),
+            obs(f"{sid}-plt-new", sid, "plt", 150, -0.1),
+        ],
+    )
+
+    # Rash recurrence resolved: the ixazomib reduction is owed now.
+    sid = "rash-recurrence-resolved-reduction-owed"
+    cycles = on_treatment(4, current="on-hold")
+    cycles[2].len = cycles[3].len = 20
+    r = treated_record(
+        sid,
+        cycles,
+        extra=[
+            adverse_event(
+                f"{sid}-rash-1", sid, "rash", -70, 2, outcome="resolved", suspect=f"{sid}-len-c2"
+            ),
+            adverse_event(
+                f"{sid}-rash-2", sid, "rash", -12, 3, outcome="resolved", suspect=f"{sid}-ixa-c4"
+            ),
+        ],
+    )
+    add(
+        sid,
+        "Second Grade 2-3 rash has resolved while both drugs were held; next cycle ordered "
+        "at 4 mg: ixazomib at the next lower dose (3 mg)",
+        RASH23 + "; Table 2",
+        r,
+        [rec(["dose-level-due", "rash-grade-2-3"], "reduce", 3)],
+    )
+    # Other toxicity not attributable to ixazomib: resume at the same dose.
+    sid = "other-g3-resolved-not-attributable"
+    r = treated_record(
+        sid,
+        on_treatment(4, current="on-hold"),
+        extra=[
+            adverse_event(
+                f"{sid}-dia",
+                sid,
+                "diarrhea",
+                -15,
+                3,
+                outcome="resolved",
+                suspect=f"{sid}-ixa-c4",
+                causality="Unlikely",
+            )
+        ],
+    )
+    add(
+        sid,
+        "Grade 3 diarrhoea resolved, causality to ixazomib assessed 'Unlikely': the label "
+        "reduces only if attributable, so 4 mg stands (a resume or review card is tolerated)",
+        OTHER,
+        r,
+        [],
+        optional=[rec(["dose-level-due", "other-toxicity-grade-3-4"], ["resume", "review"])],
+    )
+
+    # Doses in capsules of a product: the strength comes from the product code.
+    def capsules(sid: str, count: int) -> J:
+        order = draft_ixa(sid, 4, style="ninlaro")
+        order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] = {
+            "value": count,
+            "unit": "capsule",
+            "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm",
+            "code": "CAP",
+        }
+        order["dosageInstruction"][0]["text"] = (
+            f"{count} capsule(s) by mouth once weekly on days 1, 8 and 15"
+        )
+        return order
+
+    sid = "order-1-capsule-ninlaro-4mg"
+    add(
+        sid,
+        "Dose written as 1 capsule of Ninlaro 4 mg (RxNorm 1723772) = 4 mg: no card",
+        DOSING,
+        naive(sid),
+        [],
+        drafts=[capsules(sid, 1)],
+    )
+    sid = "order-2-capsules-ninlaro-4mg"
+    add(
+        sid,
+        "Dose written as 2 capsules of Ninlaro 4 mg = 8 mg weekly: overdose, correct to 4 mg",
+        DOSING,
+        naive(sid),
+        [rec("overdose", "correct-dose", 4)],
+        drafts=[capsules(sid, 2)],
+    )
+    sid = "order-8mg-when-3mg-due"
+    add(
+        sid,
+        "8 mg ordered for a patient whose due level is 3 mg (started reduced for ESRD): "
+        "overdose; the labelled dose for this patient is 3 mg, not 4",
+        DOSING + "; Table 2",
+        treated_record(
+            sid,
+            on_treatment(3, ixa=3),
+            extra=[
+                condition(f"{sid}-ckd", sid, SNOMED, "46177005", "End-stage renal disease", -700)
+            ],
+        ),
+        [rec("overdose", "correct-dose", 3)],
+        optional=[rec("dose-level-due", "correct-dose", 3)],
+        drafts=[draft_ixa(sid, 8)],
+    )
+
+    # Interactions: an inducer ordered together with the cycle; another FDA-list inducer.
+    sid = "cyp3a-rifampin-in-draft"
+    add(
+        sid,
+        "Rifampin ordered in the same order set as ixazomib: review",
+        "Label 7",
+        naive(sid),
+        [rec("strong-cyp3a-inducer", "review")],
+        drafts=[
+            draft_ixa(sid, 4),
+            other_med(f"{sid}-rif-draft", sid, 1, "draft", "9384", "rifampin", 600),
+        ],
+    )
+    sid = "cyp3a-apalutamide"
+    add(
+        sid,
+        "Active apalutamide (RxNorm 1999574, on FDA's strong-inducer list): review",
+        "Label 7 (FDA list of strong CYP3A inducers)",
+        treated_record(
+            sid,
+            on_treatment(2),
+            extra=[other_med(f"{sid}-apa", sid, -30, "active", "1999574", "apalutamide", 240)],
+        ),
+        [rec("strong-cyp3a-inducer", "review")],
+    )
+    sid = "hypersensitivity-entered-in-error"
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": f"{sid}-ixa",
+        "verificationStatus": codeable(
+            "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+            "entered-in-error",
+            "Entered in Error",
+        ),
+        "type": "allergy",
+        "category": ["medication"],
+        "code": codeable(RXNORM, "1723735", "ixazomib"),
+        "patient": {"reference": f"Patient/{sid}"},
+        "recordedDate": ts(-40),
+    }
+    add(
+        sid,
+        "An ixazomib allergy entry marked entered-in-error: no card",
+        "Label 4 / SmPC 4.3",
+        treated_record(sid, on_treatment(2), extra=[allergy]),
+        [],
+    )
+
+    # The Medication behind medicationReference cannot be read (no fhirServer was sent).
+    sid = "med-on-server-unreachable"
+    med = medication(f"{sid}-ninlaro4", 4)
+    order = draft_ixa(
+        sid,
+        4,
+        medication={
+            "medicationReference": {
+                "reference": f"Medication/{med['id']}",
+                "display": "NINLARO 4 mg capsule",
+            }
+        },
+    )
+    add(
+        sid,
+        "medicationReference to a server Medication, but no fhirServer was sent: the order "
+        "cannot be checked; say so (review), never a silent pass (judgement: which rule id)",
+        "Service contract: review when data are unavailable",
+        naive(sid, bili=obs(f"{sid}-bili-now", sid, "bili", 2.4, -1), extra=[med]),
+        [rec(["data-unavailable", "data-uninterpretable"], "review")],
+        drafts=[order],
+        allow_extra_review=True,
+        send_fhir_server=False,
+    )
+
+
 def main() -> None:
     for builder in (
         hepatic,
@@ -2125,6 +2487,7 @@ def main() -> None:
         gate,
         heme,
         toxicities,
+        more,
     ):
         builder()
     OUT.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 ``start_postgres()`` runs initdb into a temporary directory and starts a server on a free
 loopback port (and a Unix socket in the same directory), with durability switched off for
-speed. ``PgServer.create_database()`` gives each test its own empty database;
+speed. ``PgServer.create_schema()`` gives each test its own empty schema (cheap),
+``create_database()`` its own database;
 ``PgServer.stop()`` stops the server and removes the directory. ``shared_postgres()`` starts
 one server per test session and stops it at exit.
 
@@ -48,6 +49,7 @@ class PgServer:
     run_as: str | None
     started_in_seconds: float
     _stopped: bool = field(default=False, repr=False)
+    _tests_db: bool = field(default=False, repr=False)
 
     def url_for(self, dbname: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -60,6 +62,20 @@ class PgServer:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url_for(name)
+
+    def create_schema(self, name: str | None = None) -> str:
+        """A new empty schema in the shared ``tests`` database; a URL whose search_path puts
+        it first, so unqualified tables are created and found there. Much cheaper than a
+        database per test."""
+        name = name or f"t_{uuid.uuid4().hex[:16]}"
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise ValueError(f"not a plain schema name: {name!r}")
+        if not self._tests_db:
+            self.create_database("tests")
+            self._tests_db = True
+        with psycopg.connect(self.url_for("tests"), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.url_for('tests')}?options=-c%20search_path%3D{name}"
 
     def stop(self) -> None:
         if self._stopped:
@@ -79,7 +95,8 @@ def start_postgres() -> PgServer:
     started = time.monotonic()
     bin_dir = find_bin_dir() or install_postgres()
     run_as = _server_user()
-    directory = Path(tempfile.mkdtemp(prefix="ixazomib-pg-"))
+    # Under /tmp when the server runs as another user: $TMPDIR may be private to us.
+    directory = Path(tempfile.mkdtemp(prefix="ixazomib-pg-", dir="/tmp" if run_as else None))
     try:
         if run_as is not None:
             entry = pwd.getpwnam(run_as)
@@ -214,11 +231,12 @@ def _write_settings(data: Path, port: int, socket_dir: Path, run_as: str | None)
 
 
 def _run(command: list[str], run_as: str | None) -> None:
-    kwargs: dict[str, object] = {}
     env = dict(os.environ)
-    if run_as is not None:
+    user = group = None
+    extra_groups: list[int] | None = None
+    if run_as is not None:  # drop root for this command (the server refuses to run as root)
         entry = pwd.getpwnam(run_as)
-        kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        user, group, extra_groups = entry.pw_uid, entry.pw_gid, []
         env.update(HOME=entry.pw_dir or "/", USER=run_as, LOGNAME=run_as)
     try:
         subprocess.run(
@@ -229,7 +247,9 @@ def _run(command: list[str], run_as: str | None) -> None:
             env=env,
             cwd="/",
             timeout=START_TIMEOUT_SECONDS + 10,
-            **kwargs,  # type: ignore[arg-type]
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
         )
     except subprocess.CalledProcessError as error:
         raise PostgresUnavailable(

@@ -189,7 +189,8 @@ def test_trusted_issuers_file_is_mounted_where_the_config_points() -> None:
     issuers = json.loads(secret["stringData"][volume["secret"]["items"][0]["key"]])
     assert issuers["issuers"]
     for issuer in issuers["issuers"]:
-        assert issuer["iss"] and ("jwks_url" in issuer or "jwks" in issuer)
+        assert issuer["iss"]
+        assert "jwks_url" in issuer or "jwks" in issuer
 
 
 def test_placeholders_are_marked() -> None:
@@ -331,9 +332,9 @@ def test_dockerfile_final_stage_runs_as_non_root_without_build_tools() -> None:
         )
     assert user not in ("root", "0")
     # the uid the pods run as is the image's
-    assert int(user) == _one("Deployment")["spec"]["template"]["spec"]["securityContext"][
-        "runAsUser"
-    ]
+    assert (
+        int(user) == _one("Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+    )
     runs = " ".join(i.value for i in final if i.keyword == "RUN")
     for tool in ("gcc", "build-essential", "apt-get install", "make ", "curl", "wget"):
         assert tool not in runs, tool
@@ -348,7 +349,9 @@ def test_dockerfile_healthcheck_expose_entrypoint() -> None:
         by_keyword.setdefault(instruction.keyword, []).append(instruction.value)
     assert by_keyword["EXPOSE"] == ["8080"]
     (healthcheck,) = by_keyword["HEALTHCHECK"]
-    assert "/healthz" in healthcheck and "urllib" in healthcheck and "curl" not in healthcheck
+    assert "/healthz" in healthcheck
+    assert "urllib" in healthcheck
+    assert "curl" not in healthcheck
     (entrypoint,) = by_keyword["ENTRYPOINT"]
     assert json.loads(entrypoint) == [
         "ixazomib-cds",
@@ -468,7 +471,8 @@ def test_gunicorn_conf_prepares_an_empty_metrics_dir(
     fresh: dict[str, str] = {}
     created = gunicorn_settings.prepare_metrics_dir(fresh)
     try:
-        assert created.is_dir() and fresh["PROMETHEUS_MULTIPROC_DIR"] == str(created)
+        assert created.is_dir()
+        assert fresh["PROMETHEUS_MULTIPROC_DIR"] == str(created)
     finally:
         shutil.rmtree(created)
 
@@ -526,11 +530,13 @@ def test_access_log_is_json_without_query_or_credentials() -> None:
     assert entry["duration_ms"] == 42
     assert entry["forwarded_for"] == "192.0.2.7"
     assert entry["user_agent"] == 'EHR "quoted" agent'
-    assert "SECRET" not in line and "patient=123" not in line and token not in line
+    assert "SECRET" not in line
+    assert "patient=123" not in line
+    assert token not in line
     # even an operator's format asking for the query, request line or header gets "-"
     cfg.set(
         "access_log_format",
-        '%(q)s|%(r)s|%({authorization}i)s|%({http_authorization}e)s|%({query_string}e)s',
+        "%(q)s|%(r)s|%({authorization}i)s|%({http_authorization}e)s|%({query_string}e)s",
     )
     stream.truncate(0)
     stream.seek(0)

@@ -58,9 +58,9 @@ def test_file_is_well_formed(path: Path) -> None:
     assert data["service"] in SERVICES
     assert data["now"].endswith("Z")
     for expectation in data["expected"] + data.get("optional", []):
-        rules = expectation["rule"] if isinstance(expectation["rule"], list) else [
-            expectation["rule"]
-        ]
+        rules = (
+            expectation["rule"] if isinstance(expectation["rule"], list) else [expectation["rule"]]
+        )
         assert set(rules) <= RULES, rules
         if "ixazomib" in expectation:
             action = expectation["ixazomib"]["action"]
@@ -117,7 +117,8 @@ def test_context_matches_the_hook(scenario: Scenario) -> None:
             for e in context["draftOrders"]["entry"]
             if e["resource"]["resourceType"] == "MedicationRequest"
         ]
-        assert drafts and all(d["status"] == "draft" for d in drafts)
+        assert drafts
+        assert all(d["status"] == "draft" for d in drafts)
         if scenario.service == "ixazomib-order-select":
             ids = {f"MedicationRequest/{d['id']}" for d in drafts}
             assert set(context["selections"]) <= ids

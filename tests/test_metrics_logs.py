@@ -285,7 +285,8 @@ def test_gunicorn_logs_are_json_and_redacted(gunicorn_server: Server) -> None:
 
     everything = gunicorn_server.stdout.read_text() + gunicorn_server.stderr.read_text()
     assert SECRET not in everything
-    assert JWT not in everything and JWT.split(".")[1] not in everything
+    assert JWT not in everything
+    assert JWT.split(".")[1] not in everything
     assert "Patient-123" not in everything  # the query string is never logged
 
 
@@ -308,7 +309,8 @@ def test_run_server_answers_fast_with_several_workers(tmp_path: Path) -> None:
         assert not (metrics_dir / "counter_4242.db").exists()
         pids = _hit(port, 40)
         assert 1 <= len(set(pids)) <= 2
-        assert _scrape(port)[("cds_requests_total", (("service", SERVICE), ("status", "200")))] == 40
+        labels = (("service", SERVICE), ("status", "200"))
+        assert _scrape(port)[("cds_requests_total", labels)] == 40
     finally:
         server.stop()
     assert server.process.returncode == 0
@@ -328,12 +330,12 @@ def test_temporary_metrics_dir_is_created_and_removed(gunicorn_server: Server) -
 
 
 @pytest.fixture
-def plain_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def plain_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setattr(values, "ValueClass", values.MutexValue)
     monkeypatch.setattr(metrics, "_metrics", None)
     monkeypatch.setattr(metrics, "_known_rules", None)
-    yield
+    return
 
 
 def _in_process() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -357,8 +359,10 @@ def test_every_metric_is_exposed(plain_metrics: None) -> None:
     assert samples[("cds_requests_total", (("service", SERVICE), ("status", "412")))] == 1
     assert samples[("cds_request_seconds_sum", (("service", SERVICE),))] == pytest.approx(0.13)
     buckets = [le for (name, labels), _ in samples.items() for key, le in labels if key == "le"]
-    assert "0.005" in buckets and "5.0" in buckets
-    assert samples[("cds_cards_total", (("indicator", "critical"), ("rule", "ixazomib.anc-below-1000")))] == 1
+    assert "0.005" in buckets
+    assert "5.0" in buckets
+    card = (("indicator", "critical"), ("rule", "ixazomib.anc-below-1000"))
+    assert samples[("cds_cards_total", card)] == 1
     assert samples[("cds_fhir_fetch_seconds_count", (("resource", "MedicationRequest"),))] == 1
     failures = (("reason", "timeout"), ("resource", "Observation"))
     assert samples[("cds_fhir_fetch_failures_total", failures)] == 1
@@ -429,16 +433,18 @@ def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def test_log_lines_are_json_objects(log_stream: io.StringIO) -> None:
     log = logging.getLogger("cds_service.test")
-    log.info("plain %s with \"quotes\" and\nnewline", "message", extra={"rule": "r1", "n": 3})
+    log.info('plain %s with "quotes" and\nnewline', "message", extra={"rule": "r1", "n": 3})
     log.warning("ünïcode ✓")
     (first, second) = _lines(log_stream)
     assert first["message"] == 'plain message with "quotes" and\nnewline'
     assert first["level"] == "INFO"
     assert first["logger"] == "cds_service.test"
-    assert first["rule"] == "r1" and first["n"] == 3
+    assert first["rule"] == "r1"
+    assert first["n"] == 3
     assert first["time"].endswith("+00:00")
     assert "hook_instance" not in first
-    assert second["message"] == "ünïcode ✓" and second["level"] == "WARNING"
+    assert second["message"] == "ünïcode ✓"
+    assert second["level"] == "WARNING"
 
 
 def test_hook_instance_is_on_every_line_of_the_request(log_stream: io.StringIO) -> None:
@@ -460,7 +466,8 @@ def test_hook_instance_is_on_every_line_of_the_request(log_stream: io.StringIO) 
         "abc",
         None,
     ]
-    assert lines[0]["service"] == SERVICE and "service" not in lines[2]
+    assert lines[0]["service"] == SERVICE
+    assert "service" not in lines[2]
 
 
 def test_flask_requests_do_not_leak_the_id_to_the_next_request(log_stream: io.StringIO) -> None:
@@ -509,7 +516,8 @@ def test_credentials_are_redacted(log_stream: io.StringIO, careless: str) -> Non
     logging.getLogger("cds_service.test").info("careless: %s", careless)
     output = log_stream.getvalue()
     assert SECRET not in output
-    assert JWT not in output and JWT.split(".")[0] not in output
+    assert JWT not in output
+    assert JWT.split(".")[0] not in output
     assert "[REDACTED]" in _lines(log_stream)[0]["message"]
 
 
@@ -533,7 +541,8 @@ def test_redaction_covers_extras_exceptions_and_the_hook_instance(
     with logs.request_context(JWT):
         log.info("weird hook instance")
     output = log_stream.getvalue()
-    assert SECRET not in output and JWT not in output
+    assert SECRET not in output
+    assert JWT not in output
     first, second, third = _lines(log_stream)
     assert first["headers"] == {"Authorization": "[REDACTED]", "Accept": "application/json"}
     assert first["access_token"] == "[REDACTED]"
@@ -567,3 +576,46 @@ def test_configure_logging_is_idempotent_and_checks_the_level() -> None:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+# --- the real service under `ixazomib-cds serve` ---------------------------------------------
+
+
+def test_ixazomib_cds_serve_end_to_end(tmp_path: Path) -> None:
+    """The contract's command: gunicorn, several workers, /healthz, /metrics, JSON logs."""
+    script = Path(sys.executable).parent / "ixazomib-cds"
+    if not script.exists():
+        pytest.skip("the ixazomib-cds console script is not installed")
+    port = _free_port()
+    env = {
+        "CDS_AUTH": "disabled",
+        "CDS_BASE_URL": f"http://127.0.0.1:{port}",
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        "CDS_WORKERS": "2",
+    }
+    command = [str(script), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    server = _start(tmp_path, command, env, port)
+    try:
+        assert server.startup_seconds < 10, server.startup_seconds
+        status, _ = _request(port, "GET", "/cds-services")
+        assert status == 200
+        status, body = _request(
+            port,
+            "POST",
+            f"/cds-services/{SERVICE}?access_token={SECRET}",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {JWT}"},
+            body=b'{"hook": "order-sign"}',
+        )
+        assert status == 400, body
+        samples = _scrape(port)
+        assert samples[("cds_requests_total", (("service", SERVICE), ("status", "400")))] == 1
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+    errors = [json.loads(line) for line in server.lines("stderr")]
+    assert sum("Booting worker" in entry["message"] for entry in errors) == 2
+    access = [json.loads(line) for line in server.lines("stdout")]
+    assert {entry["path"] for entry in access} >= {"/healthz", f"/cds-services/{SERVICE}"}
+    everything = server.stdout.read_text() + server.stderr.read_text()
+    assert SECRET not in everything
+    assert JWT not in everything

@@ -7,15 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pg import PgServer, shared_postgres, stop_shared_postgres
 
 from cds_service.store import Store, open_store
 from cds_service.store.models import CardAudit, FeedbackItem, RuleStats
 from cds_service.store.report import format_report
-
-try:
-    from tests.pg import PgServer, shared_postgres, stop_shared_postgres
-except ImportError:  # tests/ is not a package: pytest puts it on sys.path
-    from pg import PgServer, shared_postgres, stop_shared_postgres  # type: ignore[no-redef]
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 HOLD = "ixazomib.platelets-lt-30.hold"
@@ -36,7 +32,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         url = f"sqlite:///{tmp_path}/cds.sqlite3"
     else:
         server: PgServer = request.getfixturevalue("pg_server")
-        url = server.create_database()
+        url = server.create_schema()
     store = open_store(url)
     store.migrate()
     yield store

@@ -21,16 +21,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from pg import PgServer, shared_postgres, stop_shared_postgres
 
 from cds_service.store import SqlStore, Store, open_store
 from cds_service.store.dialect import Session
 from cds_service.store.migrations import LATEST_VERSION
 from cds_service.store.models import CardAudit, FeedbackItem, FeedbackResult, RuleStats
-
-try:
-    from tests.pg import PgServer, shared_postgres, stop_shared_postgres
-except ImportError:  # tests/ is not a package: pytest puts it on sys.path
-    from pg import PgServer, shared_postgres, stop_shared_postgres  # type: ignore[no-redef]
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -48,7 +44,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/not/yet/there/cds.sqlite3"
     server: PgServer = request.getfixturevalue("pg_server")
-    return server.create_database()
+    return server.create_schema()
 
 
 @pytest.fixture
@@ -158,7 +154,11 @@ def test_sqlite_urls_relative_and_absolute(tmp_path: Path, monkeypatch: pytest.M
 def test_postgres_scheme_alias_is_accepted() -> None:
     store = open_store("postgres://cds:secret@db.example:5432/cds")
     assert isinstance(store, SqlStore)
-    assert "secret" not in repr(store)
+    assert repr(store) == "<SqlStore PostgreSQL database cds on db.example:5432>"
+    assert "connect_timeout=5" in store.dialect.conninfo  # type: ignore[attr-defined]
+    tuned = open_store("postgresql://cds@db.example/cds?connect_timeout=11&application_name=x")
+    assert "connect_timeout=11" in tuned.dialect.conninfo  # type: ignore[attr-defined]
+    assert "application_name=x" in tuned.dialect.conninfo  # type: ignore[attr-defined]
 
 
 def test_migrate_twice_is_a_no_op(store: Store, database_url: str) -> None:

@@ -16,13 +16,22 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from cds_service import metrics
+
 JsonDict = dict[str, Any]
 MAX_PAGES = 20
 MAX_RESPONSE_BYTES = 20 * 1024 * 1024
 
 
 class FhirUnavailable(Exception):
-    """The FHIR server could not give the data; the message says why in plain words."""
+    """The FHIR server could not give the data; the message says why in plain words.
+
+    ``reason`` is a short label for metrics (see ``metrics.FETCH_FAILURE_REASONS``).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid_response") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def make_session(pool_size: int = 16) -> requests.Session:
@@ -102,24 +111,37 @@ class FhirClient:
         return None
 
     def _get(self, url: str) -> JsonDict:
+        resource_type = urlsplit(url).path[len(urlsplit(self.base_url).path) :].split("/")[0]
+        with metrics.time_fhir_fetch(resource_type):
+            try:
+                return self._get_json(url)
+            except FhirUnavailable as failure:
+                metrics.record_fhir_fetch_failure(resource_type, failure.reason)
+                raise
+
+    def _get_json(self, url: str) -> JsonDict:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
-            raise FhirUnavailable("the time allowed for fetching data ran out")
+            raise FhirUnavailable("the time allowed for fetching data ran out", "deadline")
         timeout = min(self._timeout, remaining)
         try:
             response = self._session.get(url, headers=self._headers, timeout=timeout)
         except requests.Timeout:
-            raise FhirUnavailable(f"the FHIR server did not answer within {timeout:.1f} s") from None
-        except requests.RequestException:
-            raise FhirUnavailable("the FHIR server could not be reached") from None
-        if response.status_code in (401, 403):
             raise FhirUnavailable(
-                f"the FHIR server refused the access token (HTTP {response.status_code})"
+                f"the FHIR server did not answer within {timeout:.1f} s", "timeout"
+            ) from None
+        except requests.RequestException:
+            raise FhirUnavailable("the FHIR server could not be reached", "connection") from None
+        status = response.status_code
+        if status in (401, 403):
+            raise FhirUnavailable(
+                f"the FHIR server refused the access token (HTTP {status})",
+                metrics.fetch_failure_reason(status),
             )
-        if response.status_code == 404:
-            raise FhirUnavailable("the FHIR server has no such resource (HTTP 404)")
-        if response.status_code >= 400:
-            raise FhirUnavailable(f"the FHIR server failed (HTTP {response.status_code})")
+        if status >= 400:
+            raise FhirUnavailable(
+                f"the FHIR server failed (HTTP {status})", metrics.fetch_failure_reason(status)
+            )
         if len(response.content) > MAX_RESPONSE_BYTES:
             raise FhirUnavailable("the FHIR server's answer is too large")
         try:

@@ -116,11 +116,15 @@ def _use_prefetch(
 
 
 def _fetch(need: DataNeed, query: str) -> Callable[[FhirClient], list[JsonDict]]:
-    if "?" in query:
-        return lambda client: [
-            r for r in client.search(query) if r.get("resourceType") == need.resource_type
-        ]
-    return lambda client: [client.read(query)]
+    if "?" not in query:
+        return _read(query)
+    return lambda client: [
+        r for r in client.search(query) if r.get("resourceType") == need.resource_type
+    ]
+
+
+def _read(reference: str) -> Callable[[FhirClient], list[JsonDict]]:
+    return lambda client: [client.read(reference)]
 
 
 def _run(
@@ -186,10 +190,7 @@ def _resolve_medications(
             wanted.append(target)
     if not wanted:
         return
-    jobs: dict[str, Callable[[FhirClient], list[JsonDict]]] = {
-        reference: (lambda c, ref=reference: [c.read(ref)])
-        for reference in wanted[:MAX_MEDICATION_READS]
-    }
+    jobs = {reference: _read(reference) for reference in wanted[:MAX_MEDICATION_READS]}
     failures: list[str] = []
     for reference, outcome in _run(jobs, client, executor, deadline).items():
         if isinstance(outcome, str):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cds_service import logs, metrics
@@ -51,6 +52,7 @@ operations = Blueprint("operations", __name__)
 
 @cds.before_request
 def authenticate() -> None:
+    g.started = time.perf_counter()
     if request.method == "OPTIONS":  # CORS preflight carries no token
         return
     authenticator = state().authenticator
@@ -71,10 +73,10 @@ def discovery() -> Response:
 
 @cds.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    started = time.perf_counter()
     service = _service(service_id)
     hook_request = parse_model(HookRequest, read_json_body(), "CDS Hooks 2.0 request")
     logs.set_hook_instance(str(hook_request.hookInstance))
+    logs.set_service(service.id)
     if hook_request.hook != service.hook:
         raise BadRequest(
             f"Service {service.id} answers the hook {service.hook!r}, "
@@ -98,7 +100,7 @@ def call_service(service_id: str) -> Response:
     )
     cards = evaluate(call, record, current.rule_settings)
     _audit(call, cards)
-    metrics.record_request(service.id, 200, time.perf_counter() - started)
+    metrics.record_request(service.id, 200, time.perf_counter() - g.started)
     return jsonify({"cards": cards})
 
 
@@ -132,6 +134,13 @@ def healthz() -> tuple[Response, int]:
     if not state().store.ping():
         return jsonify(operation_outcome("transient", "The database cannot be reached.")), 503
     return jsonify({"status": "ok"}), 200
+
+
+@operations.get("/openapi.yaml")
+def openapi_description() -> Response:
+    """The OpenAPI 3.1 description of this HTTP API, kept in the package beside the code."""
+    text = resources.files("cds_service").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    return Response(text, content_type="application/yaml")
 
 
 @operations.get("/metrics")
@@ -211,7 +220,8 @@ def install_error_handlers(app: Flask) -> None:
     def _cds_error(error: CdsError) -> tuple[Response, int, dict[str, str]]:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
         if request.blueprint == "cds" and request.view_args and "service_id" in request.view_args:
-            metrics.record_request(str(request.view_args["service_id"]), error.status, 0.0)
+            elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+            metrics.record_request(str(request.view_args["service_id"]), error.status, elapsed)
         return jsonify(error.to_operation_outcome()), error.status, headers
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -1,6 +1,14 @@
+"""The clinical rules engine: ixazomib (NINLARO) label criteria as CDS Hooks cards.
+
+    cards = evaluate(call, record, settings)
+
+Three stages: ``facts`` (read the FHIR data exactly), ``decisions`` (one per label row that
+applies), ``cards`` (CDS Hooks 2.0 JSON). ``RULES`` is the rule table; docs/rules.md is
+generated from it (``python -m cds_service.rules.docs``).
+"""
+
+from cds_service.rules.catalog import RULES, Rule
+from cds_service.rules.engine import evaluate
 from cds_service.rules.settings import RuleSettings
 
-
-def evaluate(call, record, settings):
-    return []
-__all__ = ["RuleSettings", "evaluate"]
+__all__ = ["RULES", "Rule", "RuleSettings", "evaluate"]

@@ -59,30 +59,38 @@ _PATIENT = "{{context.patientId}}"
 
 DATA_NEEDS: tuple[DataNeed, ...] = (
     DataNeed(
-        PATIENT, "Patient", f"Patient/{_PATIENT}", required=True,
+        PATIENT,
+        "Patient",
+        f"Patient/{_PATIENT}",
+        required=True,
         description="age and sex for Cockcroft-Gault",
     ),
     DataNeed(
-        MEDICATION_REQUESTS, "MedicationRequest",
-        f"MedicationRequest?patient={_PATIENT}&_count=100", required=True,
+        MEDICATION_REQUESTS,
+        "MedicationRequest",
+        f"MedicationRequest?patient={_PATIENT}&_count=100",
+        required=True,
         description="treatment history: ixazomib, lenalidomide, dexamethasone, CYP3A inducers",
     ),
     DataNeed(
-        LABS, "Observation",
+        LABS,
+        "Observation",
         f"Observation?patient={_PATIENT}&code={_codes(LOINC, LAB_LOINC_CODES)}"
         "&_sort=-date&_count=200",
         required=True,
         description="ANC, platelets, bilirubin, creatinine, CrCl, weight, pregnancy, pain",
     ),
     DataNeed(
-        TOXICITY_GRADES, "Observation",
+        TOXICITY_GRADES,
+        "Observation",
         f"Observation?patient={_PATIENT}&value-concept={_codes(NCIT, CTCAE_GRADE_CODES)}"
         "&_count=100",
         required=False,
         description="CTCAE-graded toxicities recorded as Observations",
     ),
     DataNeed(
-        TOXICITY_TERM_OBSERVATIONS, "Observation",
+        TOXICITY_TERM_OBSERVATIONS,
+        "Observation",
         f"Observation?patient={_PATIENT}&code="
         + ",".join(f"{system}|{code}" for system, code in TOXICITY_TERMS)
         + "&_count=100",
@@ -90,20 +98,31 @@ DATA_NEEDS: tuple[DataNeed, ...] = (
         description="neuropathy, rash and pain findings graded as integers",
     ),
     DataNeed(
-        ADVERSE_EVENTS, "AdverseEvent", f"AdverseEvent?subject=Patient/{_PATIENT}&_count=100",
-        required=False, description="adverse events with CTCAE grade",
+        ADVERSE_EVENTS,
+        "AdverseEvent",
+        f"AdverseEvent?subject=Patient/{_PATIENT}&_count=100",
+        required=False,
+        description="adverse events with CTCAE grade",
     ),
     DataNeed(
-        CONDITIONS, "Condition", f"Condition?patient={_PATIENT}&_count=100",
-        required=False, description="end-stage renal disease, dialysis, pregnancy",
+        CONDITIONS,
+        "Condition",
+        f"Condition?patient={_PATIENT}&_count=100",
+        required=False,
+        description="end-stage renal disease, dialysis, pregnancy",
     ),
     DataNeed(
-        PROCEDURES, "Procedure",
+        PROCEDURES,
+        "Procedure",
         f"Procedure?patient={_PATIENT}&code={_codes(SNOMED, DIALYSIS_PROCEDURES)}&_count=100",
-        required=False, description="dialysis",
+        required=False,
+        description="dialysis",
     ),
     DataNeed(
-        ALLERGIES, "AllergyIntolerance", f"AllergyIntolerance?patient={_PATIENT}&_count=100",
-        required=False, description="documented hypersensitivity to ixazomib",
+        ALLERGIES,
+        "AllergyIntolerance",
+        f"AllergyIntolerance?patient={_PATIENT}&_count=100",
+        required=False,
+        description="documented hypersensitivity to ixazomib",
     ),
 )

@@ -24,9 +24,11 @@ from cds_service.rules.codes import UCUM
 
 
 class Kind(Enum):
+    """A quantity the rules compare; the value names its target unit (values must differ)."""
+
     CELL_COUNT = "cells/uL"
-    BILIRUBIN = "umol/L"
-    CREATININE = "umol/L"
+    BILIRUBIN = "bilirubin umol/L"
+    CREATININE = "creatinine umol/L"
     CLEARANCE = "mL/min"
     EGFR = "mL/min/1.73m2"
     WEIGHT = "kg"

@@ -197,10 +197,19 @@ class PostgresDialect(Dialect):
         "id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     }
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, url: str) -> None:
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        self.conninfo = conninfo
+        # Defaults only: whatever the URL says (e.g. ?connect_timeout=10) wins.
+        given = conninfo_to_dict(url)
+        defaults = {
+            "connect_timeout": str(PG_CONNECT_TIMEOUT_SECONDS),
+            "application_name": "ixazomib-cds",
+        }
+        self.conninfo = make_conninfo(
+            url, **{key: value for key, value in defaults.items() if key not in given}
+        )
         self.disconnect_errors = (psycopg.OperationalError, psycopg.InterfaceError)
 
     def connect(self) -> Session:
@@ -231,12 +240,7 @@ class PostgresSession(Session):
         import psycopg
 
         super().__init__()
-        self.conn = psycopg.connect(
-            conninfo,
-            autocommit=True,
-            connect_timeout=PG_CONNECT_TIMEOUT_SECONDS,
-            application_name="ixazomib-cds",
-        )
+        self.conn = psycopg.connect(conninfo, autocommit=True)
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Result:
         query = sql.replace("?", "%s")

@@ -25,6 +25,8 @@ from cds_service.rules.codes import IXAZOMIB_LEVELS, LENALIDOMIDE_LEVELS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
 
+from .model import count_text
+
 ANC_HOLD_BELOW = Decimal(500)
 PLATELETS_HOLD_BELOW = Decimal(30000)
 ANC_NEW_CYCLE_AT_LEAST = Decimal(1000)
@@ -256,7 +258,7 @@ def _reduction_events(facts: Facts, started: datetime, pain_window: timedelta) -
             drug = Drug.LENALIDOMIDE if episode.lowers_lenalidomide else Drug.IXAZOMIB
             why = (
                 f"{lab.value} episode {episode.number} (lowest "
-                f"{min(v.value for v in episode.lows):,}/mm3) recovered "
+                f"{count_text(min(v.value for v in episode.lows))}/mm3) recovered "
                 f"{episode.recovery.at:%Y-%m-%d}"
             )
             owed.append(

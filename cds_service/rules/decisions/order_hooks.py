@@ -74,7 +74,7 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
         if error is not None:
             decisions.append(error)
         elif not stopped and course.started is not None:
-            decisions += _dose_due(draft, course, history, zone)
+            decisions += _dose_due(draft, course, history, zone, facts)
         elif not stopped and start_due is not None and draft.dose_mg != start_due:
             decisions += _start_level(draft, start_due, zone, decisions)
 
@@ -357,8 +357,23 @@ def _start_level(
     ]
 
 
+def _reduction_never_ordered(course: DoseCourse, facts: Facts) -> bool:
+    """The last required ixazomib reduction has not been followed by an order at that level."""
+    step = next((s for s in reversed(course.steps) if s.drug.value == "ixazomib"), None)
+    if step is None or step.to_mg is None:
+        return False
+    return not any(
+        o.dose_mg is not None and o.dose_mg <= step.to_mg and o.starts and o.starts >= step.at
+        for o in facts.ixazomib_history()
+    )
+
+
 def _dose_due(
-    draft: MedicationOrder, course: DoseCourse, history: tuple[str, ...], zone: str
+    draft: MedicationOrder,
+    course: DoseCourse,
+    history: tuple[str, ...],
+    zone: str,
+    facts: Facts,
 ) -> list[Decision]:
     """Recovery advice not yet acted on, and a draft dose that differs from the level due."""
     due = course.ixazomib_level
@@ -390,8 +405,7 @@ def _dose_due(
         )
         updated = updated or needs_update
     if not updated and draft.dose_mg is not None and draft.dose_mg != due:
-        last_ordered = course.last_ixazomib_order.dose_mg if course.last_ixazomib_order else None
-        owed_now = last_ordered is not None and due < last_ordered and draft.dose_mg > due
+        owed_now = draft.dose_mg > due and _reduction_never_ordered(course, facts)
         decisions.append(
             Decision(
                 rule="dose-level-due",

@@ -60,9 +60,8 @@ def _current(facts: Facts, toxicity: Toxicity) -> list[ToxicityFinding]:
     return [f for f in facts.toxicities if f.toxicity is toxicity and f.ongoing and f.grade]
 
 
-def _with_pain_now(facts: Facts, window: timedelta) -> list[str]:
+def _with_pain_now(facts: Facts, window: timedelta, zone: str) -> list[str]:
     """Signals of neuropathic pain now (no standard field: pain events, pain scores > 0)."""
-    zone = "the default zone"
     signals = [toxicity_line(f, zone) for f in _current(facts, Toxicity.NEUROPATHIC_PAIN)]
     scores = [s for s in facts.labs[Lab.PAIN_SCORE] if facts.now - s.at <= window]
     if scores and scores[-1].value > 0:
@@ -84,7 +83,7 @@ def ongoing_toxicities(
     if neuropathy:
         worst = max(neuropathy, key=lambda f: f.grade or 0)
         grade = worst.grade or 0
-        pain = _with_pain_now(facts, settings.pain_score_max_age)
+        pain = _with_pain_now(facts, settings.pain_score_max_age, zone)
         pain_text = "with pain" if pain else "without recorded pain"
         evidence = (toxicity_line(worst, zone), *(f"pain: {p}" for p in pain))
         if grade >= 4:
@@ -271,7 +270,7 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
     decisions: list[Decision] = []
     unreadable = [*facts.problems.uninterpretable, *facts.problems.invalid]
     if only is not None:
-        unreadable = [p for p in unreadable if any(ref in p for ref in only)]
+        unreadable = [p for p in unreadable if any(_names(p, ref) for ref in only)]
     if unreadable:
         decisions.append(
             Decision(
@@ -302,3 +301,8 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
             )
         )
     return decisions
+
+
+def _names(problem: str, reference: str) -> bool:
+    """Does a problem text name this resource ("Observation/1" is not "Observation/12")?"""
+    return any(f"{reference}{end}" in f"{problem} " for end in (" ", ":", ")"))

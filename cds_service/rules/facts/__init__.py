@@ -25,7 +25,7 @@ from cds_service.rules.facts.clinical import (
 )
 from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab
 from cds_service.rules.facts.orders import Drug, MedicationOrder, order_drug, read_order
-from cds_service.rules.facts.reading import Problems, of_type, reference_of
+from cds_service.rules.facts.reading import Problems, dict_field, of_type, reference_of
 from cds_service.rules.inputs import HOOK_ORDER_SELECT, HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 
@@ -87,7 +87,7 @@ def _unique(resources: list[JsonDict]) -> list[JsonDict]:
     return list(seen.values())
 
 
-def _judged_drafts(call: HookCall) -> list[JsonDict]:
+def judged_drafts(call: HookCall) -> list[JsonDict]:
     drafts = of_type(_resources(call.draft_orders), "MedicationRequest")
     if call.hook == HOOK_ORDER_SELECT and call.selections:
         drafts = [d for d in drafts if reference_of(d) in call.selections]
@@ -104,7 +104,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         orders = [read_order(r, record.medications, zone, problems) for r in selected]
         return [order for order in orders if order is not None]
 
-    draft_raws = _judged_drafts(call)
+    draft_raws = judged_drafts(call)
     draft_orders = read_orders(draft_raws)
     draft_references = {
         reference_of(d) for d in of_type(_resources(call.draft_orders), "MedicationRequest")
@@ -147,7 +147,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
 
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
     ixazomib_references |= {
-        str((o.raw.get("medicationReference") or {}).get("reference"))
+        str(dict_field(o.raw, "medicationReference").get("reference"))
         for o in history
         if o.drug is Drug.IXAZOMIB
     }
@@ -203,6 +203,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
 
 def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[ToxicityFinding]:
     """Graded Observations: the latest of each toxicity is the current state, earlier ones past."""
+
     def series(finding: ToxicityFinding) -> str:  # "other" toxicities differ by term
         return finding.term if finding.toxicity is Toxicity.OTHER else finding.toxicity.value
 
@@ -211,6 +212,4 @@ def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[T
         current = latest.get(series(finding))
         if current is None or (finding.at or now) >= (current.at or now):
             latest[series(finding)] = finding
-    return [
-        replace(f, ongoing=latest.get(series(f)) is f and (f.grade or 0) > 0) for f in findings
-    ]
+    return [replace(f, ongoing=latest.get(series(f)) is f and (f.grade or 0) > 0) for f in findings]

@@ -43,6 +43,7 @@ from cds_service.rules.facts.reading import (
     codings,
     concept_text,
     reference_of,
+    text_field,
     validate,
 )
 from cds_service.rules.inputs import JsonDict
@@ -153,7 +154,7 @@ def pregnancy_evidence(
     for raw in observations:
         if not codes_in(raw.get("code"), LOINC) & PREGNANCY_STATUS_CODES:
             continue
-        if raw.get("status") not in {"final", "amended", "corrected"}:
+        if text_field(raw, "status") not in {"final", "amended", "corrected"}:
             continue
         observation = validate(Observation, raw, zone, problems)
         if observation is None:
@@ -274,7 +275,10 @@ _NOT_RELATED_WORDS = ("unrelated", "not related", "unlikely", "excluded")
 def _attribution(event: AdverseEvent, ixazomib_references: set[str]) -> bool | None:
     stated: bool | None = None
     for suspect in event.suspectEntity or []:
-        instance = suspect.instance
+        # getattr: the models accept null even for required elements.
+        instance = getattr(suspect, "instance", None)
+        if instance is None:
+            continue
         text = f"{instance.reference or ''} {instance.display or ''}".lower()
         if instance.reference not in ixazomib_references and not (
             "ixazomib" in text or "ninlaro" in text
@@ -317,7 +321,7 @@ def read_graded_observation(
     """An Observation whose code is the toxicity term and whose value is the CTCAE grade."""
     if codes_in(raw.get("code"), LOINC):  # labs, pain scores: not a toxicity term
         return None
-    if raw.get("status") not in {"final", "amended", "corrected"}:
+    if text_field(raw, "status") not in {"final", "amended", "corrected"}:
         return None
     toxicity = toxicity_of(raw.get("code"))
     if toxicity is None:

@@ -25,7 +25,14 @@ from cds_service.rules.codes import (
     WEIGHT_CODES,
 )
 from cds_service.rules.data_needs import LOINC
-from cds_service.rules.facts.reading import Problems, as_instant, codes_in, reference_of, validate
+from cds_service.rules.facts.reading import (
+    Problems,
+    as_instant,
+    codes_in,
+    reference_of,
+    text_field,
+    validate,
+)
 from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import Kind, convert
 
@@ -86,7 +93,7 @@ def lab_of(raw: JsonDict) -> Lab | None:
 
 def read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None:
     lab = lab_of(raw)
-    if lab is None or raw.get("status") not in COUNTING_STATUSES:
+    if lab is None or text_field(raw, "status") not in COUNTING_STATUSES:
         return None
     observation = validate(Observation, raw, zone, problems)
     if observation is None:

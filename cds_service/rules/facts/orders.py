@@ -30,6 +30,7 @@ from cds_service.rules.facts.reading import (
     as_instant,
     codes_in,
     concept_text,
+    dict_field,
     reference_of,
     validate,
 )
@@ -62,6 +63,7 @@ class MedicationOrder:
     dose_problem: str | None  # why the dose could not be read exactly
     doses_per_week: Decimal | None  # None: the order gives no frequency
     strength_mg: Decimal | None  # ixazomib capsule strength from the product code
+    product_code: str | None  # the ixazomib product (RxNorm) the order names, if any
     product_code_at: str | None  # CODE_IN_* when coded by ixazomib product
     name: str  # lower-case text of the medication concept
     inducer: str | None  # the strong CYP3A inducer the order is for, if any
@@ -101,18 +103,26 @@ def _medication_concept(
     order: JsonDict, medications: dict[str, JsonDict], zone: tzinfo, problems: Problems
 ) -> tuple[Any, str]:
     """The coded medication of an order and where it sits (CODE_IN_*)."""
-    if isinstance(order.get("medicationCodeableConcept"), dict):
-        return order["medicationCodeableConcept"], CODE_IN_CONCEPT
-    reference = (order.get("medicationReference") or {}).get("reference")
+    if "medicationCodeableConcept" in order:
+        return dict_field(order, "medicationCodeableConcept"), CODE_IN_CONCEPT
+    reference = dict_field(order, "medicationReference").get("reference")
     if not isinstance(reference, str):
         return None, CODE_ELSEWHERE
     if reference.startswith("#"):
-        for contained in order.get("contained") or []:
-            if isinstance(contained, dict) and contained.get("id") == reference[1:]:
-                return _medication_code(contained, zone, problems), CODE_IN_CONTAINED
-        return None, CODE_IN_CONTAINED
+        contained = _contained(order, reference[1:])
+        if contained is None:
+            return None, CODE_IN_CONTAINED
+        return _medication_code(contained, zone, problems), CODE_IN_CONTAINED
     found = medications.get(reference)
     return (_medication_code(found, zone, problems) if found else None), CODE_ELSEWHERE
+
+
+def _contained(order: JsonDict, local_id: str) -> JsonDict | None:
+    resources = order.get("contained")
+    for resource in resources if isinstance(resources, list) else []:
+        if isinstance(resource, dict) and resource.get("id") == local_id:
+            return resource
+    return None
 
 
 def _medication_code(medication: JsonDict, zone: tzinfo, problems: Problems) -> Any:
@@ -219,6 +229,7 @@ def read_order(
         dose_problem=dose_problem,
         doses_per_week=_doses_per_week(timing),
         strength_mg=strength,
+        product_code=product,
         product_code_at=code_at if product else None,
         name=name,
         inducer=_inducer_of(rxnorm, name),
@@ -229,19 +240,12 @@ def read_order(
 def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
     """The medication concept straight from the JSON, for selecting before validating."""
     if "medicationCodeableConcept" in order:
-        return order["medicationCodeableConcept"]
-    reference = (order.get("medicationReference") or {}).get("reference")
+        return dict_field(order, "medicationCodeableConcept")
+    reference = dict_field(order, "medicationReference").get("reference")
     if not isinstance(reference, str):
         return None
     if reference.startswith("#"):
-        medication = next(
-            (
-                c
-                for c in order.get("contained") or []
-                if isinstance(c, dict) and c.get("id") == reference[1:]
-            ),
-            None,
-        )
+        medication = _contained(order, reference[1:])
     else:
         medication = medications.get(reference)
     return (medication or {}).get("code") if isinstance(medication, dict) else None

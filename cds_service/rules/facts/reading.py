@@ -79,14 +79,22 @@ def of_type(resources: Iterable[JsonDict], resource_type: str) -> list[JsonDict]
     return [r for r in resources if isinstance(r, dict) and r.get("resourceType") == resource_type]
 
 
+def _as_dict(concept: Any) -> dict[str, Any]:
+    """A raw or validated CodeableConcept as a dict; anything malformed as an empty one."""
+    if isinstance(concept, BaseModel):
+        return concept.model_dump(mode="python")
+    return concept if isinstance(concept, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def codings(concept: Any) -> list[tuple[str, str]]:
     """(system, code) pairs of a raw or validated CodeableConcept."""
-    if concept is None:
-        return []
-    raw = concept if isinstance(concept, dict) else concept.model_dump(mode="python")
     return [
         (str(c.get("system") or ""), str(c.get("code") or ""))
-        for c in raw.get("coding") or []
+        for c in _list(_as_dict(concept).get("coding"))
         if isinstance(c, dict)
     ]
 
@@ -97,12 +105,21 @@ def codes_in(concept: Any, system: str) -> set[str]:
 
 def concept_text(concept: Any) -> str:
     """All human text of a concept (text and displays), lower case, for name fallbacks."""
-    if concept is None:
-        return ""
-    raw = concept if isinstance(concept, dict) else concept.model_dump(mode="python")
+    raw = _as_dict(concept)
     parts = [str(raw.get("text") or "")]
-    parts += [str(c.get("display") or "") for c in raw.get("coding") or [] if isinstance(c, dict)]
-    return " ".join(parts).lower()
+    parts += [str(c.get("display") or "") for c in _list(raw.get("coding")) if isinstance(c, dict)]
+    return " ".join(parts).strip().lower()
+
+
+def text_field(resource: JsonDict, key: str) -> str | None:
+    """A string field of raw JSON, or None when absent or malformed (read before validating)."""
+    value = resource.get(key)
+    return value if isinstance(value, str) else None
+
+
+def dict_field(resource: JsonDict, key: str) -> JsonDict:
+    value = resource.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def as_instant(value: Any, zone: tzinfo) -> datetime | None:

@@ -1,0 +1,51 @@
+"""evaluate(): the three stages in order (facts -> decisions -> cards)."""
+
+from __future__ import annotations
+
+from cds_service.rules.cards import render
+from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
+from cds_service.rules.decisions.shared import data_problems
+from cds_service.rules.facts import Drug, gather_facts
+from cds_service.rules.facts.orders import order_drug
+from cds_service.rules.inputs import (
+    HOOK_LAB_RESULT,
+    HOOK_ORDER_SELECT,
+    HOOK_ORDER_SIGN,
+    HookCall,
+    JsonDict,
+    PatientRecord,
+)
+from cds_service.rules.settings import RuleSettings
+
+
+def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[JsonDict]:
+    """The cards for one hook call: CDS Hooks 2.0 card JSON, ready to send."""
+    if call.hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
+        facts = gather_facts(call, record, settings)
+        if facts.drafts:
+            decisions: list[Decision] = decide_order(facts, settings)
+        elif _orders_ixazomib(call, record):
+            # An ixazomib draft that could not be read: say so rather than stay silent.
+            decisions = data_problems(facts, only=_draft_references(call))
+        else:
+            return []  # the hook fired for another drug
+    elif call.hook == HOOK_LAB_RESULT:
+        decisions = decide_lab_result(gather_facts(call, record, settings), settings)
+    else:
+        return []
+    return render(decisions)
+
+
+def _drafts(call: HookCall) -> list[JsonDict]:
+    entries = [e.get("resource", e) for e in call.draft_orders if isinstance(e, dict)]
+    return [
+        e for e in entries if isinstance(e, dict) and e.get("resourceType") == "MedicationRequest"
+    ]
+
+
+def _draft_references(call: HookCall) -> set[str]:
+    return {f"MedicationRequest/{d.get('id')}" for d in _drafts(call)}
+
+
+def _orders_ixazomib(call: HookCall, record: PatientRecord) -> bool:
+    return any(order_drug(d, record.medications)[0] is Drug.IXAZOMIB for d in _drafts(call))

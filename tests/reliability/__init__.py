@@ -1,0 +1,1 @@
+"""Reliability and security suites run against the real service (see README "Reliability")."""

@@ -1,0 +1,46 @@
+"""Fixtures of the reliability suites, and the ``slow`` switch.
+
+Tests marked ``@pytest.mark.slow`` (the 5-minute soak, long fuzzing) are skipped unless
+``CDS_RUN_SLOW=1`` is set or pytest gets ``--run-slow`` (the option exists when pytest is
+pointed at this directory: ``pytest tests/reliability --run-slow``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cds_service.fixtures import Scenario, load_scenarios
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow", action="store_true", default=False,
+        help="also run the long reliability runs (soak); same as CDS_RUN_SLOW=1",
+    )
+
+
+def run_slow(config: pytest.Config) -> bool:
+    try:
+        flag = bool(config.getoption("--run-slow"))
+    except ValueError:  # the option is registered only when this conftest is an initial one
+        flag = False
+    return flag or os.environ.get("CDS_RUN_SLOW", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if run_slow(config):
+        return
+    skip = pytest.mark.skip(reason="slow: set CDS_RUN_SLOW=1 (or --run-slow) to run it")
+    for item in items:
+        if "slow" in item.keywords and HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def scenarios() -> dict[str, Scenario]:
+    return {scenario.id: scenario for scenario in load_scenarios()}

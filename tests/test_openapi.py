@@ -1,0 +1,234 @@
+"""The OpenAPI 3.1 description (cds_service/openapi.yaml) against the real service.
+
+1. The document is a valid OpenAPI 3.1 description and is served at GET /openapi.yaml.
+2. Real responses (Flask test client: discovery, every clinical scenario, every error status)
+   match the response schemas (jsonschema, draft 2020-12).
+3. Schemathesis generates requests from the description and runs them against the RUNNING
+   service (gunicorn, 2 workers, authentication on, a fresh token per request): no 5xx, every
+   status and body as described, every error an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
+
+import schemathesis
+from builders import empty_prefetch, order_sign_request
+from cds_service.fixtures import Scenario, load_scenarios
+from faulty_fhir_server import closed_port_url
+from live_server import LiveService, start_service
+from reliability.support import SPEC_PATH, assert_operation_outcome, schema_errors, spec
+
+SERVICES = ("ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result")
+MAX_EXAMPLES = int(os.environ.get("CDS_SCHEMATHESIS_EXAMPLES", "40"))
+
+
+# -- 1. the document ----------------------------------------------------------------------------
+
+
+def test_the_description_is_valid_openapi_3_1() -> None:
+    validator = pytest.importorskip("openapi_spec_validator")
+    document = spec()
+    assert document["openapi"].startswith("3.1")
+    validator.validate(document)
+
+
+def test_every_route_of_the_service_is_described(client: FlaskClient) -> None:
+    described = {path.replace("{service_id}", "<service_id>") for path in spec()["paths"]}
+    routes = {
+        rule.rule for rule in client.application.url_map.iter_rules()
+        if rule.endpoint not in ("static", "operations.metrics_endpoint")
+    }
+    expected = {r for r in routes if r != "/cds-services/<service_id>"}
+    expected |= {f"/cds-services/{service}" for service in SERVICES}
+    assert described == expected
+
+
+def test_the_service_serves_its_description(client: FlaskClient) -> None:
+    response = client.get("/openapi.yaml")
+    assert response.status_code == 200
+    assert response.mimetype == "application/yaml"
+    assert yaml.safe_load(response.get_data(as_text=True)) == spec()
+    assert response.get_data(as_text=True) == SPEC_PATH.read_text(encoding="utf-8")
+
+
+# -- 2. real responses against the response schemas ---------------------------------------------
+
+
+def test_discovery_matches_the_description(client: FlaskClient) -> None:
+    body = client.get("/cds-services").get_json()
+    assert not schema_errors("Discovery", body)
+    assert [s["id"] for s in body["services"]] == list(SERVICES)
+    paths = spec()["paths"]
+    for service in body["services"]:
+        operation = paths[f"/cds-services/{service['id']}"]["post"]
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        name = schema.rsplit("/", 1)[1]
+        hook = next(part["properties"]["hook"]["const"]
+                    for part in spec()["components"]["schemas"][name]["allOf"][1:])
+        assert hook == service["hook"]
+
+
+def test_health_matches_the_description(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def _scenario_ids() -> list[str]:
+    return [scenario.id for scenario in load_scenarios()]
+
+
+@pytest.fixture(scope="module")
+def all_scenarios() -> dict[str, Scenario]:
+    return {scenario.id: scenario for scenario in load_scenarios()}
+
+
+@pytest.mark.parametrize("scenario_id", _scenario_ids())
+def test_scenario_requests_and_answers_match_the_description(
+    client: FlaskClient, all_scenarios: dict[str, Scenario], scenario_id: str
+) -> None:
+    scenario = all_scenarios[scenario_id]
+    request = json.loads(json.dumps(scenario.cds_request(prefetch=True), default=str))
+    request_schema = {
+        "ixazomib-order-sign": "OrderSignRequest",
+        "ixazomib-order-select": "OrderSelectRequest",
+        "ixazomib-lab-result": "LabResultRequest",
+    }[scenario.service]
+    assert not schema_errors(request_schema, request), "the description refuses a real request"
+    response = client.post(f"/cds-services/{scenario.service}", json=request)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert not schema_errors("CdsResponse", response.get_json())
+
+
+ERROR_CASES: list[tuple[str, str, dict[str, Any], int]] = [
+    ("malformed JSON", "/cds-services/ixazomib-order-sign",
+     {"data": b"{", "content_type": "application/json"}, 400),
+    ("wrong hook", "/cds-services/ixazomib-lab-result", {"json": order_sign_request()}, 400),
+    ("unknown service", "/cds-services/nope", {"json": order_sign_request()}, 404),
+    ("unknown feedback service", "/cds-services/nope/feedback", {"json": {"feedback": []}}, 404),
+    ("nothing prefetched", "/cds-services/ixazomib-order-sign",
+     {"json": order_sign_request(prefetch={})}, 412),
+    ("text/plain", "/cds-services/ixazomib-order-sign",
+     {"data": b"{}", "content_type": "text/plain"}, 415),
+    ("bad feedback", "/cds-services/ixazomib-order-sign/feedback",
+     {"json": {"feedback": [{"card": "c", "outcome": "maybe"}]}}, 400),
+]
+
+
+@pytest.mark.parametrize(("what", "path", "kwargs", "status"), ERROR_CASES,
+                         ids=[case[0] for case in ERROR_CASES])
+def test_error_answers_are_described_operation_outcomes(
+    client: FlaskClient, what: str, path: str, kwargs: dict[str, Any], status: int
+) -> None:
+    response = client.post(path, **kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert_operation_outcome(response.get_json())
+    template = path if path in spec()["paths"] else "/cds-services/{service_id}/feedback"
+    if template in spec()["paths"] and not path.startswith("/cds-services/nope"):
+        assert str(status) in spec()["paths"][template]["post"]["responses"]
+
+
+def test_feedback_answer_matches_the_description(client: FlaskClient) -> None:
+    body = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "accepted",
+                          "outcomeTimestamp": "2026-11-21T10:00:00Z"}]}
+    response = client.post("/cds-services/ixazomib-order-sign/feedback", json=body)
+    assert response.status_code == 200
+    assert not schema_errors("FeedbackResult", response.get_json())
+
+
+def test_413_states_the_limit(client: FlaskClient) -> None:
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    response = client.post("/cds-services/ixazomib-order-sign", data=b" " * (limit + 1),
+                           content_type="application/json")
+    assert response.status_code == 413
+    assert_operation_outcome(response.get_json(), mentions=f"limit of {limit} bytes")
+
+
+def test_an_empty_prefetch_is_valid_by_the_description() -> None:
+    assert not schema_errors("Prefetch", empty_prefetch())
+
+
+# -- 3. schemathesis against the running service -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveService]:
+    service = start_service(workers=2, env={
+        "CDS_FHIR_TIMEOUT_SECONDS": "0.5", "CDS_FHIR_DEADLINE_SECONDS": "1",
+        "CDS_MAX_BODY_BYTES": str(256 * 1024),
+    })
+    yield service
+    service.stop()
+
+
+def test_the_running_service_serves_a_loadable_description(live: LiveService) -> None:
+    loaded = schemathesis.openapi.from_url(f"{live.base_url}/openapi.yaml")
+    operations = {f"{op.method.upper()} {op.path}" for op in (
+        result.ok() for result in loaded.get_all_operations())}
+    assert {"GET /cds-services", "GET /healthz", "POST /cds-services/{service_id}/feedback",
+            *(f"POST /cds-services/{service}" for service in SERVICES)} <= operations
+
+
+@schemathesis.check
+def errors_are_operation_outcomes(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every non-2xx answer has a FHIR OperationOutcome body that says what was wrong."""
+    if response.status_code < 400:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        raise AssertionError(f"{response.status_code} without a JSON body") from None
+    errors = schema_errors("OperationOutcome", body)
+    if errors:
+        raise AssertionError(f"{response.status_code} body is not an OperationOutcome: {errors}")
+    return True
+
+
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.response_headers_conformance,
+    errors_are_operation_outcomes,
+]
+
+# The file the service serves (test_the_service_serves_its_description checks they are the same).
+# Loaded from the file, not from the live URL: the lazy fixture loader of schemathesis 4.32
+# does not work with pytest 9 (it sets Function._nodeid, which pytest 9 no longer has).
+schema = schemathesis.openapi.from_path(str(SPEC_PATH))
+_REFUSED_FHIR = closed_port_url()
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None,
+          suppress_health_check=list(HealthCheck), derandomize=True)
+def test_the_running_service_keeps_to_its_description(case: Any, live: LiveService) -> None:
+    body = getattr(case, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("fhirServer"), str):
+        body["fhirServer"] = _REFUSED_FHIR  # loopback only: generated URLs are never contacted
+    token = live.token("", aud=live.base_url)  # a fresh jti for every request
+    headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+    case.call_and_validate(base_url=live.base_url, headers=headers, checks=CHECKS, timeout=10)
+
+
+def test_the_running_service_refuses_unauthenticated_calls_as_described(
+    live: LiveService,
+) -> None:
+    for path in ("/cds-services", *(f"/cds-services/{s}" for s in SERVICES)):
+        method = requests.get if path == "/cds-services" else requests.post
+        response = method(live.base_url + path, timeout=5)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert_operation_outcome(response.json())
