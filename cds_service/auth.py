@@ -276,7 +276,8 @@ class Authenticator:
         except Exception as error:  # the store's message could quote the jti: log only the type
             log.error(
                 "JWT replay check (claim_jti) failed for iss=%r with %s; refusing the token",
-                _shown(iss), type(error).__name__,
+                _shown(iss),
+                type(error).__name__,
             )
             raise _refused("the replay check (jti store) is unavailable", iss, kid) from None
         if not fresh:
@@ -434,11 +435,17 @@ class _IssuerKeys:
                 return key  # keep trusting cached keys while the issuer's host is down
             raise _refused(f"the issuer's JWKS is unavailable ({error})", iss, kid) from None
         if not keys:
-            log.warning("the JWKS of issuer %r has no key usable with %s", _shown(iss),
-                        ", ".join(self._owner.algorithms))
+            log.warning(
+                "the JWKS of issuer %r has no key usable with %s",
+                _shown(iss),
+                ", ".join(self._owner.algorithms),
+            )
         self._keyset = _KeySet(keys, now)
-        log.info("fetched the JWKS of issuer %r: kids %s", _shown(iss),
-                 sorted({_shown(k) for k, _ in keys}))
+        log.info(
+            "fetched the JWKS of issuer %r: kids %s",
+            _shown(iss),
+            sorted({_shown(k) for k, _ in keys}),
+        )
         key = keys.get((kid, alg))
         if key is None:
             raise _refused("no key with this kid for this algorithm (after JWKS refresh)", iss, kid)

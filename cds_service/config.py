@@ -87,7 +87,7 @@ class Config:
         if self.trusted_issuers_path and not Path(self.trusted_issuers_path).is_file():
             raise ConfigError(f"CDS_TRUSTED_ISSUERS: no such file {self.trusted_issuers_path!r}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"CDS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+            raise ConfigError("CDS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         if self.fhir_timeout_seconds > self.fhir_deadline_seconds:
             raise ConfigError("CDS_FHIR_TIMEOUT_SECONDS must not exceed CDS_FHIR_DEADLINE_SECONDS")
 

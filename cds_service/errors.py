@@ -68,5 +68,7 @@ class PreconditionFailed(CdsError):
 
 def operation_outcome(code: str, message: str, details: list[str] | None = None) -> dict[str, Any]:
     issues: list[dict[str, Any]] = [{"severity": "error", "code": code, "diagnostics": message}]
-    issues += [{"severity": "error", "code": code, "diagnostics": detail} for detail in details or []]
+    issues += [
+        {"severity": "error", "code": code, "diagnostics": detail} for detail in details or []
+    ]
     return {"resourceType": "OperationOutcome", "issue": issues}

@@ -467,8 +467,11 @@ def _as_utc(text: str) -> datetime:
 
 
 def upload_scenarios(
-    fhir_server: str, token: str | None = None, directory: Path | str | None = None,
-    *, timeout_seconds: float = 60.0,
+    fhir_server: str,
+    token: str | None = None,
+    directory: Path | str | None = None,
+    *,
+    timeout_seconds: float = 60.0,
 ) -> int:
     """Load every scenario's resources into ``fhir_server`` (one transaction per scenario).
 
@@ -485,7 +488,9 @@ def upload_scenarios(
     with requests.Session() as session:
         for scenario in scenarios:
             response = session.post(
-                fhir_server.rstrip("/"), json=scenario.transaction_bundle(), headers=headers,
+                fhir_server.rstrip("/"),
+                json=scenario.transaction_bundle(),
+                headers=headers,
                 timeout=timeout_seconds,
             )
             if response.status_code >= 300:

@@ -163,7 +163,9 @@ def settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "max_requests": 0,
         "limit_request_line": 4094,
         "limit_request_fields": 100,
-        "limit_request_field_size": 8190,
+        # Room for a 16 KiB bearer token: the app, not gunicorn, refuses bigger ones (a bare
+        # 401 with an OperationOutcome rather than gunicorn's HTML 431).
+        "limit_request_field_size": 20480,
         "forwarded_allow_ips": forwarded,
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,

@@ -16,8 +16,11 @@ def empty_prefetch() -> dict[str, Any]:
 
 
 def medication_request(
-    order_id: str = "draft-1", rxnorm: str = "1723770", display: str = "ixazomib 4 MG Oral Capsule",
-    dose_mg: int | str = 4, status: str = "draft",
+    order_id: str = "draft-1",
+    rxnorm: str = "1723770",
+    display: str = "ixazomib 4 MG Oral Capsule",
+    dose_mg: int | str = 4,
+    status: str = "draft",
 ) -> dict[str, Any]:
     return {
         "resourceType": "MedicationRequest",
@@ -26,15 +29,29 @@ def medication_request(
         "intent": "order",
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
         "medicationCodeableConcept": {
-            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                        "code": rxnorm, "display": display}]
+            "coding": [
+                {
+                    "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": rxnorm,
+                    "display": display,
+                }
+            ]
         },
-        "dosageInstruction": [{
-            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
-            "doseAndRate": [{"doseQuantity": {"value": dose_mg, "unit": "mg",
-                                              "system": "http://unitsofmeasure.org",
-                                              "code": "mg"}}],
-        }],
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": dose_mg,
+                            "unit": "mg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
+        ],
     }
 
 

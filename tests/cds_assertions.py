@@ -6,8 +6,15 @@ import uuid
 from typing import Any
 
 RECOMMENDATION = "org.ixazomib-cds.recommendation"
-IXAZOMIB_ACTIONS = {"hold", "resume", "reduce", "start-reduced", "discontinue", "correct-dose",
-                    "review"}
+IXAZOMIB_ACTIONS = {
+    "hold",
+    "resume",
+    "reduce",
+    "start-reduced",
+    "discontinue",
+    "correct-dose",
+    "review",
+}
 LENALIDOMIDE_ACTIONS = {"hold", "reduce", "resume", "discontinue"}
 
 
@@ -26,7 +33,8 @@ def assert_conformant_response(body: dict[str, Any]) -> None:
     assert isinstance(body.get("cards"), list)
     assert_no_nulls_or_empty_arrays(body)
     for card in body["cards"]:
-        assert isinstance(card["summary"], str) and 0 < len(card["summary"]) < 140
+        assert isinstance(card["summary"], str)
+        assert 0 < len(card["summary"]) < 140
         assert card["indicator"] in ("info", "warning", "critical")
         assert card["source"]["label"]
         uuid.UUID(card["uuid"])

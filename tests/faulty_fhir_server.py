@@ -24,7 +24,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -35,7 +35,7 @@ from cds_service.fixtures import Scenario
 BASE_PATH = "/fhir"
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     HEALTHY = "healthy"
     SLOW = "slow"
     ERROR_500 = "error_500"
@@ -97,7 +97,9 @@ class FaultyFhirServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -131,8 +133,11 @@ class FaultyFhirServer:
     # -- the handler ----------------------------------------------------------------------
     def _answer(self, target: str) -> tuple[int, bytes]:
         parts = urlsplit(target)
-        relative = parts.path[len(BASE_PATH):].strip("/") if parts.path.startswith(
-            BASE_PATH) else parts.path.strip("/")
+        relative = (
+            parts.path[len(BASE_PATH) :].strip("/")
+            if parts.path.startswith(BASE_PATH)
+            else parts.path.strip("/")
+        )
         resource_type = relative.split("/")[0]
         with self._lock:
             mode, only, scenario = self._mode, self._only, self.scenario
@@ -152,8 +157,9 @@ class FaultyFhirServer:
         if mode is Mode.LOOP and is_search:
             return 200, _dumps(_bundle([], next_url=f"{self.base_url}/{query}"))
         if mode is Mode.ENDLESS_PAGES and is_search:
-            page = int(dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get(
-                "_page", "0"))
+            page = int(
+                dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("_page", "0")
+            )
             return 200, _dumps(_bundle([], next_url=f"{self.base_url}/{relative}?_page={page + 1}"))
         if mode is Mode.WRONG_TYPE:
             if is_search:
@@ -201,7 +207,9 @@ def _dumps(document: dict[str, Any]) -> bytes:
 
 def _bundle(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
     bundle: dict[str, Any] = {
-        "resourceType": "Bundle", "type": "searchset", "total": len(resources),
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
         "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
     }
     if next_url is not None:
@@ -210,5 +218,7 @@ def _bundle(resources: list[dict[str, Any]], next_url: str | None = None) -> dic
 
 
 def _outcome(code: str, text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
 from jwt_tools import jwk_of, jwks_of, make_es384_key, make_rs384_key, mint
 
 ISSUER = "https://ehr.example.org"
@@ -61,7 +60,10 @@ class LiveService:
 
 
 def start_service(
-    *, workers: int = 2, env: dict[str, str] | None = None, auth: bool = True,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    auth: bool = True,
     ready_timeout: float = 30.0,
 ) -> LiveService:
     workdir = Path(tempfile.mkdtemp(prefix="ixazomib-cds-live-"))
@@ -69,8 +71,18 @@ def start_service(
     base_url = f"http://127.0.0.1:{port}"
     keys: dict[str, Any] = {"es384-1": make_es384_key(), "rs384-1": make_rs384_key()}
     issuers = workdir / "trusted-issuers.json"
-    issuers.write_text(json.dumps({"issuers": [{
-        "iss": ISSUER, "jwks": jwks_of(*(jwk_of(key, kid) for kid, key in keys.items()))}]}))
+    issuers.write_text(
+        json.dumps(
+            {
+                "issuers": [
+                    {
+                        "iss": ISSUER,
+                        "jwks": jwks_of(*(jwk_of(key, kid) for kid, key in keys.items())),
+                    }
+                ]
+            }
+        )
+    )
     environment = {
         **os.environ,
         "CDS_BASE_URL": base_url,
@@ -80,8 +92,14 @@ def start_service(
         "CDS_WORKERS": str(workers),
         **(env or {}),
     }
-    command = [str(Path(sys.executable).parent / "ixazomib-cds"), "serve",
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        str(Path(sys.executable).parent / "ixazomib-cds"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     log = (workdir / "service.log").open("wb")
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
     service = LiveService(base_url, process, workdir, keys)

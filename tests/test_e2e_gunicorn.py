@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-
-from cds_assertions import assert_conformant_response
 from builders import order_sign_request
+from cds_assertions import assert_conformant_response
 from live_server import LiveService, start_service
 
 SIGN = "/cds-services/ixazomib-order-sign"
@@ -48,8 +47,10 @@ def test_base_url_as_audience_is_accepted(service: LiveService) -> None:
 def test_order_sign_call_with_token_returns_conformant_cards(service: LiveService) -> None:
     token = service.token(SIGN)
     response = requests.post(
-        service.base_url + SIGN, json=order_sign_request(),
-        headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        service.base_url + SIGN,
+        json=order_sign_request(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
     )
     assert response.status_code == 200, response.text
     assert_conformant_response(response.json())
@@ -75,16 +76,26 @@ def test_token_for_another_audience_is_refused(service: LiveService) -> None:
 
 def test_feedback_round_trip_and_cors_preflight(service: LiveService) -> None:
     path = SIGN + "/feedback"
-    body = {"feedback": [{"card": "5b0c6f8e-3a0e-4a57-9c5e-6b2f9a1d0e11", "outcome": "accepted",
-                          "outcomeTimestamp": "2026-11-21T10:00:00Z"}]}
+    body = {
+        "feedback": [
+            {
+                "card": "5b0c6f8e-3a0e-4a57-9c5e-6b2f9a1d0e11",
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-11-21T10:00:00Z",
+            }
+        ]
+    }
     response = requests.post(
         service.base_url + path, json=body, headers=service.headers(path), timeout=5
     )
     assert response.status_code == 200
     preflight = requests.options(
-        service.base_url + SIGN, timeout=5,
-        headers={"Origin": "https://sandbox.cds-hooks.org",
-                 "Access-Control-Request-Method": "POST"},
+        service.base_url + SIGN,
+        timeout=5,
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+        },
     )
     assert preflight.status_code in (200, 204)
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]

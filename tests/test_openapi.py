@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 import requests
+import schemathesis
 import yaml
+from builders import empty_prefetch, order_sign_request
+from faulty_fhir_server import closed_port_url
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
-
-import schemathesis
-from builders import empty_prefetch, order_sign_request
-from cds_service.fixtures import Scenario, load_scenarios
-from faulty_fhir_server import closed_port_url
 from live_server import LiveService, start_service
 from reliability.support import SPEC_PATH, assert_operation_outcome, schema_errors, spec
+
+from cds_service.fixtures import Scenario, load_scenarios
 
 SERVICES = ("ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result")
 MAX_EXAMPLES = int(os.environ.get("CDS_SCHEMATHESIS_EXAMPLES", "40"))
@@ -46,7 +46,8 @@ def test_the_description_is_valid_openapi_3_1() -> None:
 def test_every_route_of_the_service_is_described(client: FlaskClient) -> None:
     described = {path.replace("{service_id}", "<service_id>") for path in spec()["paths"]}
     routes = {
-        rule.rule for rule in client.application.url_map.iter_rules()
+        rule.rule
+        for rule in client.application.url_map.iter_rules()
         if rule.endpoint not in ("static", "operations.metrics_endpoint")
     }
     expected = {r for r in routes if r != "/cds-services/<service_id>"}
@@ -74,8 +75,10 @@ def test_discovery_matches_the_description(client: FlaskClient) -> None:
         operation = paths[f"/cds-services/{service['id']}"]["post"]
         schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         name = schema.rsplit("/", 1)[1]
-        hook = next(part["properties"]["hook"]["const"]
-                    for part in spec()["components"]["schemas"][name]["allOf"][1:])
+        hook = next(
+            part["properties"]["hook"]["const"]
+            for part in spec()["components"]["schemas"][name]["allOf"][1:]
+        )
         assert hook == service["hook"]
 
 
@@ -112,22 +115,39 @@ def test_scenario_requests_and_answers_match_the_description(
 
 
 ERROR_CASES: list[tuple[str, str, dict[str, Any], int]] = [
-    ("malformed JSON", "/cds-services/ixazomib-order-sign",
-     {"data": b"{", "content_type": "application/json"}, 400),
+    (
+        "malformed JSON",
+        "/cds-services/ixazomib-order-sign",
+        {"data": b"{", "content_type": "application/json"},
+        400,
+    ),
     ("wrong hook", "/cds-services/ixazomib-lab-result", {"json": order_sign_request()}, 400),
     ("unknown service", "/cds-services/nope", {"json": order_sign_request()}, 404),
     ("unknown feedback service", "/cds-services/nope/feedback", {"json": {"feedback": []}}, 404),
-    ("nothing prefetched", "/cds-services/ixazomib-order-sign",
-     {"json": order_sign_request(prefetch={})}, 412),
-    ("text/plain", "/cds-services/ixazomib-order-sign",
-     {"data": b"{}", "content_type": "text/plain"}, 415),
-    ("bad feedback", "/cds-services/ixazomib-order-sign/feedback",
-     {"json": {"feedback": [{"card": "c", "outcome": "maybe"}]}}, 400),
+    (
+        "nothing prefetched",
+        "/cds-services/ixazomib-order-sign",
+        {"json": order_sign_request(prefetch={})},
+        412,
+    ),
+    (
+        "text/plain",
+        "/cds-services/ixazomib-order-sign",
+        {"data": b"{}", "content_type": "text/plain"},
+        415,
+    ),
+    (
+        "bad feedback",
+        "/cds-services/ixazomib-order-sign/feedback",
+        {"json": {"feedback": [{"card": "c", "outcome": "maybe"}]}},
+        400,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("what", "path", "kwargs", "status"), ERROR_CASES,
-                         ids=[case[0] for case in ERROR_CASES])
+@pytest.mark.parametrize(
+    ("what", "path", "kwargs", "status"), ERROR_CASES, ids=[case[0] for case in ERROR_CASES]
+)
 def test_error_answers_are_described_operation_outcomes(
     client: FlaskClient, what: str, path: str, kwargs: dict[str, Any], status: int
 ) -> None:
@@ -140,8 +160,15 @@ def test_error_answers_are_described_operation_outcomes(
 
 
 def test_feedback_answer_matches_the_description(client: FlaskClient) -> None:
-    body = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "accepted",
-                          "outcomeTimestamp": "2026-11-21T10:00:00Z"}]}
+    body = {
+        "feedback": [
+            {
+                "card": str(uuid.uuid4()),
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-11-21T10:00:00Z",
+            }
+        ]
+    }
     response = client.post("/cds-services/ixazomib-order-sign/feedback", json=body)
     assert response.status_code == 200
     assert not schema_errors("FeedbackResult", response.get_json())
@@ -149,8 +176,11 @@ def test_feedback_answer_matches_the_description(client: FlaskClient) -> None:
 
 def test_413_states_the_limit(client: FlaskClient) -> None:
     limit = client.application.config["MAX_CONTENT_LENGTH"]
-    response = client.post("/cds-services/ixazomib-order-sign", data=b" " * (limit + 1),
-                           content_type="application/json")
+    response = client.post(
+        "/cds-services/ixazomib-order-sign",
+        data=b" " * (limit + 1),
+        content_type="application/json",
+    )
     assert response.status_code == 413
     assert_operation_outcome(response.get_json(), mentions=f"limit of {limit} bytes")
 
@@ -164,20 +194,30 @@ def test_an_empty_prefetch_is_valid_by_the_description() -> None:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveService]:
-    service = start_service(workers=2, env={
-        "CDS_FHIR_TIMEOUT_SECONDS": "0.5", "CDS_FHIR_DEADLINE_SECONDS": "1",
-        "CDS_MAX_BODY_BYTES": str(256 * 1024),
-    })
+    service = start_service(
+        workers=2,
+        env={
+            "CDS_FHIR_TIMEOUT_SECONDS": "0.5",
+            "CDS_FHIR_DEADLINE_SECONDS": "1",
+            "CDS_MAX_BODY_BYTES": str(256 * 1024),
+        },
+    )
     yield service
     service.stop()
 
 
 def test_the_running_service_serves_a_loadable_description(live: LiveService) -> None:
     loaded = schemathesis.openapi.from_url(f"{live.base_url}/openapi.yaml")
-    operations = {f"{op.method.upper()} {op.path}" for op in (
-        result.ok() for result in loaded.get_all_operations())}
-    assert {"GET /cds-services", "GET /healthz", "POST /cds-services/{service_id}/feedback",
-            *(f"POST /cds-services/{service}" for service in SERVICES)} <= operations
+    operations = {
+        f"{op.method.upper()} {op.path}"
+        for op in (result.ok() for result in loaded.get_all_operations())  # type: ignore[union-attr]
+    }
+    assert {
+        "GET /cds-services",
+        "GET /healthz",
+        "POST /cds-services/{service_id}/feedback",
+        *(f"POST /cds-services/{service}" for service in SERVICES),
+    } <= operations
 
 
 @schemathesis.check
@@ -212,8 +252,12 @@ _REFUSED_FHIR = closed_port_url()
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None,
-          suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
 def test_the_running_service_keeps_to_its_description(case: Any, live: LiveService) -> None:
     body = getattr(case, "body", None)
     if isinstance(body, dict) and isinstance(body.get("fhirServer"), str):

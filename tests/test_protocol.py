@@ -7,14 +7,18 @@ import uuid
 from typing import Any
 
 import pytest
+from builders import empty_prefetch, medication_request, order_sign_request
+from cds_assertions import assert_conformant_response
 from flask.testing import FlaskClient
 
-from cds_assertions import assert_conformant_response
-from builders import empty_prefetch, medication_request, order_sign_request
-
 STU2_TOKENS = {
-    "context.patientId", "context.encounterId", "context.userId", "userPractitionerId",
-    "userPractitionerRoleId", "userPatientId", "userRelatedPersonId",
+    "context.patientId",
+    "context.encounterId",
+    "context.userId",
+    "userPractitionerId",
+    "userPractitionerRoleId",
+    "userPatientId",
+    "userRelatedPersonId",
 }
 
 
@@ -36,7 +40,8 @@ def test_discovery_lists_the_three_services_with_stu2_prefetch(client: FlaskClie
         "ixazomib-lab-result": "org.ixazomib-cds.lab-result",
     }
     for service in services.values():
-        assert service["title"] and service["description"]
+        assert service["title"]
+        assert service["description"]
         assert service["prefetch"]
         for template in service["prefetch"].values():
             assert set(re.findall(r"{{\s*([^}]+?)\s*}}", template)) <= STU2_TOKENS
@@ -53,9 +58,20 @@ def test_a_malformed_resource_the_rules_do_not_need_does_not_fail_the_call(
     client: FlaskClient,
 ) -> None:
     prefetch = empty_prefetch()
-    prefetch["conditions"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
-        {"resource": {"resourceType": "Condition", "id": "broken", "clinicalStatus": 42,
-                      "onsetDateTime": "last tuesday"}}]}
+    prefetch["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "broken",
+                    "clinicalStatus": 42,
+                    "onsetDateTime": "last tuesday",
+                }
+            }
+        ],
+    }
     order = medication_request(rxnorm="342369", display="lenalidomide", dose_mg=25)
     response = client.post(
         "/cds-services/ixazomib-order-sign", json=order_sign_request(order, prefetch=prefetch)
@@ -84,10 +100,19 @@ def test_unknown_service_is_404(client: FlaskClient) -> None:
         (b"\xff\xfe{}", "application/json", 400, "UTF-8"),
         (b"{}", "text/plain", 415, "application/json"),
         (b"[1, 2]", "application/json", 400, "not a valid CDS Hooks"),
-        (b'{"hook": "order-sign", "hookInstance": "not-a-uuid", "context": {}}',
-         "application/json", 400, "hookInstance"),
-        (b'{"hook": "order-sign", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", '
-         b'"context": {"patientId": 12}}', "application/json", 400, "patientId"),
+        (
+            b'{"hook": "order-sign", "hookInstance": "not-a-uuid", "context": {}}',
+            "application/json",
+            400,
+            "hookInstance",
+        ),
+        (
+            b'{"hook": "order-sign", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", '
+            b'"context": {"patientId": 12}}',
+            "application/json",
+            400,
+            "patientId",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "JSON"),
         (b'{"a": NaN}', "application/json", 400, "NaN"),
     ],
@@ -114,9 +139,15 @@ def test_order_select_needs_selections(client: FlaskClient) -> None:
 
 
 def test_fhir_authorization_without_fhir_server_is_400(client: FlaskClient) -> None:
-    body = order_sign_request(fhirAuthorization={
-        "access_token": "secret-token", "token_type": "Bearer", "expires_in": 300,
-        "scope": "patient/*.read", "subject": "cds"})
+    body = order_sign_request(
+        fhirAuthorization={
+            "access_token": "secret-token",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "cds",
+        }
+    )
     response = client.post("/cds-services/ixazomib-order-sign", json=body)
     assert_operation_outcome(response, 400, "fhirServer is required")
     assert "secret-token" not in response.get_data(as_text=True)
@@ -132,7 +163,8 @@ def test_required_data_neither_prefetched_nor_fetchable_is_412(client: FlaskClie
 def test_oversized_body_is_413_with_the_limit(client: FlaskClient) -> None:
     limit = client.application.config["MAX_CONTENT_LENGTH"]
     response = client.post(
-        "/cds-services/ixazomib-order-sign", data=b" " * (limit + 1),
+        "/cds-services/ixazomib-order-sign",
+        data=b" " * (limit + 1),
         content_type="application/json",
     )
     assert_operation_outcome(response, 413, str(limit))
@@ -141,9 +173,11 @@ def test_oversized_body_is_413_with_the_limit(client: FlaskClient) -> None:
 def test_cors_preflight_needs_no_token(client: FlaskClient) -> None:
     response = client.options(
         "/cds-services/ixazomib-order-sign",
-        headers={"Origin": "https://sandbox.cds-hooks.org",
-                 "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,content-type"},
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
     )
     assert response.status_code in (200, 204)
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
@@ -165,9 +199,18 @@ def test_feedback_is_stored_once_however_often_it_is_reported(client: FlaskClien
     assert first.status_code == again.status_code == 200
     assert first.get_json() == {"stored": 1, "duplicates": 0}
     assert again.get_json() == {"stored": 0, "duplicates": 1}
-    overridden = feedback_body(card, "overridden", overrideReason={
-        "reason": {"system": "http://example.org/reasons", "code": "aware",
-                   "display": "Prescriber already aware"}, "userComment": "discussed"})
+    overridden = feedback_body(
+        card,
+        "overridden",
+        overrideReason={
+            "reason": {
+                "system": "http://example.org/reasons",
+                "code": "aware",
+                "display": "Prescriber already aware",
+            },
+            "userComment": "discussed",
+        },
+    )
     assert client.post(
         "/cds-services/ixazomib-order-sign/feedback", json=overridden
     ).get_json() == {"stored": 1, "duplicates": 0}

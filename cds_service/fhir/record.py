@@ -45,8 +45,11 @@ def gather_record(request: HookRequest, context: HookContext, access: FhirAccess
     if request.fhirServer:
         token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
         client = FhirClient(
-            request.fhirServer, token, access.session,
-            timeout_seconds=access.timeout_seconds, deadline=deadline,
+            request.fhirServer,
+            token,
+            access.session,
+            timeout_seconds=access.timeout_seconds,
+            deadline=deadline,
         )
     record = PatientRecord(medications=dict(context.bundled_medications))
     prefetch = request.prefetch or {}
@@ -98,20 +101,27 @@ def _use_prefetch(
         record.resources[need.key] = [value]
         return None
     if kind != "Bundle" or not isinstance(value.get("entry", []), list):
-        raise BadRequest(
-            f"prefetch.{need.key} must be a {need.resource_type if '?' not in need.query else 'Bundle'}"
-            ", an OperationOutcome or null",
-        )
+        expected = "Bundle" if "?" in need.query else need.resource_type
+        raise BadRequest(f"prefetch.{need.key} must be a {expected}, an OperationOutcome or null")
     found = bundle_resources(value)
     for resource in found:  # Medications a client _included beside the orders
-        if resource.get("resourceType") == "Medication" and isinstance(resource.get("id"), str):
+        kind = resource.get("resourceType")
+        if kind == "Medication" and isinstance(resource.get("id"), str):
             record.medications.setdefault(f"Medication/{resource['id']}", resource)
+        elif kind != need.resource_type:  # e.g. a DSTU2 MedicationOrder: refuse, never drop
+            raise BadRequest(
+                f"prefetch.{need.key} holds a {kind}; expected {need.resource_type} "
+                "(FHIR R4) resources"
+            )
     record.resources[need.key] = [r for r in found if r.get("resourceType") == need.resource_type]
-    if any(link.get("relation") == "next" for link in value.get("link") or [] if isinstance(link, dict)):
+    if any(
+        link.get("relation") == "next" for link in value.get("link") or [] if isinstance(link, dict)
+    ):
         first_page = record.resources.pop(need.key)
-        return lambda client: first_page + [
-            r for r in client.rest_of(value) if r.get("resourceType") == need.resource_type
-        ]
+        return lambda client: (
+            first_page
+            + [r for r in client.rest_of(value) if r.get("resourceType") == need.resource_type]
+        )
     return None
 
 
@@ -184,8 +194,11 @@ def _resolve_medications(
         reference = order.get("medicationReference")
         target = reference.get("reference") if isinstance(reference, dict) else None
         if (
-            isinstance(target, str) and target and not target.startswith("#")
-            and target not in record.medications and target not in wanted
+            isinstance(target, str)
+            and target
+            and not target.startswith("#")
+            and target not in record.medications
+            and target not in wanted
         ):
             wanted.append(target)
     if not wanted:

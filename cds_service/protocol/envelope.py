@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from cds_service.errors import BadRequest
 
@@ -93,9 +100,12 @@ def parse_timestamp(value: str) -> datetime:
     """RFC 3339; the spec says UTC, so a timestamp without a zone is read as UTC."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-31T09:30:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            "must be an RFC 3339 date-time between the years 0001 and 9999, "
+            "e.g. 2026-01-31T09:30:00Z"
+        ) from None
 
 
 def parse_model(model: type[M], document: object, what: str) -> M:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import resources
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cds_service import logs, metrics
@@ -79,8 +79,7 @@ def call_service(service_id: str) -> Response:
     logs.set_service(service.id)
     if hook_request.hook != service.hook:
         raise BadRequest(
-            f"Service {service.id} answers the hook {service.hook!r}, "
-            f"not {hook_request.hook!r}."
+            f"Service {service.id} answers the hook {service.hook!r}, not {hook_request.hook!r}."
         )
     if hook_request.fhirAuthorization is not None and not hook_request.fhirServer:
         raise BadRequest("fhirServer is required when fhirAuthorization is sent.")
@@ -156,6 +155,9 @@ def read_json_body() -> Any:
             f"Send the body as application/json, not {request.mimetype or 'no Content-Type'}."
         )
     raw = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(raw) >= limit:  # chunked: cut at the limit
+        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -204,7 +206,9 @@ def _audit(call: HookCall, cards: list[JsonDict]) -> None:
                 indicator=str(card.get("indicator")),
                 summary=str(card.get("summary")),
                 served_at=served_at,
-                patient_ref=f"Patient/{call.patient_id}" if current.config.audit_patient_id else None,
+                patient_ref=f"Patient/{call.patient_id}"
+                if current.config.audit_patient_id
+                else None,
             )
         )
     if not entries:

@@ -7,11 +7,17 @@ the rules' own list of data needs, so what is advertised is exactly what the rul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.errors import BadRequest
 from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN, JsonDict
+
+
+MAX_CONTEXT_ENTRIES = 100  # draft orders or new results in one call; more is not an EHR's call
 
 
 @dataclass(frozen=True)
@@ -97,15 +103,18 @@ def read_context(hook: str, context: JsonDict) -> HookContext:
         if hook == HOOK_ORDER_SELECT:
             raw = context.get("selections")
             if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
-                raise BadRequest("context.selections must be a list of references, e.g. "
-                                 "[\"MedicationRequest/103\"]")
+                raise BadRequest(
+                    "context.selections must be a list of references, e.g. "
+                    '["MedicationRequest/103"]'
+                )
             selections = list(raw)
     elif hook == HOOK_LAB_RESULT:
         bundle = context.get("observations")
         if isinstance(bundle, dict) and bundle.get("type") not in (None, "collection"):
             raise BadRequest("context.observations must be a Bundle of type collection")
         observations = [
-            r for r in _bundle_resources(context, "observations")
+            r
+            for r in _bundle_resources(context, "observations")
             if r.get("resourceType") == "Observation"
         ]
     return HookContext(patient_id, draft_orders, selections, observations, medications)
@@ -127,13 +136,40 @@ def _bundle_resources(context: JsonDict, name: str) -> list[JsonDict]:
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
         raise BadRequest(f"context.{name}.entry must be a list")
+    if len(entries) > MAX_CONTEXT_ENTRIES:
+        raise BadRequest(
+            f"context.{name} has {len(entries)} entries; at most {MAX_CONTEXT_ENTRIES} are accepted"
+        )
     resources: list[JsonDict] = []
+    seen: dict[tuple[str, str], int] = {}
     for index, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise BadRequest(f"context.{name}.entry[{index}] has no resource")
+        kind = resource["resourceType"]
+        if not is_r4_resource_type(kind):
+            raise BadRequest(
+                f"context.{name}.entry[{index}] is a {kind}, which is not a FHIR R4 resource "
+                "(an older FHIR version?); this service reads FHIR R4"
+            )
+        identity = (kind, str(resource.get("id")))
+        if resource.get("id") is not None and identity in seen:
+            raise BadRequest(
+                f"context.{name}.entry[{index}] repeats {kind}/{identity[1]} "
+                f"(entry[{seen[identity]}]); advice about it would be ambiguous"
+            )
+        seen[identity] = index
         resources.append(resource)
     return resources
+
+
+@cache
+def is_r4_resource_type(name: str) -> bool:
+    try:
+        get_fhir_model_class(name)
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return False
+    return True
 
 
 def _medications_by_reference(bundle: Any) -> dict[str, JsonDict]:

@@ -59,10 +59,12 @@ DECISIONS = """\
   used (they may change; the final result will fire the lab hook again). Results with a
   comparator (`<0.1`) are bounds, not values, and are reported as uninterpretable.
 - **Units.** Converted exactly by multiplication into cells/uL (= /mm3), umol/L, kg, mL/min.
-  UCUM codes are read case-sensitively; display units (`K/uL`, `x10E3/uL`, `10^3/uL`,
-  `thou/uL`, `mg/dl`, `µmol/L`, `lbs`...) case-insensitively. `K/uL` is literally kelvin per
-  microlitre in UCUM; for a cell count that reading is meaningless, so it is accepted as
-  thousands per uL for ANC and platelets only. Anything else unknown is reported on a
+  A Quantity with a UCUM system and code is read by its code alone, case-sensitively (a sender
+  that claims UCUM means UCUM); without one, the display unit is read case-insensitively
+  (`K/uL`, `x10E3/uL`, `10^3/uL`, `thou/uL`, `mg/dl`, `µmol/L`, `lbs`...). `K/uL` is literally
+  kelvin per microlitre in UCUM: as a UCUM code it is not read (review card); as display text
+  only it is accepted as thousands per uL for ANC and platelets, where a temperature per volume
+  is meaningless, and for no other quantity. Anything else unknown is reported on a
   `data-uninterpretable` card, never guessed.
 - **Bilirubin ULN.** From `referenceRange.high`; when missing the card says it assumed
   1.2 mg/dL (`assumed_bilirubin_uln_mg_dl`). Ratios and Cockcroft-Gault are compared by exact

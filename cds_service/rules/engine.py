@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from cds_service.rules.cards import render
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
-from cds_service.rules.decisions.shared import data_problems
-from cds_service.rules.facts import Drug, gather_facts
-from cds_service.rules.facts.orders import order_drug
+from cds_service.rules.decisions.shared import data_problems, unresolved_medication
+from cds_service.rules.facts import Drug, gather_facts, judged_drafts
+from cds_service.rules.facts.orders import medication_unknown, order_drug
+from cds_service.rules.facts.reading import reference_of
 from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
     HOOK_ORDER_SELECT,
@@ -16,6 +17,9 @@ from cds_service.rules.inputs import (
     PatientRecord,
 )
 from cds_service.rules.settings import RuleSettings
+
+# Key in PatientRecord.unavailable for medicationReferences the data layer could not resolve.
+MEDICATIONS = "medications"
 
 
 def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[JsonDict]:
@@ -27,6 +31,9 @@ def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> l
         elif _orders_ixazomib(call, record):
             # An ixazomib draft that could not be read: say so rather than stay silent.
             decisions = data_problems(facts, only=_draft_references(call))
+        elif unknown := _unresolved_drafts(call, record):
+            # Whether the order is for ixazomib cannot be known: never a silent pass.
+            decisions = [unresolved_medication(unknown, record.unavailable.get(MEDICATIONS))]
         else:
             return []  # the hook fired for another drug
     elif call.hook == HOOK_LAB_RESULT:
@@ -45,6 +52,12 @@ def _drafts(call: HookCall) -> list[JsonDict]:
 
 def _draft_references(call: HookCall) -> set[str]:
     return {f"MedicationRequest/{d.get('id')}" for d in _drafts(call)}
+
+
+def _unresolved_drafts(call: HookCall, record: PatientRecord) -> list[str]:
+    return [
+        reference_of(d) for d in judged_drafts(call) if medication_unknown(d, record.medications)
+    ]
 
 
 def _orders_ixazomib(call: HookCall, record: PatientRecord) -> bool:

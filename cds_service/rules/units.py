@@ -5,13 +5,15 @@ the target unit gives the same answer as in the unit the lab sent (0.5 10*9/L is
 500 /mm3). Target units were chosen so that no division is needed: cells per uL (= per mm3),
 umol/L for bilirubin and creatinine, kg, mL/min.
 
-A unit is looked up first as a UCUM code (case-sensitive, when the Quantity says its system
-is UCUM), then as the display text labs actually send (case-insensitive, spaces ignored,
-micro sign read as "u"). A unit not in these tables is never guessed: the caller reports it.
+When the Quantity gives a UCUM code (system http://unitsofmeasure.org), the code alone decides,
+case-sensitively: a sender that claims UCUM means UCUM. Otherwise the display text labs
+actually send is read (case-insensitive, spaces ignored, micro sign read as "u"). A unit not
+in these tables is never guessed: the caller reports it.
 
-"K/uL" is, literally in UCUM, kelvin per microlitre. For a cell count a temperature per volume
-is meaningless, so "K/uL" (as code or display) is read as thousands per uL for ANC and
-platelets only, never for any other quantity.
+"K/uL" is, literally in UCUM, kelvin per microlitre. Sent as a UCUM code it is therefore not
+read (reported as uninterpretable). Sent as display text only, a temperature per volume is
+meaningless for a cell count, so it is read as thousands per uL for ANC and platelets only,
+never for any other quantity.
 """
 
 from __future__ import annotations
@@ -155,8 +157,8 @@ def factor_for(
     kind: Kind, code: str | None, system: str | None, unit: str | None
 ) -> Decimal | None:
     """The exact factor to the kind's target unit, or None when the unit cannot be read."""
-    if code and system == UCUM and code in _UCUM[kind]:
-        return _UCUM[kind][code]
+    if code and system == UCUM:
+        return _UCUM[kind].get(code)
     for text in (unit, code):
         if text and _normalise(text) in _DISPLAY[kind]:
             return _DISPLAY[kind][_normalise(text)]

@@ -65,9 +65,10 @@ class Session(ABC):
     def execute(self, sql: str, params: Sequence[object] = ()) -> Result: ...
 
     @abstractmethod
-    def transaction(self, *, migration_lock: bool = False) -> Any:
+    def transaction(self, *, migration_lock: bool = False, durable: bool = False) -> Any:
         """A context manager: one transaction; with ``migration_lock``, serialised across
-        every process that migrates the same database."""
+        every process that migrates the same database; with ``durable``, on disk (not only
+        in the operating system's cache) when the block ends."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -148,8 +149,9 @@ class SqliteSession(Session):
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 log.warning("SQLite %s: WAL mode unavailable (journal_mode=%s)", path, mode)
-            # FULL: a commit is on disk before record_feedback returns, even on power loss.
-            self.conn.execute("PRAGMA synchronous = FULL")
+            # NORMAL under WAL: a commit survives a crash of the process (a killed worker) but
+            # is not flushed to disk each time. Feedback asks for more (``durable``).
+            self.conn.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
             self.conn.close()
             raise
@@ -163,17 +165,25 @@ class SqliteSession(Session):
             cursor.close()
 
     @contextmanager
-    def transaction(self, *, migration_lock: bool = False) -> Iterator[None]:
-        # IMMEDIATE takes the write lock now: no deadlock-prone read-to-write upgrade later,
-        # and concurrent migrations run one after the other.
-        self.conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, *, migration_lock: bool = False, durable: bool = False) -> Iterator[None]:
+        # FULL: a clinician's feedback is on disk before it is acknowledged, even on power
+        # loss. The JWT replay cache and the audit trail do without that fsync per request.
+        if durable:
+            self.conn.execute("PRAGMA synchronous = FULL")
         try:
-            yield
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            # IMMEDIATE takes the write lock now: no deadlock-prone read-to-write upgrade
+            # later, and concurrent migrations run one after the other.
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        finally:
+            if durable:
+                self.conn.execute("PRAGMA synchronous = NORMAL")
 
     def close(self) -> None:
         self._broken = True
@@ -250,7 +260,8 @@ class PostgresSession(Session):
             return Result(cursor.rowcount, rows)
 
     @contextmanager
-    def transaction(self, *, migration_lock: bool = False) -> Iterator[None]:
+    def transaction(self, *, migration_lock: bool = False, durable: bool = False) -> Iterator[None]:
+        # PostgreSQL commits are durable whatever ``durable`` says.
         with self.conn.transaction():
             if migration_lock:
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_MIGRATION_LOCK_KEY,))

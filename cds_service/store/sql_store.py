@@ -285,7 +285,7 @@ class SqlStore:
 
         def insert(session: Session) -> int:
             stored = 0
-            with session.transaction():
+            with session.transaction(durable=True):
                 for row in rows:
                     stored += session.execute(
                         "INSERT INTO feedback (service_id, card_uuid, outcome, outcome_timestamp, "

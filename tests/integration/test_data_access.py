@@ -13,16 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from builders import PATIENT_ID, empty_prefetch, medication_request, order_sign_request
+from fhirserver import FhirServer, FhirServerProcess, start_fhir_server
 from flask.testing import FlaskClient
 
-from builders import PATIENT_ID, empty_prefetch, medication_request, order_sign_request
 from cds_service.fhir.client import make_session
 from cds_service.fhir.record import FhirAccess, gather_record
 from cds_service.protocol.envelope import HookRequest
 from cds_service.protocol.services import read_context
 from cds_service.rules.data_needs import DATA_NEEDS, LABS, MEDICATION_REQUESTS
 from cds_service.rules.inputs import PatientRecord
-from fhirserver import FhirServer, FhirServerProcess, start_fhir_server
 
 pytestmark = pytest.mark.integration
 TOKEN = "integration-secret-token-" + uuid.uuid4().hex
@@ -30,24 +30,47 @@ TOKEN = "integration-secret-token-" + uuid.uuid4().hex
 
 def platelet(obs_id: str, value: int, day: int) -> dict[str, Any]:
     return {
-        "resourceType": "Observation", "id": obs_id, "status": "final",
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
         "effectiveDateTime": f"2026-11-{day:02d}T08:00:00Z",
-        "valueQuantity": {"value": value, "unit": "10*3/uL",
-                          "system": "http://unitsofmeasure.org", "code": "10*3/uL"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "10*3/uL",
+            "system": "http://unitsofmeasure.org",
+            "code": "10*3/uL",
+        },
     }
 
 
-PATIENT = {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female",
-           "birthDate": "1955-04-02"}
+PATIENT = {
+    "resourceType": "Patient",
+    "id": PATIENT_ID,
+    "gender": "female",
+    "birthDate": "1955-04-02",
+}
 HISTORY = medication_request("ixa-history", status="active")
-MEDICATION = {"resourceType": "Medication", "id": "med-ninlaro-4", "code": {"coding": [{
-    "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1723772",
-    "display": "Ninlaro 4 MG Oral Capsule"}]}}
+MEDICATION = {
+    "resourceType": "Medication",
+    "id": "med-ninlaro-4",
+    "code": {
+        "coding": [
+            {
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "1723772",
+                "display": "Ninlaro 4 MG Oral Capsule",
+            }
+        ]
+    },
+}
 HISTORY_BY_REFERENCE = {
-    **{k: v for k, v in medication_request("ixa-by-ref", status="active").items()
-       if k != "medicationCodeableConcept"},
+    **{
+        k: v
+        for k, v in medication_request("ixa-by-ref", status="active").items()
+        if k != "medicationCodeableConcept"
+    },
     "medicationReference": {"reference": "Medication/med-ninlaro-4"},
 }
 LABS_ON_SERVER = [platelet(f"plt-{day}", 150 + day, day) for day in range(1, 8)]
@@ -74,7 +97,9 @@ def ids(record: PatientRecord, key: str) -> set[str]:
     return {resource["id"] for resource in record.resources[key]}
 
 
-def test_absent_keys_are_fetched_from_the_fhir_server(server: FhirServer, access: FhirAccess) -> None:
+def test_absent_keys_are_fetched_from_the_fhir_server(
+    server: FhirServer, access: FhirAccess
+) -> None:
     record = gather(order_sign_request(prefetch={}, fhirServer=server.base_url), access)
     assert record.unavailable == {}
     assert ids(record, "patient") == {PATIENT_ID}
@@ -98,8 +123,10 @@ def test_operation_outcome_in_prefetch_is_fetched_again(
     server: FhirServer, access: FhirAccess
 ) -> None:
     prefetch = empty_prefetch()
-    prefetch[LABS] = {"resourceType": "OperationOutcome", "issue": [
-        {"severity": "error", "code": "timeout", "diagnostics": "prefetch timed out"}]}
+    prefetch[LABS] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout", "diagnostics": "prefetch timed out"}],
+    }
     record = gather(order_sign_request(prefetch=prefetch, fhirServer=server.base_url), access)
     assert ids(record, LABS) == {lab["id"] for lab in LABS_ON_SERVER}
 
@@ -122,10 +149,16 @@ def test_paged_prefetch_is_completed_by_following_next(
 def test_the_bearer_token_is_sent_and_a_refusal_is_named(access: FhirAccess) -> None:
     with start_fhir_server(token=TOKEN) as guarded:
         guarded.load([PATIENT, HISTORY])
-        authorization = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
-                         "scope": "patient/*.read", "subject": "ixazomib-cds"}
-        body = order_sign_request(prefetch={}, fhirServer=guarded.base_url,
-                                  fhirAuthorization=authorization)
+        authorization = {
+            "access_token": TOKEN,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "ixazomib-cds",
+        }
+        body = order_sign_request(
+            prefetch={}, fhirServer=guarded.base_url, fhirAuthorization=authorization
+        )
         record = gather(body, access)
         assert ids(record, MEDICATION_REQUESTS) == {"ixa-history"}
         body["fhirAuthorization"] = {**authorization, "access_token": "wrong"}
@@ -135,13 +168,22 @@ def test_the_bearer_token_is_sent_and_a_refusal_is_named(access: FhirAccess) -> 
 
 def test_required_data_that_cannot_be_fetched_is_412_naming_it(client: FlaskClient) -> None:
     with start_fhir_server(token=TOKEN) as guarded:
-        body = order_sign_request(prefetch={}, fhirServer=guarded.base_url, fhirAuthorization={
-            "access_token": "not-the-token", "token_type": "Bearer", "expires_in": 300,
-            "scope": "patient/*.read", "subject": "ixazomib-cds"})
+        body = order_sign_request(
+            prefetch={},
+            fhirServer=guarded.base_url,
+            fhirAuthorization={
+                "access_token": "not-the-token",
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "scope": "patient/*.read",
+                "subject": "ixazomib-cds",
+            },
+        )
         response = client.post("/cds-services/ixazomib-order-sign", json=body)
     assert response.status_code == 412
     text = " ".join(issue["diagnostics"] for issue in response.get_json()["issue"])
-    assert "medicationRequests" in text and "labs" in text
+    assert "medicationRequests" in text
+    assert "labs" in text
     assert "refused the access token (HTTP 401)" in text
     assert "not-the-token" not in text
 
@@ -151,7 +193,8 @@ def test_optional_data_that_cannot_be_fetched_is_reported_not_fatal(
 ) -> None:
     prefetch = empty_prefetch()
     del prefetch["adverseEvents"]
-    body = order_sign_request(medication_request(), prefetch=prefetch,
-                              fhirServer=server.base_url + "-nowhere")
+    body = order_sign_request(
+        medication_request(), prefetch=prefetch, fhirServer=server.base_url + "-nowhere"
+    )
     record = gather(body, access)
     assert set(record.unavailable) == {"adverseEvents"}

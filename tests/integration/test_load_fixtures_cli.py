@@ -7,16 +7,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from fhirserver import FhirServerProcess
 
 from cds_service.fixtures import load_scenarios
-from fhirserver import FhirServerProcess
 
 pytestmark = pytest.mark.integration
 
 
 def test_load_fixtures_uploads_every_scenario(local_fhir_server: FhirServerProcess) -> None:
-    command = [str(Path(sys.executable).parent / "ixazomib-cds"), "load-fixtures",
-               "--fhir-server", local_fhir_server.base_url, "--token", "any-token"]
+    command = [
+        str(Path(sys.executable).parent / "ixazomib-cds"),
+        "load-fixtures",
+        "--fhir-server",
+        local_fhir_server.base_url,
+        "--token",
+        "any-token",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     scenarios = load_scenarios()

@@ -19,7 +19,9 @@ HERE = Path(__file__).resolve().parent
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--run-slow", action="store_true", default=False,
+        "--run-slow",
+        action="store_true",
+        default=False,
         help="also run the long reliability runs (soak); same as CDS_RUN_SLOW=1",
     )
 
@@ -37,7 +39,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="slow: set CDS_RUN_SLOW=1 (or --run-slow) to run it")
     for item in items:
-        if "slow" in item.keywords and HERE in Path(str(item.path)).resolve().parents:
+        if item.get_closest_marker("slow") and HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(skip)
 
 

@@ -72,8 +72,9 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def wait_for_workers(master_pid: int, count: int, timeout: float = 30.0,
-                     exclude: set[int] | None = None) -> list[int]:
+def wait_for_workers(
+    master_pid: int, count: int, timeout: float = 30.0, exclude: set[int] | None = None
+) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pids = [p for p in worker_pids(master_pid) if p not in (exclude or set())]

@@ -66,12 +66,19 @@ def test_platelets_29999_fires_and_30000_does_not() -> None:
         ("29.999", "10^3/uL", None),
         ("29.999", "thou/uL", None),
         ("29.999", "10*3/µL", None),
-        ("29.999", "K/uL", "http://unitsofmeasure.org"),
     ],
 )
 def test_platelet_unit_variants(value: str, unit: str, system: str | None) -> None:
     cards = _sign_with([anc(2000, 1), lab(PLATELETS, value, unit, 1, system=system)])
     assert "platelets-below-30k" in rules_of(cards)
+
+
+def test_kelvin_per_microlitre_as_a_ucum_code_is_not_read() -> None:
+    cards = _sign_with(
+        [anc(2000, 1), lab(PLATELETS, "25", "K/uL", 1, system="http://unitsofmeasure.org")]
+    )
+    assert "platelets-below-30k" not in rules_of(cards)
+    assert "K/uL" in one(cards, "data-uninterpretable")["detail"]
 
 
 def test_unknown_count_unit_is_reported_not_guessed() -> None:

@@ -138,9 +138,14 @@ def test_medication_reference_resolved_from_the_record() -> None:
     assert "medicationReference" not in resource
 
 
-def test_unresolved_medication_reference_is_not_judged_as_ixazomib() -> None:
+def test_unresolved_medication_reference_is_said_not_passed() -> None:
     medication = {"medicationReference": {"reference": "Medication/unknown"}}
-    assert sign(order(medication=medication, dose=8), record(history=ON_IXAZOMIB)) == []
+    rec = record(history=ON_IXAZOMIB)
+    rec.unavailable["medications"] = "could not read Medication/unknown"
+    card = one(sign(order(medication=medication, dose=8, id="u"), rec), "data-unavailable")
+    assert recommendation(card)["ixazomib"] == {"action": "review"}
+    assert "MedicationRequest/u" in card["detail"]
+    assert "could not read Medication/unknown" in card["detail"]
 
 
 def test_history_orders_by_reference_count_as_ixazomib_history() -> None:

@@ -124,3 +124,17 @@ def test_malformed_lab_is_skipped_and_named() -> None:
 def test_malformed_irrelevant_resource_is_not_even_read() -> None:
     junk = {"resourceType": "Observation", "id": "junk", "status": 7, "code": concept(LOINC, "1-1")}
     assert sign(order(dose=4), record(history=HISTORY, labs=[*good_cbc(), junk])) == []
+
+
+def test_active_pregnancy_condition_stops_the_regimen() -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "preg-c",
+        "subject": {"reference": "Patient/p1"},
+        "code": concept(SNOMED, "77386006", "Pregnant"),
+        "clinicalStatus": concept(
+            "http://terminology.hl7.org/CodeSystem/condition-clinical", "active"
+        ),
+    }
+    cards = sign(order(dose=4), record(history=HISTORY, conditions=[condition]))
+    assert "Condition/preg-c" in one(cards, "pregnancy")["detail"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cds_service.rules.facts import Facts, Lab, LabValue
+from cds_service.rules.facts import Drug, Facts, Lab, LabValue
 from cds_service.rules.settings import RuleSettings
 
 from . import shared
@@ -94,7 +94,7 @@ def _count_advice(
         count_line(newest, zone),
         f"occurrence {episode.number} since ixazomib started",
     )
-    if step.drug.value == "lenalidomide":
+    if step.drug is Drug.LENALIDOMIDE:
         lenalidomide = (
             DrugAdvice(REDUCE, step.to_mg)
             if step.to_mg is not None or step.from_mg is None

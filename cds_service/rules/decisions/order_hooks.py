@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
-from cds_service.rules.facts import Facts, Lab, LabValue, MedicationOrder
+from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import plain
 
@@ -106,7 +106,7 @@ def _discontinued_by_history(
 ) -> list[Decision]:
     if not course.ixazomib_discontinued:
         return []
-    last = next(s for s in reversed(course.steps) if s.to_mg is None and s.drug.value == "ixazomib")
+    last = next(s for s in reversed(course.steps) if s.to_mg is None and s.drug is Drug.IXAZOMIB)
     return [
         Decision(
             rule=last.rule,
@@ -125,7 +125,7 @@ def _discontinued_by_history(
 def _lenalidomide_after(step: Step, course: DoseCourse) -> DrugAdvice | None:
     if step.rule not in {"anc-below-500", "platelets-below-30k", "rash-grade-2-3"}:
         return None
-    if step.drug.value == "lenalidomide":
+    if step.drug is Drug.LENALIDOMIDE:
         if step.to_mg is None and step.from_mg is not None:
             return DrugAdvice(DISCONTINUE)
         return DrugAdvice(REDUCE, step.to_mg)
@@ -359,7 +359,7 @@ def _start_level(
 
 def _reduction_never_ordered(course: DoseCourse, facts: Facts) -> bool:
     """The last required ixazomib reduction has not been followed by an order at that level."""
-    step = next((s for s in reversed(course.steps) if s.drug.value == "ixazomib"), None)
+    step = next((s for s in reversed(course.steps) if s.drug is Drug.IXAZOMIB), None)
     if step is None or step.to_mg is None:
         return False
     return not any(
@@ -385,7 +385,7 @@ def _dose_due(
         latest_per_rule[step.rule] = step
     updated = False
     for step in sorted(latest_per_rule.values(), key=lambda s: s.at):
-        lowers_ixazomib = step.drug.value == "ixazomib"
+        lowers_ixazomib = step.drug is Drug.IXAZOMIB
         needs_update = lowers_ixazomib and draft.dose_mg is not None and draft.dose_mg > due
         decisions.append(
             Decision(

@@ -306,3 +306,21 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
 def _names(problem: str, reference: str) -> bool:
     """Does a problem text name this resource ("Observation/1" is not "Observation/12")?"""
     return any(f"{reference}{end}" in f"{problem} " for end in (" ", ":", ")"))
+
+
+def unresolved_medication(orders: list[str], reason: str | None) -> Decision:
+    return Decision(
+        rule="data-unavailable",
+        indicator=WARNING,
+        summary="The ordered medication could not be resolved: ixazomib checks not made",
+        ixazomib=DrugAdvice(REVIEW),
+        evidence=tuple(
+            f"{order}: its medicationReference could not be read"
+            + (f" ({reason})" if reason else "")
+            for order in orders
+        ),
+        notes=(
+            "If this is an ixazomib order, check its dose, the counts and the toxicities "
+            "yourself; none of the label checks were made.",
+        ),
+    )

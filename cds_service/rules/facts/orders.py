@@ -251,6 +251,11 @@ def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
     return (medication or {}).get("code") if isinstance(medication, dict) else None
 
 
+def medication_unknown(raw: JsonDict, medications: dict[str, JsonDict]) -> bool:
+    """The order names its medication by a reference that could not be resolved."""
+    return "medicationReference" in raw and not isinstance(_raw_concept(raw, medications), dict)
+
+
 def order_drug(raw: JsonDict, medications: dict[str, JsonDict]) -> tuple[Drug, str | None]:
     """(drug, strong CYP3A inducer) of an order, read cheaply from the raw JSON."""
     concept = _raw_concept(raw, medications)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from cds_service.rules.inputs import JsonDict
@@ -62,17 +64,57 @@ def _with_zones(value: Any, zone: tzinfo, found: list[bool]) -> Any:
 
 
 def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problems) -> M | None:
+    """The resource as a validated ``model``, or None (and a note in ``problems``)."""
+    try:
+        key: bytes | None = _content_key(model, resource, zone)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: validate, don't remember
+        key = None
+    outcome = _VALIDATED.get(key) if key is not None else None
+    if outcome is None:
+        outcome = _validate(model, resource, zone)
+        if key is not None:
+            if len(_VALIDATED) >= _VALIDATED_MAX:
+                _VALIDATED.clear()  # crude but safe bound; a miss only costs a validation
+            _VALIDATED[key] = outcome
+    parsed, zone_assumed, invalid = outcome
+    if invalid is not None:
+        problems.invalid.append(f"{reference_of(resource)} ({invalid})")
+    if zone_assumed:
+        problems.zone_assumed.add(reference_of(resource))
+    return parsed  # type: ignore[return-value]
+
+
+# Validating a FHIR resource with fhir.resources costs about a millisecond, and EHRs send the
+# same history again and again (order-select then order-sign, every lab result of a patient).
+# So each process remembers validation outcomes by the resource's exact content: the JSON with
+# keys sorted and numbers tagged by type, so "0.5" (a string) and 0.5 (a number) never share
+# an entry. Models are never modified after validation, so sharing them between calls is safe.
+_VALIDATED: dict[bytes, tuple[BaseModel | None, bool, str | None]] = {}
+_VALIDATED_MAX = 50_000
+
+
+def _content_key(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> bytes:
+    content = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS, default=_tagged)
+    return f"{model.__module__}.{model.__name__}|{zone}|".encode() + content
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return ["\u0000Decimal", str(value)]
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _validate(
+    model: type[BaseModel], resource: JsonDict, zone: tzinfo
+) -> tuple[BaseModel | None, bool, str | None]:
     found: list[bool] = []
     prepared = _with_zones(resource, zone, found)
     try:
         parsed = model.model_validate(prepared)
     except ValidationError as error:
         fields = sorted({".".join(str(part) for part in e["loc"][:2]) for e in error.errors()})
-        problems.invalid.append(f"{reference_of(resource)} (invalid: {', '.join(fields[:3])})")
-        return None
-    if found:
-        problems.zone_assumed.add(reference_of(resource))
-    return parsed
+        return None, False, f"invalid: {', '.join(fields[:3])}"
+    return parsed, bool(found), None
 
 
 def of_type(resources: Iterable[JsonDict], resource_type: str) -> list[JsonDict]:
@@ -92,6 +134,11 @@ def _list(value: Any) -> list[Any]:
 
 def codings(concept: Any) -> list[tuple[str, str]]:
     """(system, code) pairs of a raw or validated CodeableConcept."""
+    if isinstance(concept, BaseModel):  # read the model directly: a dump costs far more
+        return [
+            (str(c.system or ""), str(c.code or ""))
+            for c in getattr(concept, "coding", None) or []
+        ]
     return [
         (str(c.get("system") or ""), str(c.get("code") or ""))
         for c in _list(_as_dict(concept).get("coding"))
