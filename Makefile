@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint unit bench load clean
+.PHONY: serve test lint bench reliability soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ lint: $(STAMP)
 ## Long runs, not in CI (see README "Performance" and "Reliability").
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.side_by_side
+
+reliability: $(STAMP)
+	$(BIN)/pytest tests/test_openapi.py tests/reliability -s
+
+soak: $(STAMP)
+	CDS_RUN_SLOW=1 $(BIN)/pytest tests/reliability/test_load.py -k soak -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,7 @@
 """Fixtures of the reliability suites, and the ``slow`` switch.
 
 Tests marked ``@pytest.mark.slow`` (the 5-minute soak, long fuzzing) are skipped unless
-``CDS_RUN_SLOW=1`` is set or pytest gets ``--run-slow`` (the option exists when pytest is
-pointed at this directory: ``pytest tests/reliability --run-slow``).
+``CDS_RUN_SLOW=1`` is set or pytest gets ``--run-slow`` (registered in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -15,15 +14,6 @@ import pytest
 from cds_service.fixtures import Scenario, load_scenarios
 
 HERE = Path(__file__).resolve().parent
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--run-slow",
-        action="store_true",
-        default=False,
-        help="also run the long reliability runs (soak); same as CDS_RUN_SLOW=1",
-    )
 
 
 def run_slow(config: pytest.Config) -> bool:
