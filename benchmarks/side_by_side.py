@@ -51,6 +51,7 @@ from benchmarks.servers import (
     bare_argv,
     free_port,
     make_server,
+    process_tree_cpu_seconds,
     request,
     service_argv,
     wait_until_serving,
@@ -365,10 +366,16 @@ class Run:
             wanted = math.ceil(rate * args.duration * 1.6) + 50 * args.connections + 500
             tokens = self._pool(server, payload, min(wanted, MAX_POOL_SIZE), args.duration)
         pool_size = sum(1 for _ in tokens.open())
+        assert server.process is not None
+        cpu_before = process_tree_cpu_seconds(server.process.pid)
         result = self._wrk(server, payload, tokens, args.duration, unique)
+        cpu = process_tree_cpu_seconds(server.process.pid) - cpu_before
+        per_request = round(cpu * 1000 / result.requests, 3) if result.requests else None
         return {
             "warmup": warmup.as_dict() if warmup is not None else None,
             "timed": result,
+            "cpu_s": round(cpu, 3),
+            "cpu_ms_per_request": per_request,
             "token_pool": pool_size,
             "tokens_reused": not unique,
         }
@@ -432,7 +439,7 @@ def print_report(results: dict[str, Any]) -> None:
     print()
     header = (
         f"{'payload':<8}{'app':<9}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-        f"{'requests':>10}{'failed':>9}{'cards':>7}  bodyKB"
+        f"{'requests':>10}{'failed':>9}{'cards':>7}{'cpu ms/req':>12}  bodyKB"
     )
     print(header)
     print("-" * len(header))
@@ -443,12 +450,15 @@ def print_report(results: dict[str, Any]) -> None:
                 f"{name if app == 'bare' else '':<8}{app:<9}{run['rps']:>10.1f}"
                 f"{run['p50_ms']:>10.2f}{run['p99_ms']:>10.2f}{run['requests']:>10}"
                 f"{run['failed_requests']:>9}{entry['answers'][app]['cards']:>7}"
+                f"{_fmt(run.get('cpu_ms_per_request'), 2):>12}"
                 f"  {entry['body_bytes'] / 1024:.0f}"
             )
         ratios = entry["ratios"]
         print(
             f"{'':<8}{'ratio':<9}{_fmt(ratios['throughput'], 3):>9}x"
             f"{_fmt(ratios['p50'], 2):>9}x{_fmt(ratios['p99'], 2):>9}x"
+            f"{'':>29}{_fmt(ratios.get('cpu_per_request'), 3):>11}x"
+            "  (bare/service server CPU per request)"
         )
     print()
     quick = " (indicative only: --quick)" if settings["quick"] else ""
@@ -509,6 +519,13 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
                 measured[server.name] = bench.measure(server, payload)
             bare, service = measured["bare"]["timed"], measured["service"]["timed"]
             ratios, checks = evaluate(name, bare, service)
+            cpu_bare = measured["bare"]["cpu_ms_per_request"]
+            cpu_service = measured["service"]["cpu_ms_per_request"]
+            # Server CPU per request, bare/service: what the throughput ratio would be if both
+            # servers had the CPUs to themselves (robust to other load on a shared machine).
+            ratios["cpu_per_request"] = (
+                _ratio(cpu_bare, cpu_service) if cpu_bare and cpu_service else None
+            )
             payload_results[name] = {
                 "description": payload.description,
                 "service_id": payload.service_id,
@@ -518,12 +535,16 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
                 "bare": {
                     **bare.as_dict(),
                     "token_pool": measured["bare"]["token_pool"],
+                    "cpu_s": measured["bare"]["cpu_s"],
+                    "cpu_ms_per_request": measured["bare"]["cpu_ms_per_request"],
                     "tokens_reused": True,
                     "warmup": measured["bare"]["warmup"],
                 },
                 "service": {
                     **service.as_dict(),
                     "token_pool": measured["service"]["token_pool"],
+                    "cpu_s": measured["service"]["cpu_s"],
+                    "cpu_ms_per_request": measured["service"]["cpu_ms_per_request"],
                     "tokens_reused": False,
                     "warmup": measured["service"]["warmup"],
                 },

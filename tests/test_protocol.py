@@ -242,3 +242,13 @@ def test_healthz(client: FlaskClient) -> None:
 def test_unknown_path_and_wrong_method_are_operation_outcomes(client: FlaskClient) -> None:
     assert_operation_outcome(client.get("/nowhere"), 404)
     assert_operation_outcome(client.delete("/cds-services"), 405)
+
+
+def test_orders_of_other_drugs_need_no_patient_data(client: FlaskClient) -> None:
+    """Nothing is fetched (so no 412) when the hook fired only for another drug's order."""
+    order = medication_request(rxnorm="342369", display="lenalidomide", dose_mg=25)
+    response = client.post(
+        "/cds-services/ixazomib-order-sign", json=order_sign_request(order, prefetch={})
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}

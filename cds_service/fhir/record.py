@@ -27,6 +27,9 @@ from cds_service.rules.inputs import DataNeed, JsonDict, PatientRecord
 
 MEDICATIONS = "medications"  # key in PatientRecord.unavailable for unresolved references
 MAX_MEDICATION_READS = 50
+# Years of weekly labs fit easily; more than this in one key is not a patient's record but a
+# misconfigured query, and would tie a worker up for seconds.
+MAX_PREFETCH_ENTRIES = 5000
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,11 @@ def _use_prefetch(
         expected = "Bundle" if "?" in need.query else need.resource_type
         raise BadRequest(f"prefetch.{need.key} must be a {expected}, an OperationOutcome or null")
     found = bundle_resources(value)
+    if len(found) > MAX_PREFETCH_ENTRIES:
+        raise BadRequest(
+            f"prefetch.{need.key} has {len(found)} entries; at most {MAX_PREFETCH_ENTRIES} are "
+            "accepted (send fewer, or leave the key out and send fhirServer)"
+        )
     for resource in found:  # Medications a client _included beside the orders
         kind = resource.get("resourceType")
         if kind == "Medication" and isinstance(resource.get("id"), str):

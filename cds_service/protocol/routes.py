@@ -37,7 +37,7 @@ from cds_service.protocol.envelope import (
     parse_timestamp,
 )
 from cds_service.protocol.services import SERVICES, ServiceDefinition, read_context
-from cds_service.rules import evaluate
+from cds_service.rules import evaluate, needs_patient_data
 from cds_service.rules.inputs import HookCall, JsonDict
 from cds_service.state import state
 from cds_service.store.models import CardAudit, FeedbackItem
@@ -85,8 +85,6 @@ def call_service(service_id: str) -> Response:
         raise BadRequest("fhirServer is required when fhirAuthorization is sent.")
     context = read_context(service.hook, hook_request.context)
     current = state()
-    record = gather_record(hook_request, context, current.fhir)
-    require(record)
     call = HookCall(
         hook=service.hook,
         service_id=service.id,
@@ -97,6 +95,11 @@ def call_service(service_id: str) -> Response:
         selections=context.selections,
         new_observations=context.new_observations,
     )
+    if not needs_patient_data(call, context.bundled_medications):
+        metrics.record_request(service.id, 200, time.perf_counter() - g.started)
+        return jsonify({"cards": []})  # orders of other drugs only: nothing to fetch or say
+    record = gather_record(hook_request, context, current.fhir)
+    require(record)
     cards = evaluate(call, record, current.rule_settings)
     _audit(call, cards)
     metrics.record_request(service.id, 200, time.perf_counter() - g.started)

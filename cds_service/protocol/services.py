@@ -16,7 +16,6 @@ from cds_service.errors import BadRequest
 from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN, JsonDict
 
-
 MAX_CONTEXT_ENTRIES = 100  # draft orders or new results in one call; more is not an EHR's call
 
 

@@ -8,7 +8,7 @@ generated from it (``python -m cds_service.rules.docs``).
 """
 
 from cds_service.rules.catalog import RULES, Rule
-from cds_service.rules.engine import evaluate
+from cds_service.rules.engine import evaluate, needs_patient_data
 from cds_service.rules.settings import RuleSettings
 
-__all__ = ["RULES", "Rule", "RuleSettings", "evaluate"]
+__all__ = ["RULES", "Rule", "RuleSettings", "evaluate", "needs_patient_data"]

@@ -43,6 +43,22 @@ def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> l
     return render(decisions)
 
 
+def needs_patient_data(call: HookCall, medications: dict[str, JsonDict]) -> bool:
+    """Whether the rules will read the patient's record for this call.
+
+    False only when the hook fired for orders that are all, recognisably, of other drugs (the
+    EHR may call the order hooks for every order): then nothing is fetched and nothing said.
+    An order whose medication cannot be identified yet (a reference to the FHIR server) needs
+    the record, which resolves it.
+    """
+    if call.hook not in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
+        return True
+    return any(
+        medication_unknown(draft, medications) or order_drug(draft, medications)[0] is Drug.IXAZOMIB
+        for draft in judged_drafts(call)
+    )
+
+
 def _drafts(call: HookCall) -> list[JsonDict]:
     entries = [e.get("resource", e) for e in call.draft_orders if isinstance(e, dict)]
     return [

@@ -312,11 +312,11 @@ def unresolved_medication(orders: list[str], reason: str | None) -> Decision:
     return Decision(
         rule="data-unavailable",
         indicator=WARNING,
-        summary="The ordered medication could not be resolved: ixazomib checks not made",
+        summary="The ordered medication could not be identified: ixazomib checks not made",
         ixazomib=DrugAdvice(REVIEW),
         evidence=tuple(
-            f"{order}: its medicationReference could not be read"
-            + (f" ({reason})" if reason else "")
+            f"{order}: its medication (medicationCodeableConcept or medicationReference) "
+            "could not be read" + (f" ({reason})" if reason else "")
             for order in orders
         ),
         notes=(

@@ -8,7 +8,7 @@ datetimes). Nothing here decides anything clinical.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from cds_service.rules import data_needs as keys
 from cds_service.rules.facts.clinical import (
@@ -24,8 +24,21 @@ from cds_service.rules.facts.clinical import (
     renal_failure_evidence,
 )
 from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab
-from cds_service.rules.facts.orders import Drug, MedicationOrder, order_drug, read_order
-from cds_service.rules.facts.reading import Problems, dict_field, of_type, reference_of
+from cds_service.rules.facts.orders import (
+    Drug,
+    MedicationOrder,
+    order_drug,
+    read_order,
+    referenced_medication,
+)
+from cds_service.rules.facts.reading import (
+    Problems,
+    Readings,
+    dict_field,
+    of_type,
+    reference_of,
+    zone_flag,
+)
 from cds_service.rules.inputs import HOOK_ORDER_SELECT, HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 
@@ -99,10 +112,33 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     problems = Problems()
     resources = {key: _resources(value) for key, value in record.resources.items()}
 
+    readings = Readings(zone)
+    medications = record.medications
+
+    def read_selected_order(raw: JsonDict, noted: Problems) -> MedicationOrder | None:
+        if order_drug(raw, medications) == (Drug.OTHER, None):
+            return None
+        return read_order(raw, medications, zone, noted)
+
     def read_orders(raws: list[JsonDict]) -> list[MedicationOrder]:
-        selected = [r for r in raws if order_drug(r, record.medications) != (Drug.OTHER, None)]
-        orders = [read_order(r, record.medications, zone, problems) for r in selected]
-        return [order for order in orders if order is not None]
+        orders = []
+        for raw in raws:
+            # An order also depends on the Medication it references outside itself.
+            medication = referenced_medication(raw, medications)
+            context = None if medication is None else readings.content(medication)
+            if medication is not None and context is None:
+                order = read_selected_order(raw, problems)  # not remembered
+            else:
+                order = readings.read("order", raw, problems, read_selected_order, context)
+                if order is not None:
+                    order = replace(
+                        order,
+                        raw=raw,  # this call's JSON (same content)
+                        zone_assumed=zone_flag(order.zone_assumed, order.reference, problems),
+                    )
+            if order is not None:
+                orders.append(order)
+        return orders
 
     draft_raws = judged_drafts(call)
     draft_orders = read_orders(draft_raws)
@@ -133,15 +169,23 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     observation_raws = _unique(
         of_type(resources.get(keys.LABS, []), "Observation") + new_observations
     )
-    labs: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
-    for raw in observation_raws:
-        if lab_of(raw) is None:
-            continue
-        value = read_lab(raw, zone, problems)
-        if value is not None:
-            labs[value.lab].append(value)
-    for series in labs.values():
-        series.sort(key=lambda v: (v.at, v.reference))
+
+    def read_labs(raws: list[JsonDict], noted: Problems) -> dict[Lab, tuple[LabValue, ...]]:
+        found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
+        for raw in raws:
+            value = readings.read("lab", raw, noted, lambda lab, p: _read_lab(lab, zone, p))
+            if value is not None:
+                found[value.lab].append(_zone_checked(value, noted))
+        return {
+            lab: tuple(sorted(series, key=lambda v: (v.at, v.reference)))
+            for lab, series in found.items()
+        }
+
+    # All results as in an earlier call: one serialisation of the lot; else result by result.
+    labs = {
+        lab: [_zone_checked(value, problems) for value in series]
+        for lab, series in readings.read("labs", observation_raws, problems, read_labs).items()
+    }
     new_references = {reference_of(o) for o in new_observations}
     new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
 
@@ -151,19 +195,37 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         for o in history
         if o.drug is Drug.IXAZOMIB
     }
+    references_context = frozenset(ixazomib_references)
     toxicities = [
-        finding
+        _with_zone_flag(finding, problems)
         for raw in of_type(resources.get(keys.ADVERSE_EVENTS, []), "AdverseEvent")
-        if (finding := read_adverse_event(raw, ixazomib_references, zone, problems)) is not None
+        if (
+            finding := readings.read(
+                "adverse event",
+                raw,
+                problems,
+                lambda event, noted: read_adverse_event(event, ixazomib_references, zone, noted),
+                references_context,
+            )
+        )
+        is not None
     ]
     graded_raws = _unique(
         of_type(resources.get(keys.TOXICITY_GRADES, []), "Observation")
         + of_type(resources.get(keys.TOXICITY_TERM_OBSERVATIONS, []), "Observation")
     )
     graded = [
-        finding
+        _with_zone_flag(finding, problems)
         for raw in graded_raws
-        if (finding := read_graded_observation(raw, zone, problems)) is not None
+        if (
+            finding := readings.read(
+                "graded observation",
+                raw,
+                problems,
+                lambda graded, noted: read_graded_observation(graded, zone, noted),
+            )
+        )
+        is not None
     ]
     toxicities += _latest_is_current(graded, call.now)
 
@@ -191,7 +253,9 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             zone,
             problems,
         ),
-        pregnancy=pregnancy_evidence(observation_raws, conditions, call.now, zone, problems),
+        pregnancy=pregnancy_evidence(
+            observation_raws, conditions, call.now, zone, problems, readings
+        ),
         hypersensitivity=hypersensitivity_evidence(
             of_type(resources.get(keys.ALLERGIES, []), "AllergyIntolerance"), zone, problems
         ),
@@ -199,6 +263,23 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         unavailable=dict(record.unavailable),
         problems=problems,
     )
+
+
+def _read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None:
+    return None if lab_of(raw) is None else read_lab(raw, zone, problems)
+
+
+def _zone_checked(value: LabValue, problems: Problems) -> LabValue:
+    """The value with its zone flag as this call's ``problems`` say (see Readings)."""
+    if value.zone_assumed == zone_flag(value.zone_assumed, value.reference, problems):
+        return value
+    return replace(value, zone_assumed=True)
+
+
+def _with_zone_flag(finding: ToxicityFinding, problems: Problems) -> ToxicityFinding:
+    if finding.zone_assumed == zone_flag(finding.zone_assumed, finding.reference, problems):
+        return finding
+    return replace(finding, zone_assumed=True)
 
 
 def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[ToxicityFinding]:

@@ -38,6 +38,7 @@ from cds_service.rules.codes import (
 from cds_service.rules.data_needs import LOINC
 from cds_service.rules.facts.reading import (
     Problems,
+    Readings,
     as_instant,
     codes_in,
     codings,
@@ -45,6 +46,7 @@ from cds_service.rules.facts.reading import (
     reference_of,
     text_field,
     validate,
+    zone_flag,
 )
 from cds_service.rules.inputs import JsonDict
 
@@ -147,29 +149,28 @@ def pregnancy_evidence(
     now: datetime,
     zone: tzinfo,
     problems: Problems,
+    readings: Readings | None = None,
 ) -> list[Evidence]:
-    """Pregnancy now: the latest pregnancy status says pregnant, or an active Condition."""
+    """Pregnancy now: the latest pregnancy status says pregnant, or an active Condition.
+
+    ``readings`` (optional) remembers each Observation's pregnancy status by content."""
     found: list[Evidence] = []
-    statuses: list[tuple[datetime, bool, str, bool]] = []
-    for raw in observations:
-        if not codes_in(raw.get("code"), LOINC) & PREGNANCY_STATUS_CODES:
-            continue
-        if text_field(raw, "status") not in {"final", "amended", "corrected"}:
-            continue
-        observation = validate(Observation, raw, zone, problems)
-        if observation is None:
-            continue
-        at = as_instant(observation.effectiveDateTime or observation.issued, zone)
-        if at is None:
-            continue
-        pregnant = SNOMED_PREGNANT in codes_in(observation.valueCodeableConcept, SNOMED)
-        statuses.append(
-            (at, pregnant, reference_of(raw), reference_of(raw) in problems.zone_assumed)
-        )
+    if readings is None:
+        statuses = _pregnancy_statuses(observations, zone, problems, None)
+    else:
+        statuses = [
+            (when, pregnant, reference, zone_flag(zone_assumed, reference, problems))
+            for when, pregnant, reference, zone_assumed in readings.read(
+                "pregnancy statuses",
+                observations,
+                problems,
+                lambda raws, noted: _pregnancy_statuses(raws, zone, noted, readings),
+            )
+        ]
     if statuses:
-        at, pregnant, reference, zone_assumed = max(statuses)
-        if pregnant and now - at <= PREGNANCY_LOOKBACK:
-            found.append(Evidence("Pregnancy status: pregnant", reference, at, zone_assumed))
+        latest, pregnant, reference, zone_assumed = max(statuses)
+        if pregnant and now - latest <= PREGNANCY_LOOKBACK:
+            found.append(Evidence("Pregnancy status: pregnant", reference, latest, zone_assumed))
     for raw in conditions:
         code = raw.get("code")
         icd = codes_in(code, ICD10CM)
@@ -183,6 +184,46 @@ def pregnancy_evidence(
             at = as_instant(condition.onsetDateTime or condition.recordedDate, zone)
             found.append(Evidence("Condition: pregnancy", reference_of(raw), at))
     return found
+
+
+def _pregnancy_statuses(
+    observations: list[JsonDict], zone: tzinfo, problems: Problems, readings: Readings | None
+) -> list[tuple[datetime, bool, str, bool]]:
+    statuses = []
+    for raw in observations:
+        if readings is None:
+            status = _pregnancy_status(raw, zone, problems)
+        else:
+            status = readings.read(
+                "pregnancy status",
+                raw,
+                problems,
+                lambda observation, noted: _pregnancy_status(observation, zone, noted),
+            )
+            if status is not None:
+                when, pregnant, reference, zone_assumed = status
+                status = (when, pregnant, reference, zone_flag(zone_assumed, reference, problems))
+        if status is not None:
+            statuses.append(status)
+    return statuses
+
+
+def _pregnancy_status(
+    raw: JsonDict, zone: tzinfo, problems: Problems
+) -> tuple[datetime, bool, str, bool] | None:
+    """(when, pregnant, reference, zone assumed) of a pregnancy status Observation, or None."""
+    if not codes_in(raw.get("code"), LOINC) & PREGNANCY_STATUS_CODES:
+        return None
+    if text_field(raw, "status") not in {"final", "amended", "corrected"}:
+        return None
+    observation = validate(Observation, raw, zone, problems)
+    if observation is None:
+        return None
+    at = as_instant(observation.effectiveDateTime or observation.issued, zone)
+    if at is None:
+        return None
+    pregnant = SNOMED_PREGNANT in codes_in(observation.valueCodeableConcept, SNOMED)
+    return at, pregnant, reference_of(raw), reference_of(raw) in problems.zone_assumed
 
 
 def hypersensitivity_evidence(

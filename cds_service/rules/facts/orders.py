@@ -251,9 +251,23 @@ def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
     return (medication or {}).get("code") if isinstance(medication, dict) else None
 
 
+def referenced_medication(raw: JsonDict, medications: dict[str, JsonDict]) -> Any:
+    """What ``medications`` holds for the order's medicationReference (not a contained one):
+    the one thing outside the order that reading it depends on. None when nothing."""
+    if "medicationCodeableConcept" in raw:
+        return None
+    reference = dict_field(raw, "medicationReference").get("reference")
+    if not isinstance(reference, str) or reference.startswith("#"):
+        return None
+    return medications.get(reference)
+
+
 def medication_unknown(raw: JsonDict, medications: dict[str, JsonDict]) -> bool:
-    """The order names its medication by a reference that could not be resolved."""
-    return "medicationReference" in raw and not isinstance(_raw_concept(raw, medications), dict)
+    """Which medication the order is for cannot be read: a medicationReference that could not
+    be resolved, a malformed medicationCodeableConcept (e.g. a bare string), or neither."""
+    if "medicationCodeableConcept" in raw:
+        return not isinstance(raw["medicationCodeableConcept"], dict)
+    return not isinstance(_raw_concept(raw, medications), dict)
 
 
 def order_drug(raw: JsonDict, medications: dict[str, JsonDict]) -> tuple[Drug, str | None]:

@@ -11,10 +11,10 @@ in ``RuleSettings.default_timezone``; the resource is remembered so the card can
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -23,6 +23,8 @@ from pydantic import BaseModel, ValidationError
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
+S = TypeVar("S")
 
 _ZONELESS = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2}(\.\d+)?)?$")
 
@@ -87,20 +89,127 @@ def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problem
 # Validating a FHIR resource with fhir.resources costs about a millisecond, and EHRs send the
 # same history again and again (order-select then order-sign, every lab result of a patient).
 # So each process remembers validation outcomes by the resource's exact content: the JSON with
-# keys sorted and numbers tagged by type, so "0.5" (a string) and 0.5 (a number) never share
+# keys sorted and Decimals tagged (_tagged), so "0.5" (a string) and 0.5 (a number) never share
 # an entry. Models are never modified after validation, so sharing them between calls is safe.
 _VALIDATED: dict[bytes, tuple[BaseModel | None, bool, str | None]] = {}
 _VALIDATED_MAX = 50_000
 
 
 def _content_key(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> bytes:
+    """Raises orjson.JSONEncodeError for content that cannot be written (see content_of)."""
     content = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS, default=_tagged)
     return f"{model.__module__}.{model.__name__}|{zone}|".encode() + content
 
 
+def content_of(value: Any) -> bytes | None:
+    """The exact content of a JSON value as bytes (Decimals tagged, see ``_tagged``), or None
+    when it cannot be written (an integer beyond 64 bits): such a value is never remembered.
+
+    Keys are not sorted (twice as fast): equal bytes still mean equal content, key order
+    included; the same content sent in another key order only misses."""
+    try:
+        return orjson.dumps(value, default=_tagged)
+    except orjson.JSONEncodeError:
+        return None
+
+
+class Readings:
+    """Remembers, per process, what reading a resource gave, by the resource's exact content.
+
+    A warm hook call (the same history again) then costs one serialisation per resource
+    instead of selecting, validating and converting it again. Only readings that depend on
+    nothing but the resource's content, the zone and the ``context`` the caller names are
+    remembered; the ``Problems`` a reading noted are remembered with it and noted again, in
+    the same order, every time it is reused. A reading that looks at ``problems.zone_assumed``
+    sees only its own notes (a fresh ``Problems``): callers re-check zone flags against the
+    call's ``problems`` afterwards (see ``zone_flag``).
+
+    One instance serves one hook call (it keeps each resource's content for the call).
+    """
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        self._zone_key = (zone, str(zone))
+        self._contents: dict[int, tuple[Any, bytes | None]] = {}
+
+    def content(self, value: Any) -> bytes | None:
+        """``content_of(value)``, computed once per object per call."""
+        known = self._contents.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        content = content_of(value)
+        self._contents[id(value)] = (value, content)  # keeps value alive: its id stays unique
+        return content
+
+    def read(
+        self,
+        what: str,
+        resource: S,
+        problems: Problems,
+        reading: Callable[[S, Problems], R],
+        context: Hashable = None,
+    ) -> R:
+        """``reading(resource, problems)``, remembered under (what, zone, context, content).
+
+        ``resource`` is a resource, or a list of resources read together (one serialisation
+        for the lot; the reading may remember each resource's part in turn)."""
+        content = self.content(resource)
+        if content is None:
+            return reading(resource, problems)
+        key = (what, self._zone_key, context, content)
+        known = _READINGS.get(key)
+        if known is None:
+            fresh = Problems()
+            value = reading(resource, fresh)
+            known = (
+                value,
+                tuple(fresh.invalid),
+                tuple(fresh.uninterpretable),
+                tuple(sorted(fresh.zone_assumed)),
+            )
+            _remember(key, known, len(content))
+        value, invalid, uninterpretable, zone_assumed = known
+        if invalid:
+            problems.invalid.extend(invalid)
+        if uninterpretable:
+            problems.uninterpretable.extend(uninterpretable)
+        if zone_assumed:
+            problems.zone_assumed.update(zone_assumed)
+        return value
+
+
+# Readings hold values that are never modified (frozen dataclasses of str, Decimal, datetime
+# and enums; tuples and dicts of them), so sharing them between calls and threads is safe.
+_Known = tuple[Any, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+_READINGS: dict[tuple[Hashable, ...], _Known] = {}
+# Bounded by entries and by the bytes of the content keys (a list of 100 results is a ~100 KB
+# key): crude but safe, a miss only costs a reading.
+_READINGS_MAX = 50_000
+_READINGS_MAX_BYTES = 32 * 1024 * 1024
+_readings_bytes = 0
+
+
+def _remember(key: tuple[Hashable, ...], known: _Known, size: int) -> None:
+    global _readings_bytes
+    if len(_READINGS) >= _READINGS_MAX or _readings_bytes + size > _READINGS_MAX_BYTES:
+        _READINGS.clear()
+        _readings_bytes = 0
+    _READINGS[key] = known
+    _readings_bytes += size
+
+
+def zone_flag(flag: bool, reference: str, problems: Problems) -> bool:
+    """What ``reference in problems.zone_assumed`` is now, given a remembered ``flag``."""
+    return flag or reference in problems.zone_assumed
+
+
 def _tagged(value: Any) -> Any:
+    """A Decimal as a NUL byte and its exact text. orjson writes a NUL inside a string as
+    ``\\u0000``, so a raw NUL byte marks a Decimal and nothing else: neither a string nor a
+    list that spells the same text can share a key with it (a ``["\\u0000Decimal", "1.5"]``
+    tag could), and "1.50" and "1.5" stay apart."""
     if isinstance(value, Decimal):
-        return ["\u0000Decimal", str(value)]
+        return orjson.Fragment("\x00" + str(value))
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
@@ -136,8 +245,7 @@ def codings(concept: Any) -> list[tuple[str, str]]:
     """(system, code) pairs of a raw or validated CodeableConcept."""
     if isinstance(concept, BaseModel):  # read the model directly: a dump costs far more
         return [
-            (str(c.system or ""), str(c.code or ""))
-            for c in getattr(concept, "coding", None) or []
+            (str(c.system or ""), str(c.code or "")) for c in getattr(concept, "coding", None) or []
         ]
     return [
         (str(c.get("system") or ""), str(c.get("code") or ""))
