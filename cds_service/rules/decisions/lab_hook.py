@@ -10,7 +10,6 @@ from .history import HOLD_RULES, HOLD_THRESHOLDS, DoseCourse, count_episodes, do
 from .model import (
     CRITICAL,
     DISCONTINUE,
-    HOLD,
     INFO,
     REDUCE,
     RESUME,
@@ -19,7 +18,6 @@ from .model import (
     DrugAdvice,
     Suggest,
     count_line,
-    count_text,
     mg,
 )
 
@@ -52,29 +50,7 @@ def _count_advice(
     orders = tuple(facts.active_orders)
     if newest.value < threshold:
         number = next((e.number for e in episodes if newest in e.lows), len(episodes) or 1)
-        on_recovery = (
-            "lenalidomide one level lower, ixazomib at its most recent dose"
-            if number % 2 == 1
-            else "ixazomib one level lower, lenalidomide at its most recent dose"
-        )
-        g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
-        return [
-            Decision(
-                rule=HOLD_RULES[lab],
-                indicator=CRITICAL,
-                summary=f"{lab.value} {count_text(newest.value)}/mm3 (< {count_text(threshold)}): "
-                "withhold ixazomib and lenalidomide",
-                ixazomib=DrugAdvice(HOLD),
-                lenalidomide=DrugAdvice(HOLD),
-                evidence=(count_line(newest, zone), f"occurrence {number} since ixazomib started"),
-                notes=(
-                    f"Withhold both until {lab.value} >= {count_text(threshold)}/mm3; on "
-                    f"recovery (occurrence {number}): {on_recovery}.{g_csf}",
-                ),
-                suggest=Suggest.HOLD_ACTIVE,
-                targets=orders,
-            )
-        ]
+        return [shared.hold_for_low_count(lab, newest, number, zone, Suggest.HOLD_ACTIVE, orders)]
     episode = next((e for e in episodes if e.recovery is newest), None)
     if episode is None:
         return []

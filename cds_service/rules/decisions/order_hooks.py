@@ -12,7 +12,6 @@ from cds_service.rules.units import plain
 from . import shared, start_dose
 from .history import (
     ANC_NEW_CYCLE_AT_LEAST,
-    HOLD_RULES,
     HOLD_THRESHOLDS,
     PLATELETS_NEW_CYCLE_AT_LEAST,
     DoseCourse,
@@ -209,27 +208,7 @@ def _hold_for_count(
     since = course.started or latest.at
     episodes = count_episodes(facts.labs[lab], threshold, since)
     number = episodes[-1].number if episodes else 1
-    on_recovery = (
-        "lenalidomide one level lower, ixazomib at its most recent dose"
-        if number % 2 == 1
-        else "ixazomib one level lower, lenalidomide at its most recent dose"
-    )
-    g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
-    return Decision(
-        rule=HOLD_RULES[lab],
-        indicator=CRITICAL,
-        summary=f"{lab.value} {count_text(latest.value)}/mm3 (< {count_text(threshold)}): "
-        "withhold ixazomib and lenalidomide",
-        ixazomib=DrugAdvice(HOLD),
-        lenalidomide=DrugAdvice(HOLD),
-        evidence=(count_line(latest, zone), f"occurrence {number} since ixazomib started"),
-        notes=(
-            f"Withhold both until {lab.value} >= {count_text(threshold)}/mm3; on recovery "
-            f"(occurrence {number}): {on_recovery}.{g_csf}",
-        ),
-        suggest=Suggest.DELETE_DRAFT,
-        targets=tuple(drafts),
-    )
+    return shared.hold_for_low_count(lab, latest, number, zone, Suggest.DELETE_DRAFT, tuple(drafts))
 
 
 def _starting_dose(

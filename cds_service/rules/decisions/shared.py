@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import DATA_NEEDS
-from cds_service.rules.facts import Facts, Lab, MedicationOrder
+from cds_service.rules.facts import Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
 from cds_service.rules.settings import RuleSettings
 
-from .history import DoseCourse, next_lower, toxicity_episodes
+from .history import HOLD_RULES, HOLD_THRESHOLDS, DoseCourse, next_lower, toxicity_episodes
 from .model import (
     CRITICAL,
     DISCONTINUE,
@@ -21,6 +21,8 @@ from .model import (
     Decision,
     DrugAdvice,
     Suggest,
+    count_line,
+    count_text,
     evidence_line,
     lab_line,
     mg,
@@ -323,4 +325,38 @@ def unresolved_medication(orders: list[str], reason: str | None) -> Decision:
             "If this is an ixazomib order, check its dose, the counts and the toxicities "
             "yourself; none of the label checks were made.",
         ),
+    )
+
+
+def hold_for_low_count(
+    lab: Lab,
+    low: LabValue,
+    occurrence: int,
+    zone: str,
+    suggest: Suggest,
+    targets: tuple[MedicationOrder, ...],
+) -> Decision:
+    """Label Table 3: ANC < 500 or platelets < 30,000 withholds ixazomib and lenalidomide; the
+    card says which drug is reduced when this ``occurrence`` recovers (they alternate)."""
+    threshold = HOLD_THRESHOLDS[lab]
+    on_recovery = (
+        "lenalidomide one level lower, ixazomib at its most recent dose"
+        if occurrence % 2 == 1
+        else "ixazomib one level lower, lenalidomide at its most recent dose"
+    )
+    g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
+    return Decision(
+        rule=HOLD_RULES[lab],
+        indicator=CRITICAL,
+        summary=f"{lab.value} {count_text(low.value)}/mm3 (< {count_text(threshold)}): "
+        "withhold ixazomib and lenalidomide",
+        ixazomib=DrugAdvice(HOLD),
+        lenalidomide=DrugAdvice(HOLD),
+        evidence=(count_line(low, zone), f"occurrence {occurrence} since ixazomib started"),
+        notes=(
+            f"Withhold both until {lab.value} >= {count_text(threshold)}/mm3; on recovery "
+            f"(occurrence {occurrence}): {on_recovery}.{g_csf}",
+        ),
+        suggest=suggest,
+        targets=targets,
     )
