@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cds_assertions import IXAZOMIB_ACTIONS, LENALIDOMIDE_ACTIONS
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.fixtures import (
@@ -30,10 +31,7 @@ RULES = {
     "hypersensitivity", "cbc-missing", "data-uninterpretable", "data-unavailable",
     "severity-without-grade",
 }  # fmt: skip
-IXAZOMIB_ACTIONS = {
-    "hold", "resume", "reduce", "start-reduced", "discontinue", "correct-dose", "review",
-}  # fmt: skip
-LENALIDOMIDE_ACTIONS = {"hold", "reduce", "resume", "discontinue"}
+
 SERVICES = {"ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result"}
 
 FILES = sorted(SCENARIO_DIR.glob("*.json"))

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from cds_assertions import IXAZOMIB_ACTIONS
+
 from cds_service.rules import RuleSettings, evaluate
 from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
@@ -281,15 +283,7 @@ def assert_contract(cards: list[JsonDict]) -> None:
         assert card["source"]["label"].startswith("NINLARO (ixazomib) US prescribing")
         assert all({"system", "code", "display"} <= set(r) for r in card["overrideReasons"])
         rec = recommendation(card)
-        assert rec["ixazomib"]["action"] in {
-            "hold",
-            "resume",
-            "reduce",
-            "start-reduced",
-            "discontinue",
-            "correct-dose",
-            "review",
-        }
+        assert rec["ixazomib"]["action"] in IXAZOMIB_ACTIONS
         for drug in ("ixazomib", "lenalidomide"):
             if drug in rec and "doseMg" in rec[drug] and drug == "ixazomib":
                 assert rec[drug]["doseMg"] in (Decimal("2.3"), 3, 4)
