@@ -7,9 +7,7 @@ the deadline of the whole hook call.
 
 from __future__ import annotations
 
-import json
 import time
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -17,6 +15,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cds_service import metrics
+from cds_service.exact_json import loads_exact
 
 JsonDict = dict[str, Any]
 MAX_PAGES = 20
@@ -145,8 +144,8 @@ class FhirClient:
         if len(response.content) > MAX_RESPONSE_BYTES:
             raise FhirUnavailable("the FHIR server's answer is too large")
         try:
-            document = json.loads(response.content, parse_float=Decimal)
-        except (ValueError, RecursionError):
+            document = loads_exact(response.content)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise FhirUnavailable("the FHIR server's answer is not valid JSON") from None
         if not isinstance(document, dict):
             raise FhirUnavailable("the FHIR server's answer is not a FHIR resource")

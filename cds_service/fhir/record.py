@@ -19,6 +19,7 @@ from urllib.parse import quote
 import requests
 
 from cds_service.errors import BadRequest, PreconditionFailed
+from cds_service.exact_json import ObjectMemo
 from cds_service.fhir.client import FhirClient, FhirUnavailable, bundle_resources
 from cds_service.protocol.envelope import HookRequest
 from cds_service.protocol.services import HookContext
@@ -30,6 +31,8 @@ MAX_MEDICATION_READS = 50
 # Years of weekly labs fit easily; more than this in one key is not a patient's record but a
 # misconfigured query, and would tie a worker up for seconds.
 MAX_PREFETCH_ENTRIES = 5000
+# A repeated prefetch Bundle is the same object again (exact_json): list its resources once.
+_PREFETCHED_RESOURCES = ObjectMemo(bundle_resources, max_size=200_000, size=len)  # resources
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def _use_prefetch(
     if kind != "Bundle" or not isinstance(value.get("entry", []), list):
         expected = "Bundle" if "?" in need.query else need.resource_type
         raise BadRequest(f"prefetch.{need.key} must be a {expected}, an OperationOutcome or null")
-    found = bundle_resources(value)
+    found = _PREFETCHED_RESOURCES(value)
     if len(found) > MAX_PREFETCH_ENTRIES:
         raise BadRequest(
             f"prefetch.{need.key} has {len(found)} entries; at most {MAX_PREFETCH_ENTRIES} are "

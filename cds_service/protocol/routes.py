@@ -6,11 +6,10 @@ trail. Every error becomes an OperationOutcome (``install_error_handlers``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -29,6 +28,7 @@ from cds_service.errors import (
     UnsupportedMediaType,
     operation_outcome,
 )
+from cds_service.exact_json import loads_exact, loads_hook_request, why_invalid
 from cds_service.fhir.record import gather_record, require
 from cds_service.protocol.envelope import (
     FeedbackRequest,
@@ -74,7 +74,9 @@ def discovery() -> Response:
 @cds.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    hook_request = parse_model(HookRequest, read_json_body(), "CDS Hooks 2.0 request")
+    hook_request = parse_model(
+        HookRequest, read_json_body(loads_hook_request), "CDS Hooks 2.0 request"
+    )
     logs.set_hook_instance(str(hook_request.hookInstance))
     logs.set_service(service.id)
     if hook_request.hook != service.hook:
@@ -109,7 +111,7 @@ def call_service(service_id: str) -> Response:
 @cds.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    body = parse_model(FeedbackRequest, read_json_body(), "CDS Hooks feedback request")
+    body = parse_model(FeedbackRequest, read_json_body(loads_exact), "CDS Hooks feedback request")
     items = []
     for entry in body.feedback:
         reason = (entry.overrideReason.reason or {}) if entry.overrideReason else {}
@@ -151,8 +153,9 @@ def metrics_endpoint() -> Response:
     return Response(body, content_type=content_type)
 
 
-def read_json_body() -> Any:
-    """The request body as JSON with exact (Decimal) numbers, or a 4xx that says what's wrong."""
+def read_json_body(decode: Callable[[bytes], Any]) -> Any:
+    """The request body as JSON with exact numbers (see ``exact_json``), or a 4xx that says
+    what's wrong."""
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaType(
             f"Send the body as application/json, not {request.mimetype or 'no Content-Type'}."
@@ -162,19 +165,17 @@ def read_json_body() -> Any:
     if request.content_length is None and len(raw) >= limit:  # chunked: cut at the limit
         raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
     try:
-        text = raw.decode("utf-8")
+        return decode(raw)
     except UnicodeDecodeError:
         raise BadRequest("The body is not valid UTF-8.") from None
-    try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
     except RecursionError:
         raise BadRequest("The body's JSON is nested too deeply.") from None
     except ValueError as error:
-        raise BadRequest(f"The body is not valid JSON: {error}") from None
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
+        try:  # the parser may stop at a byte that is not UTF-8 (a UTF-16 BOM) before decoding
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The body is not valid UTF-8.") from None
+        raise BadRequest(f"The body is not valid JSON: {why_invalid(raw, error)}") from None
 
 
 def _service(service_id: str) -> ServiceDefinition:

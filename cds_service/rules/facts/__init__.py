@@ -129,13 +129,11 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             if medication is not None and context is None:
                 order = read_selected_order(raw, problems)  # not remembered
             else:
+                # A remembered order keeps the JSON it was read from: the same content as
+                # ``raw`` (never changed in place), so suggestions built from it are the same.
                 order = readings.read("order", raw, problems, read_selected_order, context)
-                if order is not None:
-                    order = replace(
-                        order,
-                        raw=raw,  # this call's JSON (same content)
-                        zone_assumed=zone_flag(order.zone_assumed, order.reference, problems),
-                    )
+                if order and not order.zone_assumed and order.reference in problems.zone_assumed:
+                    order = replace(order, zone_assumed=True)
             if order is not None:
                 orders.append(order)
         return orders

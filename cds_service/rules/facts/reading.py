@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from cds_service.exact_json import ObjectMemo
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
@@ -116,30 +117,34 @@ def content_of(value: Any) -> bytes | None:
 class Readings:
     """Remembers, per process, what reading a resource gave, by the resource's exact content.
 
-    A warm hook call (the same history again) then costs one serialisation per resource
-    instead of selecting, validating and converting it again. Only readings that depend on
-    nothing but the resource's content, the zone and the ``context`` the caller names are
-    remembered; the ``Problems`` a reading noted are remembered with it and noted again, in
-    the same order, every time it is reused. A reading that looks at ``problems.zone_assumed``
-    sees only its own notes (a fresh ``Problems``): callers re-check zone flags against the
-    call's ``problems`` afterwards (see ``zone_flag``).
+    A warm hook call (the same history again) then costs a look-up per resource instead of
+    selecting, validating and converting it again. Only readings that depend on nothing but
+    the resource's content, the zone and the ``context`` the caller names are remembered; the
+    ``Problems`` a reading noted are remembered with it and noted again, in the same order,
+    every time it is reused. A reading that looks at ``problems.zone_assumed`` sees only its
+    own notes (a fresh ``Problems``): callers re-check zone flags against the call's
+    ``problems`` afterwards (see ``zone_flag``).
 
-    One instance serves one hook call (it keeps each resource's content for the call).
+    One instance serves one hook call.
     """
 
     def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
         self._zone_key = (zone, str(zone))
-        self._contents: dict[int, tuple[Any, bytes | None]] = {}
 
     def content(self, value: Any) -> bytes | None:
-        """``content_of(value)``, computed once per object per call."""
-        known = self._contents.get(id(value))
-        if known is not None and known[0] is value:
-            return known[1]
-        content = content_of(value)
-        self._contents[id(value)] = (value, content)  # keeps value alive: its id stays unique
-        return content
+        """``content_of(value)`` for a resource, remembered per object (``_CONTENTS``);
+        for a list of resources, their contents joined (no second serialisation)."""
+        if isinstance(value, dict):
+            return _CONTENTS(value)
+        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            parts = [_CONTENTS(item) for item in value]
+            if any(part is None for part in parts):
+                return None
+            # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name
+            # one list of contents only, and never a single resource's content.
+            return b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
+        return content_of(value)
 
     def read(
         self,
@@ -196,6 +201,14 @@ def _remember(key: tuple[Hashable, ...], known: _Known, size: int) -> None:
         _readings_bytes = 0
     _READINGS[key] = known
     _readings_bytes += size
+
+
+def _content_size(content: bytes | None) -> int:
+    return len(content) if content is not None else 0
+
+
+# A resource is serialised once for as long as it is remembered (see ObjectMemo).
+_CONTENTS = ObjectMemo(content_of, max_size=4 * 1024 * 1024, size=_content_size)
 
 
 def zone_flag(flag: bool, reference: str, problems: Problems) -> bool:

@@ -1,0 +1,179 @@
+"""Parsing JSON from EHRs and FHIR servers without losing a number's exact value.
+
+The rules compare lab values with thresholds in exact decimal arithmetic, so every JSON number
+with a fraction or an exponent is read as the Decimal it spells ("2.50" stays
+``Decimal('2.50')``), integers as int, and NaN or Infinity are refused. msgspec does this in C
+with one ``Decimal`` call per number: about half the cost of ``json.loads(parse_float=Decimal)``.
+
+A hook request is mostly prefetch, and an EHR sends the same patient's prefetch again and
+again (order-select, then order-sign, then every new lab result), so ``loads_hook_request``
+splits the body into its members as raw text first and decodes a prefetch value only when this
+process has not seen exactly that text before (``_DecodedPrefetch``). A repeated prefetch then
+costs a scan of its text instead of building thousands of objects, and it comes back as the
+same objects as last time, which lets the rules' readings cache find them without serialising
+them again (``rules.facts.reading``).
+
+The decoded values are shared between calls and threads. Nothing changes request JSON in
+place: the data layer builds new lists and the cards copy what they change (``clean_copy``);
+``tests/test_exact_json.py`` holds every scenario to that.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)  # thread-safe, built once per process
+# The members of a JSON object as raw text. Skipping checks the structure and escapes; UTF-8
+# and numbers are checked when a member is decoded.
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def loads_exact(raw: bytes) -> Any:
+    """JSON text (UTF-8) as Python values with exact numbers.
+
+    Raises UnicodeDecodeError for text that is not UTF-8, msgspec.DecodeError (a ValueError)
+    for text that is not JSON, and RecursionError for JSON nested too deeply."""
+    return _DECODER.decode(raw)
+
+
+def why_invalid(raw: bytes, error: ValueError) -> str:
+    """What is wrong with JSON text that ``loads_exact`` refused, for the client: the standard
+    library's message names the line and column (and NaN or Infinity as such); msgspec's
+    names a byte offset. Only on the error path, so its cost does not matter."""
+    try:  # str, not bytes: given bytes, json.loads would skip a byte order mark
+        json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as described:
+        return str(described)
+    return str(error)  # the standard library accepts it (e.g. a lone surrogate); msgspec not
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class _DecodedPrefetch:
+    """Per process: decoded prefetch values by their exact text, bounded by total text size.
+
+    Also knows which objects it holds (each value and, in a Bundle, each entry's resource), so
+    that ``ObjectMemo`` remembers work for those long-lived shared objects only. Crude but safe
+    bound: when full, it starts again empty (a miss only costs a decode), and a new
+    ``generation`` tells the memos to forget too."""
+
+    def __init__(self, max_bytes: int, max_entries: int) -> None:
+        self._values: dict[bytes, Any] = {}
+        self._held: dict[int, Any] = {}
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def decode(self, text: bytes) -> Any:
+        known = self._values.get(text, _MISSING)
+        if known is not _MISSING:
+            return known
+        value = loads_exact(text)  # raises before anything is remembered
+        with self._lock:
+            if len(self._values) >= self._max_entries or (
+                self._bytes + len(text) > self._max_bytes
+            ):
+                self._values = {}
+                self._held = {}
+                self._bytes = 0
+                self.generation += 1
+            self._values[text] = value
+            self._bytes += len(text)
+            for held in _shared_parts(value):
+                self._held[id(held)] = held
+        return value
+
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one of the remembered objects (and so lives on)."""
+        return self._held.get(id(value)) is value
+
+
+def _shared_parts(value: Any) -> list[Any]:
+    """A prefetch value and, in a Bundle, the resources of its entries."""
+    parts = [value]
+    entries = value.get("entry") if isinstance(value, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict):
+            parts.append(resource)
+    return parts
+
+
+_MISSING = object()
+# About thirty six-month histories; decoded objects take several times their text.
+_PREFETCH = _DecodedPrefetch(max_bytes=4 * 1024 * 1024, max_entries=500)
+
+
+def loads_hook_request(raw: bytes) -> Any:
+    """A CDS Hooks request body, as ``loads_exact`` gives it, with repeated prefetch values
+    decoded once per process (see the module doc). Raises what ``loads_exact`` raises."""
+    try:
+        members = _MEMBERS.decode(raw)
+    except msgspec.ValidationError:  # JSON, but not an object: the envelope check says so
+        return loads_exact(raw)
+    body: dict[str, Any] = {}
+    for name, member in members.items():
+        text = bytes(member)
+        if name == "prefetch" and text.startswith(b"{"):
+            body[name] = {
+                key: _PREFETCH.decode(bytes(value)) for key, value in _MEMBERS.decode(text).items()
+            }
+        else:
+            body[name] = loads_exact(text)
+    return body
+
+
+class ObjectMemo(Generic[T]):
+    """Per process: what ``compute`` gave for a shared prefetch object, by its identity.
+
+    A repeated prefetch comes back as the very same objects (``loads_hook_request``), so work
+    derived from them needs doing once while they are remembered; correct only because request
+    JSON is never changed in place. Any other object (a draft order, this call's new results)
+    is computed afresh and not kept. The memo forgets everything when the decoded prefetch does
+    (a new generation), and when its results reach ``max_size`` in total (``size`` of each).
+    Results are shared too: callers must not change them.
+    """
+
+    def __init__(
+        self, compute: Callable[[Any], T], *, max_size: int, size: Callable[[T], int]
+    ) -> None:
+        self._compute = compute
+        self._size = size
+        self._max_size = max_size
+        self._known: dict[int, T] = {}
+        self._total = 0
+        self._generation = _PREFETCH.generation
+        self._lock = threading.Lock()
+
+    def __call__(self, value: Any) -> T:
+        generation = _PREFETCH.generation  # read first: a clear after it is noticed below
+        if not _PREFETCH.holds(value):
+            return self._compute(value)
+        if self._generation == generation:
+            known = self._known.get(id(value), _MISSING)
+            if known is not _MISSING:
+                return known  # type: ignore[return-value]
+        result = self._compute(value)
+        size = self._size(result)
+        with self._lock:
+            if _PREFETCH.generation != generation:
+                return result  # the prefetch was forgotten meanwhile: ids may be reused
+            if self._generation != generation or self._total + size > self._max_size:
+                self._known = {}
+                self._total = 0
+                self._generation = generation
+            self._known[id(value)] = result
+            self._total += size
+        return result

@@ -1,0 +1,81 @@
+"""Request JSON: numbers keep their exact value, and a repeated prefetch is decoded once and
+shared between calls, which is only safe because no call changes it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from cds_service.app import create_app
+from cds_service.config import Config
+from cds_service.exact_json import loads_exact, loads_hook_request
+from cds_service.fixtures import Scenario, load_scenarios
+
+SCENARIOS = load_scenarios()
+
+
+def _body(scenario: Scenario) -> bytes:
+    request = scenario.cds_request(prefetch=True, fhir_server=None)
+    request["hookInstance"] = str(uuid.uuid4())
+    return json.dumps(request).encode()
+
+
+def test_numbers_keep_the_value_they_spell() -> None:
+    text = b'{"a": 2.50, "b": 0.1234567890123456789, "c": 1e-400, "d": 123456789012345678901234}'
+    assert loads_exact(text) == {
+        "a": Decimal("2.50"),
+        "b": Decimal("0.1234567890123456789"),
+        "c": Decimal("1E-400"),
+        "d": 123456789012345678901234,
+    }
+    assert str(loads_exact(text)["a"]) == "2.50"  # the precision the EHR sent is kept
+
+
+@pytest.mark.parametrize("text", [b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}'])
+def test_nan_and_infinity_are_refused(text: bytes) -> None:
+    with pytest.raises(ValueError):
+        loads_exact(text)
+    with pytest.raises(ValueError):
+        loads_hook_request(text)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
+def test_a_hook_request_reads_as_one_plain_parse(scenario: Scenario) -> None:
+    raw = _body(scenario)
+    body = loads_hook_request(raw)
+    assert body == loads_exact(raw)
+    assert list(body) == list(loads_exact(raw))
+
+
+def test_a_repeated_prefetch_is_decoded_once() -> None:
+    scenario = next(s for s in SCENARIOS if s.service == "ixazomib-lab-result")
+    first, second = loads_hook_request(_body(scenario)), loads_hook_request(_body(scenario))
+    assert first["hookInstance"] != second["hookInstance"]
+    assert first["prefetch"]
+    assert all(second["prefetch"][key] is value for key, value in first["prefetch"].items())
+
+
+@pytest.fixture(scope="module")
+def client() -> FlaskClient:
+    return create_app(Config.for_testing()).test_client()
+
+
+def _prefetch(body: Any) -> Any:
+    return body.get("prefetch") if isinstance(body, dict) else None
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
+def test_calls_never_change_the_shared_prefetch(scenario: Scenario, client: FlaskClient) -> None:
+    raw = _body(scenario)
+    for _ in range(2):  # the second call takes the warm path (remembered readings)
+        response = client.post(
+            f"/cds-services/{scenario.service}", data=raw, content_type="application/json"
+        )
+        assert response.status_code in (200, 412), response.get_data(as_text=True)
+    shared = _prefetch(loads_hook_request(raw))  # the objects both calls were given
+    assert shared == _prefetch(loads_exact(raw))
