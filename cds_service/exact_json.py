@@ -141,9 +141,10 @@ class ObjectMemo(Generic[T]):
     A repeated prefetch comes back as the very same objects (``loads_hook_request``), so work
     derived from them needs doing once while they are remembered; correct only because request
     JSON is never changed in place. Any other object (a draft order, this call's new results)
-    is computed afresh and not kept. The memo forgets everything when the decoded prefetch does
-    (a new generation), and when its results reach ``max_size`` in total (``size`` of each).
-    Results are shared too: callers must not change them.
+    is computed afresh and not kept. Each entry keeps its object, so an id is never reused
+    while it is remembered. The memo starts again empty after the decoded prefetch did (a new
+    generation) and when its results reach ``max_size`` in total (``size`` of each). Results
+    are shared too: callers must not change them.
     """
 
     def __init__(
@@ -152,28 +153,27 @@ class ObjectMemo(Generic[T]):
         self._compute = compute
         self._size = size
         self._max_size = max_size
-        self._known: dict[int, T] = {}
+        self._known: dict[int, tuple[Any, T]] = {}
         self._total = 0
         self._generation = _PREFETCH.generation
         self._lock = threading.Lock()
 
     def __call__(self, value: Any) -> T:
+        known = self._known.get(id(value))
+        if known is not None and known[0] is value:  # the entry keeps its object: same id
+            return known[1]
         generation = _PREFETCH.generation  # read first: a clear after it is noticed below
         if not _PREFETCH.holds(value):
             return self._compute(value)
-        if self._generation == generation:
-            known = self._known.get(id(value), _MISSING)
-            if known is not _MISSING:
-                return known  # type: ignore[return-value]
         result = self._compute(value)
         size = self._size(result)
         with self._lock:
             if _PREFETCH.generation != generation:
-                return result  # the prefetch was forgotten meanwhile: ids may be reused
+                return result  # the prefetch was forgotten meanwhile: keep nothing of it
             if self._generation != generation or self._total + size > self._max_size:
                 self._known = {}
                 self._total = 0
                 self._generation = generation
-            self._known[id(value)] = result
+            self._known[id(value)] = (value, result)
             self._total += size
         return result

@@ -131,19 +131,26 @@ class Readings:
     def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
         self._zone_key = (zone, str(zone))
+        self._lists: dict[int, tuple[list[Any], bytes | None]] = {}
 
     def content(self, value: Any) -> bytes | None:
         """``content_of(value)`` for a resource, remembered per object (``_CONTENTS``);
-        for a list of resources, their contents joined (no second serialisation)."""
+        for a list of resources, their contents joined (no second serialisation), once per
+        list object in this call."""
         if isinstance(value, dict):
             return _CONTENTS(value)
         if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            known = self._lists.get(id(value))
+            if known is not None and known[0] is value:
+                return known[1]
             parts = [_CONTENTS(item) for item in value]
-            if any(part is None for part in parts):
-                return None
             # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name
             # one list of contents only, and never a single resource's content.
-            return b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
+            joined = (
+                None if any(part is None for part in parts) else b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
+            )
+            self._lists[id(value)] = (value, joined)  # keeps the list: its id stays unique
+            return joined
         return content_of(value)
 
     def read(
