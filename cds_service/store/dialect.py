@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -133,6 +134,25 @@ class SqliteDialect(Dialect):
         return f"SQLite file {self.path}"
 
 
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL; the journal mode the file has afterwards.
+
+    The switch takes its lock without SQLite's busy handler, so gunicorn workers that open a
+    fresh file at the same moment get "database is locked" at once: retry within the busy
+    timeout. The mode is stored in the file, so once one worker has switched it, the others'
+    switches are no-ops."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.2)
+
+
 class SqliteSession(Session):
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -146,7 +166,7 @@ class SqliteSession(Session):
         self._broken = False
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
-            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _enable_wal(self.conn)
             if str(mode).lower() != "wal":
                 log.warning("SQLite %s: WAL mode unavailable (journal_mode=%s)", path, mode)
             # NORMAL under WAL: a commit survives a crash of the process (a killed worker) but
