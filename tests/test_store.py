@@ -180,26 +180,25 @@ def _migrate_in_child(database_url: str, barrier: Any) -> None:
     store.close()
 
 
-def test_migrations_in_several_processes_at_once(database_url: str) -> None:
-    """Every gunicorn worker migrates at start-up, all at the same moment, on a fresh database."""
-    barrier = ctx.Barrier(4)
+def _exit_codes_when_started_together(database_url: str, processes: int) -> list[int | None]:
+    """``_migrate_in_child`` in ``processes`` forked processes released at the same moment."""
+    barrier = ctx.Barrier(processes)
     children = [
-        ctx.Process(target=_migrate_in_child, args=(database_url, barrier)) for _ in range(4)
+        ctx.Process(target=_migrate_in_child, args=(database_url, barrier))
+        for _ in range(processes)
     ]
     for child in children:
         child.start()
     for child in children:
         child.join(30)
-    assert [child.exitcode for child in children] == [0, 0, 0, 0]
+    return [child.exitcode for child in children]
+
+
+def test_migrations_in_several_processes_at_once(database_url: str) -> None:
+    """Every gunicorn worker migrates at start-up, all at the same moment, on a fresh database."""
+    assert _exit_codes_when_started_together(database_url, 4) == [0, 0, 0, 0]
     assert count(database_url, "schema_version") == LATEST_VERSION
     assert count(database_url, "feedback") == 4
-
-
-def _open_in_child(database_url: str, barrier: Any) -> None:
-    barrier.wait()
-    store = open_store(database_url)
-    store.migrate()
-    store.close()
 
 
 def test_a_fresh_sqlite_file_opened_by_many_workers_at_once(tmp_path: Path) -> None:
@@ -207,16 +206,9 @@ def test_a_fresh_sqlite_file_opened_by_many_workers_at_once(tmp_path: Path) -> N
     retry, about one worker in forty died with "database is locked" at start-up."""
     for round_number in range(10):
         database_url = f"sqlite:///{tmp_path / f'cds-{round_number}.sqlite3'}"
-        barrier = ctx.Barrier(8)
-        children = [
-            ctx.Process(target=_open_in_child, args=(database_url, barrier)) for _ in range(8)
-        ]
-        for child in children:
-            child.start()
-        for child in children:
-            child.join(30)
-        assert [child.exitcode for child in children] == [0] * 8, f"round {round_number}"
-        assert count(database_url, "schema_version") == LATEST_VERSION
+        exit_codes = _exit_codes_when_started_together(database_url, 8)
+        assert exit_codes == [0] * 8, f"round {round_number}"
+        assert count(database_url, "feedback") == 8
 
 
 # --- JWT replay protection --------------------------------------------------------------------
