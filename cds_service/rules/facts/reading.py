@@ -131,27 +131,29 @@ class Readings:
     def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
         self._zone_key = (zone, str(zone))
-        self._lists: dict[int, tuple[list[Any], bytes | None]] = {}
+        self._contents: dict[int, tuple[Any, bytes | None]] = {}
 
     def content(self, value: Any) -> bytes | None:
-        """``content_of(value)`` for a resource, remembered per object (``_CONTENTS``);
-        for a list of resources, their contents joined (no second serialisation), once per
-        list object in this call."""
+        """``content_of(value)``, once per object per call. A resource's content also lives on
+        with a shared prefetch object (``_CONTENTS``); a list of resources gets their contents
+        joined, with no second serialisation."""
+        known = self._contents.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        content: bytes | None
         if isinstance(value, dict):
-            return _CONTENTS(value)
-        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            known = self._lists.get(id(value))
-            if known is not None and known[0] is value:
-                return known[1]
-            parts = [_CONTENTS(item) for item in value]
+            content = _CONTENTS(value)
+        elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            parts = [self.content(item) for item in value]
             # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name
             # one list of contents only, and never a single resource's content.
-            joined = (
+            content = (
                 None if any(part is None for part in parts) else b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
             )
-            self._lists[id(value)] = (value, joined)  # keeps the list: its id stays unique
-            return joined
-        return content_of(value)
+        else:
+            content = content_of(value)
+        self._contents[id(value)] = (value, content)  # keeps value alive: its id stays unique
+        return content
 
     def read(
         self,
