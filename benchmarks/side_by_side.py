@@ -1,7 +1,7 @@
 """Side-by-side benchmark: the service against a bare Flask app, same gunicorn, same requests.
 
-    python -m benchmarks.side_by_side              # make bench: 20 s per payload per app
-    python -m benchmarks.side_by_side --quick      # a few seconds each (CI smoke test)
+    python -m benchmarks.side_by_side              # make bench: medians of 3 rounds of 10 s
+    python -m benchmarks.side_by_side --quick      # one round of a few seconds (CI smoke test)
 
 One run:
 
@@ -12,9 +12,12 @@ One run:
 2. starts the bare app (``benchmarks.bare_app``: parse the JSON body, answer
    ``{"cards": []}``) through the same ``run_server`` with the same settings;
 3. sends every payload once to each server and checks the 200 answers;
-4. for each payload (small, large, lab) and each app, bare first: a warm-up, then a timed wrk
-   run over loopback with the same requests (same body, a fresh hookInstance and a freshly
-   signed ES384 token with a unique jti per request; the bare app gets the same headers);
+4. for each payload (small, large, lab), in rounds (bare, then service, then again): a warm-up,
+   then a timed wrk run over loopback with the same requests (same body, a fresh hookInstance
+   and a freshly signed ES384 token with a unique jti per request; the bare app gets the same
+   headers). Each app's requests/s, p50, p99 and CPU per request are the medians of its rounds:
+   on a machine shared with other jobs a round can lose a CPU to them or stall, and interleaved
+   rounds give both apps the same chances; every round is kept in the results file;
 5. prints requests/s, p50 and p99 latency for each, the ratios service/bare with the targets
    (PASS/FAIL), and writes everything to ``bench-results/latest.json``.
 
@@ -31,13 +34,14 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,13 +106,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--duration",
         type=int,
         default=None,
-        help="seconds of timed load per payload per app (default 20; --quick 2)",
+        help="seconds of timed load per payload per app per round (default 10; --quick 2)",
     )
     parser.add_argument(
         "--warmup",
         type=int,
         default=None,
         help="seconds of warm-up before each timed run (default 3; --quick 1)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per payload; medians are reported (default 3; --quick 1)",
     )
     parser.add_argument(
         "--connections", type=int, default=8, help="concurrent keep-alive connections (default 8)"
@@ -145,7 +155,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep the temporary directory (server logs, database, tokens)",
     )
     args = parser.parse_args(argv)
-    args.duration = args.duration or (2 if args.quick else 20)
+    args.duration = args.duration or (2 if args.quick else 10)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     names = [name.strip() for name in args.payloads.split(",") if name.strip()]
     unknown = sorted(set(names) - set(PAYLOAD_NAMES))
@@ -156,6 +167,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--duration must be between 1 and 3600 seconds")
     if not 0 <= args.warmup <= 600:
         parser.error("--warmup must be between 0 and 600 seconds")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be between 1 and 20")
     if not 1 <= args.connections <= 1000:
         parser.error("--connections must be between 1 and 1000")
     if not 1 <= args.threads <= 64:
@@ -381,6 +394,36 @@ class Run:
         }
 
 
+def _median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One app's rounds as one measurement: the round of median throughput, with the median
+    requests/s, p50, p99 and CPU per request of all rounds."""
+    middle = sorted(rounds, key=lambda run: run["timed"].rps)[len(rounds) // 2]
+    timed: LoadResult = middle["timed"]
+    cpu = [run["cpu_ms_per_request"] for run in rounds if run["cpu_ms_per_request"] is not None]
+    return {
+        **middle,
+        "timed": replace(
+            timed,
+            rps=statistics.median(run["timed"].rps for run in rounds),
+            p50_ms=statistics.median(run["timed"].p50_ms for run in rounds),
+            p99_ms=statistics.median(run["timed"].p99_ms for run in rounds),
+        ),
+        "cpu_ms_per_request": round(statistics.median(cpu), 3) if cpu else None,
+    }
+
+
+def _round_summary(measured: dict[str, Any]) -> dict[str, Any]:
+    timed: LoadResult = measured["timed"]
+    return {
+        "rps": timed.rps,
+        "p50_ms": timed.p50_ms,
+        "p99_ms": timed.p99_ms,
+        "cpu_ms_per_request": measured["cpu_ms_per_request"],
+        "failed_requests": timed.failed_requests,
+        "tokens_exhausted": timed.tokens_exhausted,
+    }
+
+
 def _ratio(service: float, bare: float) -> float | None:
     return round(service / bare, 3) if bare > 0 else None
 
@@ -418,8 +461,9 @@ def print_report(results: dict[str, Any]) -> None:
     print()
     print(
         f"ixazomib-cds side-by-side benchmark: {settings['load_generator']}, "
-        f"{settings['connections']} connections, {settings['duration_s']} s per payload per app "
-        f"(+{settings['warmup_s']} s warm-up), gunicorn {settings['gunicorn']['workers']} "
+        f"{settings['connections']} connections, medians of {settings['rounds']} interleaved "
+        f"round(s) of {settings['duration_s']} s per payload per app "
+        f"(+{settings['warmup_s']} s warm-up each), gunicorn {settings['gunicorn']['workers']} "
         f"workers x {settings['gunicorn']['threads']} threads, {results['machine']['cpus']} CPUs"
     )
     machine = results["machine"]
@@ -453,6 +497,9 @@ def print_report(results: dict[str, Any]) -> None:
                 f"{_fmt(run.get('cpu_ms_per_request'), 2):>12}"
                 f"  {entry['body_bytes'] / 1024:.0f}"
             )
+            if len(run["rounds"]) > 1:
+                every = ", ".join(f"{r['rps']:.0f}" for r in run["rounds"])
+                print(f"{'':<8}{'':<9}  req/s in each round: {every}")
         ratios = entry["ratios"]
         print(
             f"{'':<8}{'ratio':<9}{_fmt(ratios['throughput'], 3):>9}x"
@@ -510,13 +557,16 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
         answers = bench.check_answers()
         payload_results: dict[str, Any] = {}
         for name, payload in bench.payloads.items():
-            measured: dict[str, Any] = {}
-            for server in (bench.bare_server, bench.service_server):
-                print(
-                    f"  {name}: {server.name} ({args.warmup} s warm-up + {args.duration} s)",
-                    flush=True,
-                )
-                measured[server.name] = bench.measure(server, payload)
+            rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "service": []}
+            for round_number in range(1, args.rounds + 1):
+                for server in (bench.bare_server, bench.service_server):
+                    print(
+                        f"  {name}: {server.name}, round {round_number}/{args.rounds} "
+                        f"({args.warmup} s warm-up + {args.duration} s)",
+                        flush=True,
+                    )
+                    rounds[server.name].append(bench.measure(server, payload))
+            measured = {app: _median_of(runs) for app, runs in rounds.items()}
             bare, service = measured["bare"]["timed"], measured["service"]["timed"]
             ratios, checks = evaluate(name, bare, service)
             cpu_bare = measured["bare"]["cpu_ms_per_request"]
@@ -539,6 +589,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
                     "cpu_ms_per_request": measured["bare"]["cpu_ms_per_request"],
                     "tokens_reused": True,
                     "warmup": measured["bare"]["warmup"],
+                    "rounds": [_round_summary(run) for run in rounds["bare"]],
                 },
                 "service": {
                     **service.as_dict(),
@@ -547,6 +598,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
                     "cpu_ms_per_request": measured["service"]["cpu_ms_per_request"],
                     "tokens_reused": False,
                     "warmup": measured["service"]["warmup"],
+                    "rounds": [_round_summary(run) for run in rounds["service"]],
                 },
                 "ratios": ratios,
                 "targets": checks,
@@ -570,6 +622,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             "settings": {
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
+                "rounds": args.rounds,
                 "connections": args.connections,
                 "wrk_threads": args.threads,
                 "quick": args.quick,
@@ -591,9 +644,10 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             "payloads": payload_results,
         }
         failed = sum(
-            entry[app]["failed_requests"] + entry[app]["tokens_exhausted"]
+            run["failed_requests"] + run["tokens_exhausted"]
             for entry in payload_results.values()
             for app in ("bare", "service")
+            for run in entry[app]["rounds"]
         )
         results["all_requests_200"] = failed == 0
         results["all_targets_pass"] = results["startup"]["pass"] and all(
