@@ -28,9 +28,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "dose-not-labelled",
         "2.1, 2.2 (Table 2), 3 (capsule strengths)",
-        "draft ixazomib order: dose (mg)",
-        "A dose that is not 4, 3 or 2.3 mg cannot be given with the capsules: correct it to "
-        "the dose due.",
+        "draft ixazomib order: dose (mg), capsule strength of the product code",
+        "A dose that is not 4, 3 or 2.3 mg, or one ordered as a capsule of another strength, "
+        "cannot be given as one capsule: correct it to the dose due.",
     ),
     Rule(
         "pregnancy",
@@ -42,14 +42,14 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "rash-grade-4",
         "2.2 (Table 3)",
-        "rash Grade 4 (AdverseEvent/Observation)",
-        "Rash Grade 4: discontinue the regimen.",
+        "rash Grade 4 (AdverseEvent/Observation), now or at any time since ixazomib started",
+        "Rash Grade 4: discontinue the regimen (also when it has since improved).",
     ),
     Rule(
         "neuropathy-grade-4",
         "2.2 (Table 3)",
-        "peripheral neuropathy Grade 4",
-        "Peripheral neuropathy Grade 4: discontinue the regimen.",
+        "peripheral neuropathy Grade 4, now or at any time since ixazomib started",
+        "Peripheral neuropathy Grade 4: discontinue the regimen (also when it has since improved).",
     ),
     Rule(
         "platelets-below-30k",
@@ -72,8 +72,11 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "new-cycle-gate",
         "2.2",
-        "latest ANC and platelets before a new cycle (draft order)",
-        "A new cycle waits until ANC >= 1,000/mm3 and platelets >= 75,000/mm3.",
+        "latest ANC and platelets before a new cycle (draft order); ongoing Grade 2 "
+        "non-hematologic toxicities that no Table 3 row covers",
+        "A new cycle waits until ANC >= 1,000/mm3 and platelets >= 75,000/mm3 (hold); a Grade 2 "
+        "non-hematologic toxicity not yet back to Grade 1 or baseline: review (prescriber's "
+        "discretion).",
     ),
     Rule(
         "rash-grade-2-3",
@@ -102,7 +105,8 @@ RULES: tuple[Rule, ...] = (
         "2.2 (Table 3)",
         "other non-hematologic adverse events Grade 3-4; attribution to ixazomib",
         "Other non-hematologic toxicity Grade 3-4: withhold ixazomib until <= Grade 1; if "
-        "attributable to ixazomib, resume one dose level lower.",
+        "attributable to ixazomib, resume one dose level lower. Resolved with no attribution "
+        "recorded: review (the attribution decides the dose).",
     ),
     Rule(
         "hepatic-start-dose",

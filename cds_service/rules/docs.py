@@ -39,20 +39,33 @@ DECISIONS = """\
   authoredOn); an episode ends at the first count back at or above the threshold. Platelets,
   ANC and rash each keep their own alternation, as each Table 3 row describes its own
   recurrences.
+- **Toxicity episodes.** Each AdverseEvent spans from its date to now while ongoing (R4 records
+  no resolution date, so a resolved one is a moment); graded Observations of one series span
+  from the first at or above the row's grade to the first later grade <= 1 (Grade 2 after
+  Grade 3 keeps the episode open). Overlapping spans are one episode: a rash re-recorded at a
+  higher grade while the first record is open is not a recurrence. The worst grade of the open
+  episode chooses the Table 3 row. Grade 4 neuropathy or rash at any time since ixazomib
+  started discontinues the regimen, even after it has improved.
 - **Dose level due.** Replayed in time order: each ixazomib order sets the level to the lower of
   the level and the ordered dose (a higher order never undoes a required reduction); each
-  recovery that owes a reduction lowers the drug it names by one level; none below 2.3 mg means
-  discontinue. A patient who started at 3 mg therefore has one reduction left.
-- **Which card at order-sign.** Recovery advice not yet reflected in any ixazomib order (the
-  recovery came after the last ixazomib order) is given under the episode's own rule
+  recovery that owes a reduction lowers the drug it names one level below the dose the episode
+  began on (a lower dose ordered during the hold is that reduction, not a reason for another);
+  none below 2.3 mg means discontinue. A patient who started at 3 mg has one reduction left.
+- **Which card at order-sign.** Recovery advice not yet acted on (the recovery came after the
+  last ixazomib order, or it owes a lenalidomide reduction that no later lenalidomide order
+  made) is given under the episode's own rule
   (`anc-below-500`, `platelets-below-30k`, `rash-grade-2-3`, `neuropathy-grade-2-pain-or-3`,
-  `other-toxicity-grade-3-4`) with `reduce` or `resume` and the dose due. Otherwise a draft
+  `other-toxicity-grade-3-4`) with `reduce` or `resume` and the dose due; a `reduce` always
+  carries the update of the draft, also when the draft already has that dose. Otherwise a draft
   dose that differs from the level due gets `dose-level-due`: `reduce` when the level due is
   below the last ordered dose (the reduction is owed now and was never ordered), otherwise
   `correct-dose`. A hold or discontinue suppresses dose-change cards for the same draft.
 - **New cycle.** Every draft ixazomib order is read as the start of a new cycle (an ixazomib
   order normally covers one 28-day cycle of three capsules), including the first one. The gate
-  uses the latest ANC and platelets within the CBC window.
+  uses the latest ANC and platelets within the CBC window, and asks for review (`review`, the
+  label leaves it to the prescriber) when an "other" non-hematologic toxicity is at Grade 2
+  now. An "other" Grade 3-4 toxicity that resolved without a recorded attribution gets a
+  `review` card: whether ixazomib caused it decides between the same and the next lower dose.
 - **CBC window.** ANC or platelets older than `cbc_max_age` (default 7 days) count as missing
   (`cbc-missing`). A stale count below the hold threshold still advises the hold.
 - **Lab status.** Only final, amended and corrected results count. Preliminary results are not
@@ -88,6 +101,10 @@ DECISIONS = """\
   finding or a pain score (LOINC 72514-3) above 0 within `pain_score_max_age` (14 days).
   Attribution: `suspectEntity` naming an ixazomib order or Medication (or ixazomib by name),
   unless its causality says unrelated/unlikely. Hematologic terms are left to the counts.
+  Limitation: the `toxicityObservations` query names the neuropathy, rash and pain terms, so an
+  "other" toxicity recorded only as an Observation with an integer grade (no NCIt grade code
+  for `toxicityGrades` to find) is not fetched; record other toxicities as AdverseEvents or
+  with the NCIt grade codes.
 - **Strong CYP3A inducers.** Active (or draft) MedicationRequests with the RxNorm ingredient
   codes of the reference; as a fallback the medication text is matched against the inducer
   names (including St John's wort, lumacaftor, rifapentine, which have no code listed).

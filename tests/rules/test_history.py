@@ -84,10 +84,24 @@ def test_orders_that_followed_the_advice_give_no_cards() -> None:
     history = [
         *HISTORY,
         order(status="active", days_ago=180, dose=4),  # after episode 1 (recovered day 185)
+        order(code=LENALIDOMIDE, status="active", days_ago=180, dose=20),  # episode 1's step
         order(status="active", days_ago=160, dose=3),  # after episode 2 (recovered day 165)
     ]
     rec = record(history=history, labs=anc_episodes(2) + current_cbc())
     assert sign(order(dose=3), rec) == []
+
+
+def test_a_lenalidomide_reduction_never_ordered_is_still_advised() -> None:
+    """Episode 1's lenalidomide step came before the later ixazomib orders, but no
+    lenalidomide order ever made it: the next ixazomib order still says so."""
+    history = [
+        *HISTORY,
+        order(status="active", days_ago=180, dose=4),  # after episode 1 (recovered day 185)
+    ]
+    rec = record(history=history, labs=anc_episodes(1) + current_cbc())
+    card = one(sign(order(dose=4), rec), "anc-below-500")
+    assert recommendation(card)["ixazomib"] == {"action": "resume", "doseMg": 4}
+    assert recommendation(card)["lenalidomide"] == {"action": "reduce", "doseMg": 20}
 
 
 def test_a_higher_order_does_not_undo_a_required_reduction() -> None:

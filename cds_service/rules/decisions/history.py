@@ -17,7 +17,7 @@ its own alternation, as each Table 3 row describes its own recurrences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -76,24 +76,38 @@ def count_episodes(series: list[LabValue], threshold: Decimal, since: datetime) 
 @dataclass(frozen=True)
 class ToxicityEpisode:
     toxicity: Toxicity
-    number: int
+    number: int  # 1 = first occurrence since ixazomib started (per series, see series_key)
     findings: tuple[ToxicityFinding, ...]
     worst_grade: int
     with_pain: bool
+    started: datetime
     ended: datetime | None  # None: ongoing
+
+    @property
+    def term(self) -> str:
+        return self.findings[0].term
+
+    @property
+    def attributed_to_ixazomib(self) -> bool | None:
+        """True when any finding says so, False when every finding rules it out, else None."""
+        stated = [f.attributed_to_ixazomib for f in self.findings]
+        if any(a is True for a in stated):
+            return True
+        return False if stated and all(a is False for a in stated) else None
 
 
 @dataclass(frozen=True)
 class Step:
     """One dose-level change the label required, and why."""
 
-    at: datetime
+    at: datetime  # the recovery
+    onset: datetime  # when the episode began: the reduction is one level below the dose then
     rule: str
     drug: Drug
-    from_mg: Decimal | None
-    to_mg: Decimal | None  # None: below the lowest level (discontinue)
     why: str
     episode_number: int
+    from_mg: Decimal | None = None
+    to_mg: Decimal | None = None  # None: below the lowest level (discontinue)
 
 
 @dataclass
@@ -110,11 +124,30 @@ class DoseCourse:
     def ixazomib_discontinued(self) -> bool:
         return self.ixazomib_known and self.ixazomib_level is None
 
-    def pending_steps(self) -> list[Step]:
-        """Steps after the last ixazomib order: advice the prescriber has not yet acted on."""
+    def pending_steps(self, history: list[MedicationOrder]) -> list[Step]:
+        """Advice the prescriber has not yet acted on: steps after the last ixazomib order,
+        and lenalidomide reductions that no later lenalidomide order has made (a rash that
+        resolved before this cycle's ixazomib order still owes its lenalidomide step)."""
         last = self.last_ixazomib_order
         after = last.starts if last is not None and last.starts is not None else None
-        return [s for s in self.steps if after is None or s.at > after]
+        return [
+            s
+            for s in self.steps
+            if after is None or s.at > after or _lenalidomide_step_not_ordered(s, history)
+        ]
+
+
+def _lenalidomide_step_not_ordered(step: Step, history: list[MedicationOrder]) -> bool:
+    if step.drug is not Drug.LENALIDOMIDE or step.to_mg is None:
+        return False  # only a known lenalidomide level can be checked against its orders
+    return not any(
+        o.drug is Drug.LENALIDOMIDE
+        and o.dose_mg is not None
+        and o.dose_mg <= step.to_mg
+        and o.starts is not None
+        and o.starts >= step.at
+        for o in history
+    )
 
 
 def _pain_near(facts: Facts, moment: datetime | None, window: timedelta) -> bool:
@@ -135,46 +168,63 @@ def toxicity_episodes(
 ) -> list[ToxicityEpisode]:
     """Episodes of a toxicity at or above a grade, from AdverseEvents and graded Observations.
 
-    An AdverseEvent is one episode (ended when its outcome says resolved). Graded Observations
-    of one toxicity form a series: an episode ends at the first later grade <= 1.
+    Each finding gives a span: an AdverseEvent from its date until now when ongoing (R4 has no
+    resolution date: a resolved one is a moment); a run of graded Observations at or above
+    the grade from the first of them to the first later grade <= 1 (a grade in between, say
+    Grade 2 after Grade 3, keeps the episode open: the label waits for Grade 1). Spans of one
+    series that overlap are one episode, so a rash re-recorded at a higher grade while the
+    first record is still open is not a recurrence. The worst grade decides the Table 3 row.
     """
-    findings = sorted(
-        (
-            f
-            for f in facts.toxicities
-            if f.toxicity is toxicity
-            and f.grade is not None
-            and (since is None or f.at is None or f.at >= since)
-        ),
-        key=lambda f: (f.at or facts.now, f.reference),
-    )
-    episodes: list[ToxicityEpisode] = []
-    # Graded Observations form one series per term ("other" toxicities differ by term).
-    runs: dict[str, list[ToxicityFinding]] = {}
+    by_series: dict[str, list[ToxicityFinding]] = {}
+    for finding in facts.toxicities:
+        if finding.toxicity is toxicity and finding.grade is not None:
+            by_series.setdefault(series_key(finding), []).append(finding)
 
-    def add(run: list[ToxicityFinding], ended: datetime | None) -> None:
-        worst = max(f.grade or 0 for f in run)
-        pain = any(_pain_near(facts, f.at, pain_window) for f in run)
-        episodes.append(
-            ToxicityEpisode(toxicity, len(episodes) + 1, tuple(run), worst, pain, ended)
-        )
-
-    for finding in findings:
-        grade = finding.grade or 0
-        if finding.reference.startswith("AdverseEvent/"):
-            if grade >= at_least:
-                add([finding], None if finding.ongoing else (finding.at or facts.now))
-            continue
-        run = runs.setdefault(series_key(finding), [])
-        if grade >= at_least:
-            run.append(finding)
-        elif grade <= 1 and run:
-            add(list(run), finding.at or facts.now)
-            run.clear()
-    for run in runs.values():
+    # (start, end or None, findings) per series
+    spans: dict[str, list[tuple[datetime, datetime | None, list[ToxicityFinding]]]] = {}
+    for key, series in by_series.items():
+        found = spans.setdefault(key, [])
+        run: list[ToxicityFinding] = []
+        for finding in sorted(series, key=lambda f: (f.at or facts.now, f.reference)):
+            at, grade = finding.at or facts.now, finding.grade or 0
+            if finding.reference.startswith("AdverseEvent/"):
+                if grade >= at_least:
+                    found.append((at, None if finding.ongoing else at, [finding]))
+            elif grade >= at_least or (run and grade > 1):
+                run.append(finding)
+            elif run:
+                found.append((run[0].at or facts.now, at, run))
+                run = []
         if run:
-            add(run, None)
-    return episodes
+            found.append((run[0].at or facts.now, None, run))
+
+    episodes: list[ToxicityEpisode] = []
+    for key_spans in spans.values():
+        merged: list[tuple[datetime, datetime | None, list[ToxicityFinding]]] = []
+        for begin, end, findings in sorted(key_spans, key=lambda s: s[0]):
+            if merged and (merged[-1][1] is None or begin <= merged[-1][1]):
+                last_begin, last_end, last_findings = merged[-1]
+                joined_end = None if last_end is None or end is None else max(last_end, end)
+                merged[-1] = (last_begin, joined_end, last_findings + findings)
+            else:
+                merged.append((begin, end, list(findings)))
+        number = 0
+        for begin, end, findings in merged:
+            if since is not None and begin < since and (end is not None and end < since):
+                continue  # over before ixazomib started
+            number += 1
+            episodes.append(
+                ToxicityEpisode(
+                    toxicity=toxicity,
+                    number=number,
+                    findings=tuple(findings),
+                    worst_grade=max(f.grade or 0 for f in findings),
+                    with_pain=any(_pain_near(facts, f.at, pain_window) for f in findings),
+                    started=begin,
+                    ended=end,
+                )
+            )
+    return sorted(episodes, key=lambda e: (e.started, e.term))
 
 
 def series_key(finding: ToxicityFinding) -> str:
@@ -211,8 +261,10 @@ def dose_course(facts: Facts, pain_window: timedelta) -> DoseCourse:
 
     ixazomib: Decimal | None = None
     lenalidomide = before_start[-1].dose_mg if before_start else None
+    # The levels after each event, to look up the dose an episode began on.
+    levels: list[tuple[datetime, Decimal | None, Decimal | None]] = []
     steps: list[Step] = []
-    for _, _, payload in events:
+    for at, _, payload in events:
         if isinstance(payload, MedicationOrder):
             dose = payload.dose_mg
             if payload.drug is Drug.IXAZOMIB:
@@ -221,18 +273,25 @@ def dose_course(facts: Facts, pain_window: timedelta) -> DoseCourse:
                 lenalidomide = (
                     dose if lenalidomide is None or dose is None else min(lenalidomide, dose)
                 )
-            continue
-        assert isinstance(payload, Step)
-        if payload.drug is Drug.IXAZOMIB:
-            if ixazomib is None:
-                continue  # already discontinued: nothing lower
-            to = next_lower(IXAZOMIB_LEVELS, ixazomib)
-            steps.append(_with_levels(payload, ixazomib, to))
-            ixazomib = to
         else:
-            to = next_lower(LENALIDOMIDE_LEVELS, lenalidomide) if lenalidomide else None
-            steps.append(_with_levels(payload, lenalidomide, to))
-            lenalidomide = to if lenalidomide is not None else None
+            assert isinstance(payload, Step)
+            # The dose the episode began on: a lower dose ordered during the hold already is
+            # the reduction, and is not reduced again.
+            before = next((lv for lv in reversed(levels) if lv[0] <= payload.onset), None)
+            if payload.drug is Drug.IXAZOMIB:
+                if ixazomib is not None:  # None: already discontinued, nothing lower
+                    at_onset = before[1] if before is not None else None
+                    to = _one_level_lower(IXAZOMIB_LEVELS, ixazomib, at_onset)
+                    steps.append(replace(payload, from_mg=at_onset or ixazomib, to_mg=to))
+                    ixazomib = to
+            elif lenalidomide is None:
+                steps.append(payload)  # the lenalidomide dose is not known
+            else:
+                at_onset = before[2] if before is not None else None
+                to = _one_level_lower(LENALIDOMIDE_LEVELS, lenalidomide, at_onset)
+                steps.append(replace(payload, from_mg=at_onset or lenalidomide, to_mg=to))
+                lenalidomide = to
+        levels.append((at, ixazomib, lenalidomide))
     return DoseCourse(
         started=started,
         start_dose=start_dose,
@@ -244,8 +303,12 @@ def dose_course(facts: Facts, pain_window: timedelta) -> DoseCourse:
     )
 
 
-def _with_levels(step: Step, from_mg: Decimal | None, to_mg: Decimal | None) -> Step:
-    return Step(step.at, step.rule, step.drug, from_mg, to_mg, step.why, step.episode_number)
+def _one_level_lower(
+    levels: tuple[Decimal, ...], now: Decimal, at_onset: Decimal | None
+) -> Decimal | None:
+    """One level below the dose an episode began on, and never above the dose now."""
+    lower = next_lower(levels, now if at_onset is None else max(at_onset, now))
+    return None if lower is None else min(lower, now)
 
 
 def _reduction_events(facts: Facts, started: datetime, pain_window: timedelta) -> list[Step]:
@@ -262,14 +325,21 @@ def _reduction_events(facts: Facts, started: datetime, pain_window: timedelta) -
                 f"{episode.recovery.at:%Y-%m-%d}"
             )
             owed.append(
-                Step(episode.recovery.at, HOLD_RULES[lab], drug, None, None, why, episode.number)
+                Step(
+                    episode.recovery.at,
+                    episode.lows[0].at,
+                    HOLD_RULES[lab],
+                    drug,
+                    why,
+                    episode.number,
+                )
             )
     for rash in toxicity_episodes(facts, Toxicity.RASH, 2, started, pain_window):
         if rash.ended is None or rash.worst_grade > 3:
-            continue
+            continue  # Grade 4 discontinues the regimen (shared.ongoing_toxicities)
         drug = Drug.LENALIDOMIDE if rash.number % 2 == 1 else Drug.IXAZOMIB
         why = f"rash Grade {rash.worst_grade} (occurrence {rash.number}) resolved"
-        owed.append(Step(rash.ended, "rash-grade-2-3", drug, None, None, why, rash.number))
+        owed.append(Step(rash.ended, rash.started, "rash-grade-2-3", drug, why, rash.number))
     for neuropathy in toxicity_episodes(facts, Toxicity.NEUROPATHY, 2, started, pain_window):
         if neuropathy.ended is None or neuropathy.worst_grade > 3:
             continue
@@ -280,26 +350,23 @@ def _reduction_events(facts: Facts, started: datetime, pain_window: timedelta) -
             owed.append(
                 Step(
                     neuropathy.ended,
+                    neuropathy.started,
                     "neuropathy-grade-2-pain-or-3",
                     Drug.IXAZOMIB,
-                    None,
-                    None,
                     why + " resolved",
                     neuropathy.number,
                 )
             )
     for other in toxicity_episodes(facts, Toxicity.OTHER, 3, started, pain_window):
-        attributed = any(f.attributed_to_ixazomib for f in other.findings)
-        if other.ended is None or other.worst_grade > 4 or not attributed:
+        if other.ended is None or other.worst_grade > 4 or other.attributed_to_ixazomib is not True:
             continue
-        why = f"{other.findings[0].term} Grade {other.worst_grade}, attributed to ixazomib"
+        why = f"{other.term} Grade {other.worst_grade}, attributed to ixazomib"
         owed.append(
             Step(
                 other.ended,
+                other.started,
                 "other-toxicity-grade-3-4",
                 Drug.IXAZOMIB,
-                None,
-                None,
                 why + ", resolved",
                 other.number,
             )

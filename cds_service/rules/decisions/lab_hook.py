@@ -71,23 +71,25 @@ def _count_advice(
         f"occurrence {episode.number} since ixazomib started",
     )
     if step.drug is Drug.LENALIDOMIDE:
-        lenalidomide = (
-            DrugAdvice(REDUCE, step.to_mg)
-            if step.to_mg is not None or step.from_mg is None
-            else DrugAdvice(DISCONTINUE)
-        )
+        if step.to_mg is None and step.from_mg is not None:
+            # Below lenalidomide's lowest level (2.5 mg): its own label stops it.
+            lenalidomide = DrugAdvice(DISCONTINUE)
+            lenalidomide_text = "no lenalidomide dose below 2.5 mg: discontinue lenalidomide"
+        else:
+            lenalidomide = DrugAdvice(REDUCE, step.to_mg)
+            lenalidomide_text = f"lenalidomide one level lower ({mg(step.to_mg)})"
         return [
             Decision(
                 rule=HOLD_RULES[lab],
-                indicator=INFO,
-                summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}, "
-                "lenalidomide one level lower",
+                indicator=INFO if lenalidomide.action == REDUCE else WARNING,
+                summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}; "
+                + lenalidomide_text,
                 ixazomib=DrugAdvice(RESUME, course.ixazomib_level),
                 lenalidomide=lenalidomide,
                 evidence=evidence,
                 notes=(
-                    f"Occurrence {episode.number}: lenalidomide goes one level lower "
-                    f"({mg(step.to_mg)}), ixazomib continues at its most recent dose.",
+                    f"Occurrence {episode.number}: {lenalidomide_text}; ixazomib continues at "
+                    "its most recent dose.",
                 ),
             )
         ]

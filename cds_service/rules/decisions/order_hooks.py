@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
+from cds_service.rules.facts.clinical import Toxicity
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import plain
 
@@ -18,6 +19,9 @@ from .history import (
     Step,
     count_episodes,
     dose_course,
+    next_lower,
+    series_key,
+    toxicity_episodes,
 )
 from .model import (
     CORRECT_DOSE,
@@ -37,6 +41,7 @@ from .model import (
     count_text,
     mg,
     order_line,
+    toxicity_line,
 )
 
 MAX_WEEKLY_MG = Decimal(4)
@@ -62,6 +67,8 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
     decisions += _discontinued_by_history(course, drafts, history)
     decisions += _counts(facts, settings, course, drafts)
     decisions += shared.ongoing_toxicities(facts, settings, course, drafts)
+    decisions += _non_hematologic_gate(facts, settings, course)
+    decisions += _unattributed_recoveries(facts, settings, course)
     stopped = any(d.stops_ixazomib for d in decisions)
 
     start_due = due
@@ -196,6 +203,89 @@ def _counts(
     return decisions
 
 
+def _non_hematologic_gate(
+    facts: Facts, settings: RuleSettings, course: DoseCourse
+) -> list[Decision]:
+    """Label 2.2: a new cycle waits until non-hematologic toxicities are back to baseline or
+    Grade <= 1, at the prescriber's discretion. Table 3 rows decide neuropathy, rash and
+    Grade 3-4 toxicities; this covers what they leave: an "other" toxicity at Grade 2 now."""
+    zone = shared.zone_name(settings)
+    held = {
+        series_key(e.findings[0])
+        for e in toxicity_episodes(
+            facts, Toxicity.OTHER, 3, course.started, settings.pain_score_max_age
+        )
+        if e.ended is None
+    }
+    ongoing = [
+        f
+        for f in facts.toxicities
+        if f.toxicity is Toxicity.OTHER and f.ongoing and (f.grade or 0) == 2
+    ]
+    ongoing = [f for f in ongoing if series_key(f) not in held]
+    if not ongoing:
+        return []
+    terms = ", ".join(sorted({f.term for f in ongoing}))
+    return [
+        Decision(
+            rule="new-cycle-gate",
+            indicator=WARNING,
+            summary=f"New cycle: Grade 2 {terms[:70]} not yet back to Grade 1 or baseline",
+            ixazomib=DrugAdvice(REVIEW),
+            evidence=(
+                *(toxicity_line(f, zone) for f in ongoing),
+                "this ixazomib order is read as the start of a new cycle",
+            ),
+            notes=(
+                "Before a new cycle the label asks for non-hematologic toxicities back to "
+                "baseline or Grade 1 or less, at the prescriber's discretion: decide whether "
+                "this cycle starts now or waits.",
+            ),
+        )
+    ]
+
+
+def _unattributed_recoveries(
+    facts: Facts, settings: RuleSettings, course: DoseCourse
+) -> list[Decision]:
+    """An "other" Grade 3-4 toxicity that resolved with no attribution recorded: the dose on
+    resumption depends on whether ixazomib caused it, which only the prescriber can say."""
+    if course.started is None or course.ixazomib_level is None:
+        return []
+    zone = shared.zone_name(settings)
+    last = course.last_ixazomib_order
+    after = last.starts if last is not None else None
+    due = course.ixazomib_level
+    lower = next_lower(IXAZOMIB_LEVELS, due)
+    decisions = []
+    for episode in toxicity_episodes(
+        facts, Toxicity.OTHER, 3, course.started, settings.pain_score_max_age
+    ):
+        if episode.ended is None or episode.attributed_to_ixazomib is not None:
+            continue
+        if after is not None and episode.ended <= after:
+            continue  # a later ixazomib order already decided
+        decisions.append(
+            Decision(
+                rule="other-toxicity-grade-3-4",
+                indicator=WARNING,
+                summary=f"Grade {episode.worst_grade} {episode.term[:50]} resolved: "
+                "attributable to ixazomib? It decides the dose",
+                ixazomib=DrugAdvice(REVIEW),
+                evidence=(
+                    *(toxicity_line(f, zone) for f in episode.findings),
+                    "attribution to ixazomib not recorded",
+                ),
+                notes=(
+                    "If attributable to ixazomib, resume one level lower ("
+                    + (mg(lower) if lower is not None else "none below 2.3 mg: discontinue")
+                    + f"); otherwise at the most recent dose ({mg(due)}).",
+                ),
+            )
+        )
+    return decisions
+
+
 def _hold_for_count(
     facts: Facts,
     lab: Lab,
@@ -299,18 +389,24 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
             targets=(draft,) if target is not None else (),
             fix_frequency=too_often,
         )
+    strength = draft.strength_mg
     if dose not in IXAZOMIB_LEVELS:
-        return Decision(
-            rule="dose-not-labelled",
-            indicator=WARNING,
-            summary=f"Ixazomib {plain(dose)} mg is not a labelled dose (4, 3 or 2.3 mg)",
-            ixazomib=DrugAdvice(CORRECT_DOSE, target),
-            evidence=(line,),
-            notes=(f"The dose due is {mg(target)}.",),
-            suggest=Suggest.UPDATE_DOSE if target is not None else Suggest.NOTHING,
-            targets=(draft,) if target is not None else (),
-        )
-    return None
+        summary = f"Ixazomib {plain(dose)} mg is not a labelled dose (4, 3 or 2.3 mg)"
+    elif strength is not None and dose != strength:
+        # Every labelled dose is one capsule of its own strength (2.3, 3 or 4 mg).
+        summary = f"Ixazomib {plain(dose)} mg ordered as the {plain(strength)} mg capsule"
+    else:
+        return None
+    return Decision(
+        rule="dose-not-labelled",
+        indicator=WARNING,
+        summary=summary,
+        ixazomib=DrugAdvice(CORRECT_DOSE, target),
+        evidence=(line,),
+        notes=(f"The dose due is {mg(target)}: one capsule of that strength, once weekly.",),
+        suggest=Suggest.UPDATE_DOSE if target is not None else Suggest.NOTHING,
+        targets=(draft,) if target is not None else (),
+    )
 
 
 def _start_level(
@@ -360,29 +456,33 @@ def _dose_due(
         return []  # discontinued: reported by _discontinued_by_history
     decisions: list[Decision] = []
     latest_per_rule: dict[str, Step] = {}
-    for step in course.pending_steps():
+    for step in course.pending_steps(facts.history):
         latest_per_rule[step.rule] = step
     updated = False
     for step in sorted(latest_per_rule.values(), key=lambda s: s.at):
         lowers_ixazomib = step.drug is Drug.IXAZOMIB
-        needs_update = lowers_ixazomib and draft.dose_mg is not None and draft.dose_mg > due
+        too_high = draft.dose_mg is not None and draft.dose_mg > due
+        # A reduce card always carries the update (contract), also when the draft already
+        # has the lower dose: applying it then changes nothing.
+        reduces = lowers_ixazomib and draft.dose_mg is not None and draft.dose_mg >= due
         decisions.append(
             Decision(
                 rule=step.rule,
-                indicator=WARNING if needs_update else INFO,
+                indicator=WARNING if reduces and too_high else INFO,
                 summary=(
                     f"After {STEP_RULE_NAMES[step.rule]}: ixazomib {mg(due)}"
                     + (" (one level lower)" if lowers_ixazomib else " (most recent dose)")
+                    + ("" if too_high else ", as ordered")
                 )[:139],
                 ixazomib=DrugAdvice(REDUCE if lowers_ixazomib else RESUME, due),
                 lenalidomide=_lenalidomide_after(step, course),
                 evidence=(*history, order_line(draft, zone)),
                 notes=(f"{step.why}; not yet reflected in an ixazomib order.",),
-                suggest=Suggest.UPDATE_DOSE if needs_update else Suggest.NOTHING,
-                targets=(draft,) if needs_update else (),
+                suggest=Suggest.UPDATE_DOSE if reduces else Suggest.NOTHING,
+                targets=(draft,) if reduces else (),
             )
         )
-        updated = updated or needs_update
+        updated = updated or (reduces and too_high)
     if not updated and draft.dose_mg is not None and draft.dose_mg != due:
         owed_now = draft.dose_mg > due and _reduction_never_ordered(course, facts)
         decisions.append(

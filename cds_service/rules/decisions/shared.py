@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import DATA_NEEDS
@@ -10,7 +11,14 @@ from cds_service.rules.facts import Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
 from cds_service.rules.settings import RuleSettings
 
-from .history import HOLD_RULES, HOLD_THRESHOLDS, DoseCourse, next_lower, toxicity_episodes
+from .history import (
+    HOLD_RULES,
+    HOLD_THRESHOLDS,
+    DoseCourse,
+    ToxicityEpisode,
+    next_lower,
+    toxicity_episodes,
+)
 from .model import (
     CRITICAL,
     DISCONTINUE,
@@ -71,26 +79,69 @@ def _with_pain_now(facts: Facts, window: timedelta, zone: str) -> list[str]:
     return signals
 
 
+def _open_episodes(
+    facts: Facts, toxicity: Toxicity, at_least: int, course: DoseCourse, window: timedelta
+) -> list[ToxicityEpisode]:
+    episodes = toxicity_episodes(facts, toxicity, at_least, course.started, window)
+    return [e for e in episodes if e.ended is None]
+
+
+def _grade_4_since_start(
+    facts: Facts, toxicity: Toxicity, course: DoseCourse
+) -> ToxicityFinding | None:
+    """Grade 4 (or 5) now, or at any time since ixazomib started: it has no way back."""
+    started = course.started
+    found = [
+        f
+        for f in facts.toxicities
+        if f.toxicity is toxicity
+        and (f.grade or 0) >= 4
+        and (f.ongoing or (started is not None and f.at is not None and f.at >= started))
+    ]
+    return max(found, key=lambda f: (f.grade or 0, f.at or facts.now)) if found else None
+
+
+def _episode_lines(episode: ToxicityEpisode, zone: str) -> tuple[str, ...]:
+    """The finding that set the worst grade and, when it differs, the latest one."""
+    worst = max(episode.findings, key=lambda f: f.grade or 0)
+    latest = episode.findings[-1]
+    lines = [toxicity_line(worst, zone)]
+    if latest is not worst:
+        lines.append(f"latest: {toxicity_line(latest, zone)}")
+    return tuple(lines)
+
+
 def ongoing_toxicities(
     facts: Facts, settings: RuleSettings, course: DoseCourse, drafts: list[MedicationOrder]
 ) -> list[Decision]:
-    """Table 3 rows for toxicities present now: hold or discontinue."""
+    """Table 3 rows for toxicities present now: hold or discontinue.
+
+    The row follows the worst grade of the episode that is still open (not yet back to
+    Grade 1): a Grade 3 neuropathy now at Grade 2 still owes the lower dose on resumption.
+    """
     zone = zone_name(settings)
+    window = settings.pain_score_max_age
     decisions: list[Decision] = []
     due = course.ixazomib_level if course.started else IXAZOMIB_LEVELS[0]
     lower = next_lower(IXAZOMIB_LEVELS, due)
     lower_text = mg(lower) if lower is not None else "none below 2.3 mg: discontinue ixazomib"
 
-    neuropathy = _current(facts, Toxicity.NEUROPATHY)
-    if neuropathy:
-        worst = max(neuropathy, key=lambda f: f.grade or 0)
-        grade = worst.grade or 0
-        pain = _with_pain_now(facts, settings.pain_score_max_age, zone)
-        pain_text = "with pain" if pain else "without recorded pain"
-        evidence = (toxicity_line(worst, zone), *(f"pain: {p}" for p in pain))
-        if grade >= 4:
-            decisions.append(_discontinue_regimen("neuropathy-grade-4", worst, evidence, drafts))
-        elif grade == 3 or (grade == 2 and pain):
+    neuropathy_4 = _grade_4_since_start(facts, Toxicity.NEUROPATHY, course)
+    neuropathy = _open_episodes(facts, Toxicity.NEUROPATHY, 2, course, window)
+    pain = _with_pain_now(facts, window, zone)
+    if neuropathy_4 is not None:
+        decisions.append(
+            _discontinue_regimen(
+                "neuropathy-grade-4", neuropathy_4, (toxicity_line(neuropathy_4, zone),), drafts
+            )
+        )
+    elif neuropathy:
+        episode = max(neuropathy, key=lambda e: e.worst_grade)
+        grade = episode.worst_grade
+        with_pain = bool(pain) or episode.with_pain
+        pain_text = "with pain" if with_pain else "without recorded pain"
+        evidence = (*_episode_lines(episode, zone), *(f"pain: {p}" for p in pain))
+        if grade == 3 or with_pain:
             decisions.append(
                 Decision(
                     rule="neuropathy-grade-2-pain-or-3",
@@ -106,84 +157,70 @@ def ongoing_toxicities(
                     targets=tuple(drafts),
                 )
             )
-        elif grade == 2 or pain:
+        else:
+            decisions.append(_neuropathy_hold_same_dose(grade, pain_text, evidence, due, drafts))
+    elif pain and (current := _current(facts, Toxicity.NEUROPATHY)):
+        worst = max(current, key=lambda f: f.grade or 0)
+        evidence = (toxicity_line(worst, zone), *(f"pain: {p}" for p in pain))
+        decisions.append(
+            _neuropathy_hold_same_dose(worst.grade or 1, "with pain", evidence, due, drafts)
+        )
+
+    rash_4 = _grade_4_since_start(facts, Toxicity.RASH, course)
+    rash = _open_episodes(facts, Toxicity.RASH, 2, course, window)
+    if rash_4 is not None:
+        decisions.append(
+            _discontinue_regimen("rash-grade-4", rash_4, (toxicity_line(rash_4, zone),), drafts)
+        )
+    elif rash:
+        episode = rash[-1]
+        grade, number = episode.worst_grade, episode.number
+        evidence = (*_episode_lines(episode, zone), f"occurrence {number} since ixazomib started")
+        if number % 2 == 1:
             decisions.append(
                 Decision(
-                    rule="neuropathy-grade-1-pain-or-2",
-                    indicator=CRITICAL,
-                    summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
-                    ixazomib=DrugAdvice(HOLD),
+                    rule="rash-grade-2-3",
+                    indicator=WARNING,
+                    summary=f"Rash Grade {grade}: withhold lenalidomide; ixazomib continues",
+                    ixazomib=DrugAdvice(RESUME, due),
+                    lenalidomide=DrugAdvice(HOLD),
                     evidence=evidence,
                     notes=(
-                        f"When it is Grade 1 without pain or baseline, resume at the most recent "
-                        f"dose: {mg(due)}.",
+                        "When the rash is Grade 1 or less, resume lenalidomide one level "
+                        "lower (lenalidomide label).",
+                    ),
+                )
+            )
+        else:
+            decisions.append(
+                Decision(
+                    rule="rash-grade-2-3",
+                    indicator=CRITICAL,
+                    summary=f"Rash Grade {grade} again: withhold ixazomib and lenalidomide",
+                    ixazomib=DrugAdvice(HOLD),
+                    lenalidomide=DrugAdvice(HOLD),
+                    evidence=evidence,
+                    notes=(
+                        f"When it is Grade 1 or less: ixazomib one level lower ({lower_text}),"
+                        " lenalidomide at its most recent dose.",
                     ),
                     suggest=Suggest.DELETE_DRAFT,
                     targets=tuple(drafts),
                 )
             )
 
-    rash = _current(facts, Toxicity.RASH)
-    if rash:
-        worst = max(rash, key=lambda f: f.grade or 0)
-        grade = worst.grade or 0
-        if grade >= 4:
-            decisions.append(
-                _discontinue_regimen("rash-grade-4", worst, (toxicity_line(worst, zone),), drafts)
-            )
-        elif grade >= 2:
-            episodes = toxicity_episodes(
-                facts, Toxicity.RASH, 2, course.started, settings.pain_score_max_age
-            )
-            number = len(episodes) or 1
-            evidence = (toxicity_line(worst, zone), f"occurrence {number} since ixazomib started")
-            if number % 2 == 1:
-                decisions.append(
-                    Decision(
-                        rule="rash-grade-2-3",
-                        indicator=WARNING,
-                        summary=f"Rash Grade {grade}: withhold lenalidomide; ixazomib continues",
-                        ixazomib=DrugAdvice(RESUME, due),
-                        lenalidomide=DrugAdvice(HOLD),
-                        evidence=evidence,
-                        notes=(
-                            "When the rash is Grade 1 or less, resume lenalidomide one level "
-                            "lower (lenalidomide label).",
-                        ),
-                    )
-                )
-            else:
-                decisions.append(
-                    Decision(
-                        rule="rash-grade-2-3",
-                        indicator=CRITICAL,
-                        summary=f"Rash Grade {grade} again: withhold ixazomib and lenalidomide",
-                        ixazomib=DrugAdvice(HOLD),
-                        lenalidomide=DrugAdvice(HOLD),
-                        evidence=evidence,
-                        notes=(
-                            f"When it is Grade 1 or less: ixazomib one level lower ({lower_text}),"
-                            " lenalidomide at its most recent dose.",
-                        ),
-                        suggest=Suggest.DELETE_DRAFT,
-                        targets=tuple(drafts),
-                    )
-                )
-
-    for finding in _current(facts, Toxicity.OTHER):
-        if finding.grade not in (3, 4):
-            continue
+    for episode in _open_episodes(facts, Toxicity.OTHER, 3, course, window):
         attributed = {True: "attributed to ixazomib", False: "not attributed to ixazomib"}.get(
-            finding.attributed_to_ixazomib,  # type: ignore[arg-type]
+            episode.attributed_to_ixazomib,  # type: ignore[arg-type]
             "attribution to ixazomib not recorded",
         )
         decisions.append(
             Decision(
                 rule="other-toxicity-grade-3-4",
                 indicator=CRITICAL,
-                summary=f"Grade {finding.grade} {finding.term[:60]}: withhold ixazomib",
+                summary=f"Grade {episode.worst_grade} {episode.term[:60]}: withhold ixazomib",
                 ixazomib=DrugAdvice(HOLD),
-                evidence=(toxicity_line(finding, zone), attributed),
+                evidence=(*_episode_lines(episode, zone), attributed),
                 notes=(
                     f"When it is Grade 1 or baseline: if attributable to ixazomib resume one level "
                     f"lower ({lower_text}), otherwise at the most recent dose ({mg(due)}).",
@@ -193,6 +230,29 @@ def ongoing_toxicities(
             )
         )
     return decisions
+
+
+def _neuropathy_hold_same_dose(
+    grade: int,
+    pain_text: str,
+    evidence: tuple[str, ...],
+    due: Decimal | None,
+    drafts: list[MedicationOrder],
+) -> Decision:
+    """Grade 1 with pain or Grade 2: withhold, then resume at the most recent dose."""
+    return Decision(
+        rule="neuropathy-grade-1-pain-or-2",
+        indicator=CRITICAL,
+        summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
+        ixazomib=DrugAdvice(HOLD),
+        evidence=evidence,
+        notes=(
+            f"When it is Grade 1 without pain or baseline, resume at the most recent "
+            f"dose: {mg(due)}.",
+        ),
+        suggest=Suggest.DELETE_DRAFT,
+        targets=tuple(drafts),
+    )
 
 
 def _discontinue_regimen(

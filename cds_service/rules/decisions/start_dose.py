@@ -72,8 +72,9 @@ def hepatic(facts: Facts, settings: RuleSettings) -> Assessment:
     evidence = (
         lab_line(bilirubin, zone),
         f"upper limit of normal (ULN): {uln_text}",
-        f"bilirubin / ULN = {bilirubin.sent} / {uln_text.split(' (')[0]} = {rounded(ratio, 2)}"
-        f" -> {grade}",
+        # Both in one unit: a result and a range may be sent in different units.
+        f"bilirubin / ULN = {rounded(bilirubin.value / BILIRUBIN_UMOL_PER_MG_DL, 2)} mg/dL / "
+        f"{rounded(uln / BILIRUBIN_UMOL_PER_MG_DL, 2)} mg/dL = {rounded(ratio, 2)} -> {grade}",
     )
     return Assessment(bilirubin.value > MODERATE_HEPATIC_ABOVE * uln, evidence, "", assumption)
 
