@@ -2097,12 +2097,11 @@ def toxicities() -> None:
     sid = "other-diarrhea-g2"
     add(
         sid,
-        "Grade 2 diarrhoea: no Table 3 action (at a new cycle the label leaves non-"
-        "hematologic Grade 2 to the prescriber: a gate review/hold is tolerated)",
+        "Grade 2 diarrhoea: no Table 3 action, but at a new cycle label 2.2 wants non-"
+        "hematologic toxicity back to Grade 1 or baseline, at the prescriber's discretion: review",
         OTHER + "; label 2.2 (prescriber's discretion)",
         record(sid, [ae(sid, "diarrhea", 2, -4)]),
-        [],
-        optional=opt_gate,
+        [rec("new-cycle-gate", "review")],
     )
     sid = "other-g3-resolved-attributable"
     add(
@@ -2112,6 +2111,52 @@ def toxicities() -> None:
         OTHER + "; Table 2",
         record(sid, [ae(sid, "diarrhea", 3, -15, outcome="resolved")], cyc(current="on-hold")),
         [rec(["dose-level-due", "other-toxicity-grade-3-4"], "reduce", 3)],
+    )
+
+    sid = "rash-g4-resolved"
+    add(
+        sid,
+        "Grade 4 rash three weeks ago, now resolved: the regimen stays discontinued (Grade 4 "
+        "has no resumption row)",
+        "Table 3: rash Grade 4",
+        record(sid, [ae(sid, "rash", 4, -21, outcome="resolved")]),
+        [rec("rash-grade-4", "discontinue", len_="discontinue")],
+    )
+    sid = "pn-g3-now-g2"
+    add(
+        sid,
+        "Peripheral neuropathy Grade 3 ten days ago, Grade 2 now (graded Observations): still "
+        "the Grade 3 row, withhold until Grade 1, then one level lower",
+        PN,
+        record(
+            sid,
+            [
+                grade_obs(f"{sid}-pn-1", sid, "neuropathy", -10, 3, coded=True),
+                grade_obs(f"{sid}-pn-2", sid, "neuropathy", -2, 2, coded=True),
+            ],
+        ),
+        [rec(g23, "hold")],
+        optional=opt_gate,
+    )
+    sid = "rash-recorded-twice"
+    add(
+        sid,
+        "One rash recorded twice (Grade 2 AE, then a Grade 3 AE while the first is still "
+        "open): one first occurrence, withhold lenalidomide only",
+        "Table 3: rash Grade 2 or 3",
+        record(sid, [ae(sid, "rash", 2, -8), ae(sid, "rash", 3, -3)]),
+        [rec("rash-grade-2-3", "resume", 4, len_="hold")],
+        optional=opt_gate,
+    )
+    sid = "other-g3-resolved-no-attribution"
+    add(
+        sid,
+        "Grade 3 diarrhoea resolved, no attribution recorded: the dose on resumption depends "
+        "on whether ixazomib caused it: review",
+        OTHER,
+        record(sid, [ae(sid, "diarrhea", 3, -15, outcome="resolved", suspect=None)]),
+        [rec("other-toxicity-grade-3-4", "review")],
+        allow_extra_review=True,
     )
 
     sid = "data-unavailable-adverse-events"
