@@ -3,7 +3,7 @@
 ``fhir_server`` (session): the server named by ``CDS_TEST_FHIR_SERVER`` (a FHIR base URL, with
 an optional bearer token in ``CDS_TEST_FHIR_TOKEN``) when it answers ``GET metadata``; otherwise
 the local in-memory server (Medplum under Node, see ``tests/fhirserver.py``), installed with npm
-on first use. Skips with the reason when neither is available.
+on first use. Skips with the reason when neither is available (fails instead under CI=true).
 
 ``clean_fhir_server`` (function): the same server, emptied first when it is the local one (an
 external server is never reset, so tests on it must use their own ids).
@@ -40,7 +40,11 @@ def fhir_server(request: pytest.FixtureRequest) -> Iterator[FhirServer]:
         local = start_fhir_server()
     except FhirServerError as exc:
         problems.append(f"local FHIR server (tests/fhir_server, needs node >= 20 + npm): {exc}")
-        pytest.skip("no FHIR server for the integration tests: " + " | ".join(problems))
+        message = "no FHIR server for the integration tests: " + " | ".join(problems)
+        if os.environ.get("CI"):
+            # In CI a skip would pass a run whose own files failed to install the server.
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     request.config.stash[_STARTUP_STASH] = (
         f"local FHIR server {local.base_url} started in {time.monotonic() - started:.2f}s"
     )
