@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 REGIMEN_DRUGS = (Drug.IXAZOMIB, Drug.LENALIDOMIDE)
+# MedicationRequest statuses that say no dose of the order was ever given (see gather_facts).
+NOT_HISTORY = frozenset({"draft", "entered-in-error", "cancelled"})
 
 
 @dataclass
@@ -150,14 +152,14 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             if reference_of(r) not in draft_references
         ]
     )
-    # Drafts are not history; entered-in-error orders never happened.
+    # Drafts are not history; entered-in-error orders never happened; cancelled ones (FHIR R4:
+    # withdrawn before any dose was taken) started nothing, so a patient whose only ixazomib
+    # order was cancelled is still starting it (starting-dose rules apply).
     history = sorted(
         (
             o
             for o in recorded
-            if o.drug in REGIMEN_DRUGS
-            and o.status not in {"draft", "entered-in-error"}
-            and o.starts is not None
+            if o.drug in REGIMEN_DRUGS and o.status not in NOT_HISTORY and o.starts is not None
         ),
         key=lambda o: o.starts or call.now,
     )
