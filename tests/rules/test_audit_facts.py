@@ -5,18 +5,29 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
+from cds_service.rules.units import _UCUM, Kind, factor_for
+
 from .builders import (
+    ANC,
+    PLATELETS,
+    UCUM,
+    anc,
     good_cbc,
     lab,
     one,
     order,
+    patient,
+    platelets,
     recommendation,
     record,
     rules_of,
     sign,
 )
 
-BILIRUBIN = "1975-2"
+BILIRUBIN, CREATININE, WEIGHT, CRCL, EGFR = "1975-2", "2160-0", "29463-7", "2164-2", "62238-1"
+ON_IXAZOMIB = [order(status="active", days_ago=30, dose=4, id="ixa")]
 
 
 def _update(card: dict) -> dict:  # type: ignore[type-arg]
@@ -44,3 +55,71 @@ def test_cancelled_ixazomib_order_does_not_count_as_started() -> None:
     assert resource["id"] == "new"
     assert resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 3
     assert "dose-level-due" not in rules_of(cards)
+
+
+# --- 2. lower-case UCUM litre ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "unit"),
+    [
+        (ANC, "0.4", "10*3/ul"),
+        (ANC, "0.4", "10*9/l"),
+        (ANC, "400", "/ul"),
+        (ANC, "400", "{cells}/ul"),
+        (ANC, "400", "10*6/l"),
+        (PLATELETS, "25", "10*9/l"),
+    ],
+)
+def test_lower_case_litre_counts_are_read(code: str, value: str, unit: str) -> None:
+    cbc = [lab(code, value, unit, 1), anc(2000, 1) if code == PLATELETS else platelets(200000, 1)]
+    cards = sign(order(dose=4), record(history=ON_IXAZOMIB, labs=cbc))
+    rule = "anc-below-500" if code == ANC else "platelets-below-30k"
+    assert recommendation(one(cards, rule))["ixazomib"] == {"action": "hold"}
+    assert "data-uninterpretable" not in rules_of(cards)
+
+
+@pytest.mark.parametrize(
+    ("labs", "rule"),
+    [
+        ([lab(BILIRUBIN, "2.5", "mg/dl", 2)], "hepatic-start-dose"),
+        ([lab(BILIRUBIN, "42.75", "umol/l", 2)], "hepatic-start-dose"),
+        ([lab(BILIRUBIN, "25", "mg/l", 2)], "hepatic-start-dose"),
+        ([lab(BILIRUBIN, "0.04275", "mmol/l", 2)], "hepatic-start-dose"),
+        ([lab(CRCL, "25", "ml/min", 2)], "renal-start-dose"),
+        ([lab(CRCL, "0.4", "ml/s", 2)], "renal-start-dose"),
+        ([lab(EGFR, "20", "ml/min/{1.73_m2}", 2)], "renal-start-dose"),
+        ([lab(EGFR, "20", "ml/min/1.73.m2", 2)], "renal-start-dose"),
+        ([lab(CREATININE, "4", "mg/dl", 2), lab(WEIGHT, "60", "kg", 2)], "renal-start-dose"),
+        ([lab(CREATININE, "353.6", "umol/l", 2), lab(WEIGHT, "60", "kg", 2)], "renal-start-dose"),
+        ([lab(CREATININE, "40", "mg/l", 2), lab(WEIGHT, "60", "kg", 2)], "renal-start-dose"),
+        ([lab(CREATININE, "0.3536", "mmol/l", 2), lab(WEIGHT, "60", "kg", 2)], "renal-start-dose"),
+    ],
+)
+def test_lower_case_litre_chemistry_is_read(labs: list[dict], rule: str) -> None:  # type: ignore[type-arg]
+    # Bilirubin 2.5 mg/dL = 2.08 x the assumed ULN; CrCl 25 mL/min; creatinine 4 mg/dL for a
+    # 60 kg man of 70 gives a Cockcroft-Gault CrCl of 14.6 mL/min.
+    rec = record(labs=[*good_cbc(), *labs], patient=[patient(birth="1954-06-01")])
+    cards = sign(order(dose=4, id="new"), rec)
+    card = one(cards, rule)
+    assert recommendation(card)["ixazomib"] == {"action": "start-reduced", "doseMg": 3}
+    assert _update(card)["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 3
+    assert "data-uninterpretable" not in rules_of(cards)
+
+
+def test_every_litre_code_has_its_lower_case_twin_and_nothing_else_is_accepted() -> None:
+    # UCUM defines both "L" and "l" as the litre; "G" alone is the gauss, so "G/L" (read for
+    # giga-per-litre) gets no lower-case twin, and case is otherwise still significant.
+    for kind, table in _UCUM.items():
+        for code, factor in table.items():
+            if "L" in code and code != "G/L":
+                assert factor_for(kind, code.replace("L", "l"), UCUM, None) == factor, code
+    for kind, code in [
+        (Kind.CELL_COUNT, "G/l"),
+        (Kind.CELL_COUNT, "10*3/UL"),
+        (Kind.CELL_COUNT, "10*9/LL"),
+        (Kind.BILIRUBIN, "MG/DL"),
+        (Kind.BILIRUBIN, "UMOL/L"),
+        (Kind.CLEARANCE, "ML/MIN"),
+    ]:
+        assert factor_for(kind, code, UCUM, None) is None, code
