@@ -123,3 +123,34 @@ def test_every_litre_code_has_its_lower_case_twin_and_nothing_else_is_accepted()
         (Kind.CLEARANCE, "ML/MIN"),
     ]:
         assert factor_for(kind, code, UCUM, None) is None, code
+
+
+# --- 3. reference ranges are read only where they are used (bilirubin ULN) --------------------
+
+
+def test_unitless_reference_range_of_a_count_adds_no_review_card() -> None:
+    low = anc(400, 1, high={"value": Decimal("7.5")})  # a range without a unit
+    cards = sign(order(dose=4), record(history=ON_IXAZOMIB, labs=[low, platelets(200000, 1)]))
+    assert rules_of(cards) == ["anc-below-500"]
+    assert recommendation(cards[0])["ixazomib"] == {"action": "hold"}
+
+
+def test_unitless_reference_range_of_chemistry_adds_no_review_card() -> None:
+    labs = [
+        *good_cbc(),
+        lab(BILIRUBIN, "0.8", "mg/dL", 2, high={"value": Decimal("1.2"), "unit": "mg/dL"}),
+        lab(CREATININE, "4", "mg/dL", 2, high={"value": Decimal("1.3")}),
+        lab(WEIGHT, "60", "kg", 2, high={"value": Decimal("100")}),
+    ]
+    rec = record(labs=labs, patient=[patient(birth="1954-06-01")])
+    cards = sign(order(dose=4, id="new"), rec)
+    assert rules_of(cards) == ["renal-start-dose"]
+
+
+def test_unitless_reference_range_of_bilirubin_is_still_named() -> None:
+    # The bilirubin ULN is used: a range that cannot be read is named, and the card says which
+    # ULN it assumed instead.
+    bilirubin = lab(BILIRUBIN, "2.5", "mg/dL", 2, high={"value": Decimal("1.2")}, id="bili")
+    cards = sign(order(dose=4, id="new"), record(labs=[*good_cbc(), bilirubin]))
+    assert "Observation/bili: reference range unit" in one(cards, "data-uninterpretable")["detail"]
+    assert "ASSUMED" in one(cards, "hepatic-start-dose")["detail"]

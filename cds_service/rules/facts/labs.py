@@ -79,7 +79,7 @@ class LabValue:
     at: datetime
     reference: str
     zone_assumed: bool
-    upper_limit: Decimal | None = None  # referenceRange.high, same target unit (bilirubin)
+    upper_limit: Decimal | None = None  # bilirubin only: referenceRange.high, same unit
     upper_limit_sent: str | None = None
 
 
@@ -140,6 +140,19 @@ def read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None
         )
         return None
     upper_limit = upper_limit_sent = None
+    if lab is Lab.BILIRUBIN:
+        upper_limit, upper_limit_sent = _upper_limit(observation, lab, reference, problems)
+    return LabValue(
+        lab, value.value, value.sent, at, reference, zone_assumed, upper_limit, upper_limit_sent
+    )
+
+
+def _upper_limit(
+    observation: Observation, lab: Lab, reference: str, problems: Problems
+) -> tuple[Decimal | None, str | None]:
+    """referenceRange.high in the lab's target unit. Read for bilirubin only, the one lab whose
+    limit a rule uses (the ULN): an unreadable range of any other lab would put a review card
+    beside the real advice for a number nothing looks at."""
     for reference_range in observation.referenceRange or []:
         high = reference_range.high
         if high is None or high.value is None:
@@ -147,12 +160,9 @@ def read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None
         converted = convert(_KIND[lab], Decimal(high.value), high.code, high.system, high.unit)
         if converted is None:
             problems.uninterpretable.append(
-                f"{lab.value} {reference}: reference range unit '{high.unit or high.code}' "
-                "cannot be converted exactly"
+                f"{lab.value} {reference}: reference range unit "
+                f"'{high.unit or high.code or 'none'}' cannot be converted exactly"
             )
-        else:
-            upper_limit, upper_limit_sent = converted.value, converted.sent
-        break
-    return LabValue(
-        lab, value.value, value.sent, at, reference, zone_assumed, upper_limit, upper_limit_sent
-    )
+            return None, None
+        return converted.value, converted.sent
+    return None, None
