@@ -154,3 +154,41 @@ def test_unitless_reference_range_of_bilirubin_is_still_named() -> None:
     cards = sign(order(dose=4, id="new"), record(labs=[*good_cbc(), bilirubin]))
     assert "Observation/bili: reference range unit" in one(cards, "data-uninterpretable")["detail"]
     assert "ASSUMED" in one(cards, "hepatic-start-dose")["detail"]
+
+
+# --- 4. strong CYP3A inducers named in free text ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "St. Johns Wort 300 mg capsule",
+        "St John\u2019s wort extract",  # typographic apostrophe
+        "Saint John's wort",
+        "ST. JOHN'S-WORT",
+        "St Johnswort tea",
+        "Hypericum perforatum",
+        "RIFAMPICIN 600 mg",
+    ],
+)
+def test_strong_cyp3a_inducer_named_in_text(text: str) -> None:
+    herbal = order(
+        status="active",
+        dose=300,
+        days_ago=5,
+        medication={"medicationCodeableConcept": {"text": text}},
+    )
+    cards = sign(order(dose=4), record(history=[*ON_IXAZOMIB, herbal]))
+    card = one(cards, "strong-cyp3a-inducer")
+    assert recommendation(card)["ixazomib"] == {"action": "review"}
+    assert herbal["id"] in card["detail"]
+
+
+def test_text_that_only_resembles_an_inducer_is_not_one() -> None:
+    other = order(
+        status="active",
+        dose=5,
+        days_ago=5,
+        medication={"medicationCodeableConcept": {"text": "John's lozenges (st. wort-free)"}},
+    )
+    assert sign(order(dose=4), record(history=[*ON_IXAZOMIB, other])) == []
