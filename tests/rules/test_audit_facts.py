@@ -11,8 +11,10 @@ from cds_service.rules.units import _UCUM, Kind, factor_for
 
 from .builders import (
     ANC,
+    NCIT,
     PLATELETS,
     UCUM,
+    adverse_event,
     anc,
     good_cbc,
     lab,
@@ -24,6 +26,7 @@ from .builders import (
     record,
     rules_of,
     sign,
+    when,
 )
 
 BILIRUBIN, CREATININE, WEIGHT, CRCL, EGFR = "1975-2", "2160-0", "29463-7", "2164-2", "62238-1"
@@ -192,3 +195,60 @@ def test_text_that_only_resembles_an_inducer_is_not_one() -> None:
         medication={"medicationCodeableConcept": {"text": "John's lozenges (st. wort-free)"}},
     )
     assert sign(order(dose=4), record(history=[*ON_IXAZOMIB, other])) == []
+
+
+# --- 5. a toxicity term is named once ----------------------------------------------------------
+
+MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
+
+
+def test_other_toxicity_term_is_named_once() -> None:
+    term = {
+        "text": "Diarrhoea",
+        "coding": [
+            {"system": MEDDRA, "code": "10012735", "display": "Diarrhoea"},
+            {"system": NCIT, "code": "C143272", "display": "Diarrhea"},
+        ],
+    }
+    cards = sign(
+        order(dose=4, id="draft"),
+        record(history=ON_IXAZOMIB, adverseEvents=[adverse_event(term, 3, suspect="x")]),
+    )
+    card = one(cards, "other-toxicity-grade-3-4")
+    assert card["summary"] == "Grade 3 diarrhoea: withhold ixazomib"
+    assert "- diarrhoea: Grade 3, ongoing" in card["detail"]
+    assert "diarrhea" not in card["detail"]
+
+
+def test_neuropathy_term_is_named_once() -> None:
+    term = {
+        "text": "Peripheral sensory neuropathy",
+        "coding": [{"system": NCIT, "code": "C143752", "display": "Peripheral sensory neuropathy"}],
+    }
+    cards = sign(
+        order(dose=4, id="draft"),
+        record(history=ON_IXAZOMIB, adverseEvents=[adverse_event(term, 4)]),
+    )
+    card = one(cards, "neuropathy-grade-4")
+    assert card["summary"] == "peripheral sensory neuropathy Grade 4: discontinue the regimen"
+    assert card["detail"].count("peripheral sensory neuropathy") == 1
+
+
+def test_graded_observation_term_is_named_once_and_falls_back_to_a_display() -> None:
+    coded_only = {
+        "coding": [
+            {"system": NCIT, "code": "C143272", "display": "Diarrhea"},
+            {"system": MEDDRA, "code": "10012735", "display": "DIARRHEA"},
+        ]
+    }
+    graded = {
+        "resourceType": "Observation",
+        "id": "g1",
+        "status": "final",
+        "code": coded_only,
+        "effectiveDateTime": when(1),
+        "valueInteger": 3,
+    }
+    cards = sign(order(dose=4), record(history=ON_IXAZOMIB, toxicityObservations=[graded]))
+    card = one(cards, "other-toxicity-grade-3-4")
+    assert card["summary"] == "Grade 3 diarrhea: withhold ixazomib"

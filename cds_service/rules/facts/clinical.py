@@ -285,6 +285,21 @@ def toxicity_of(concept: Any) -> Toxicity | None:
     return Toxicity.OTHER
 
 
+def _term_of(concept: Any, toxicity: Toxicity) -> str:
+    """The toxicity's name, once: the concept's text, else its first coding display, lower case.
+
+    Not ``concept_text``, which joins the text and every display for matching and so repeats
+    the name on the card ("diarrhoea diarrhoea diarrhea") whenever the text and the displays of
+    several code systems agree or differ only in spelling."""
+    raw = concept if isinstance(concept, dict) else {}
+    coding = raw.get("coding")
+    coding = coding if isinstance(coding, list) else []
+    for name in [raw.get("text"), *(c.get("display") for c in coding if isinstance(c, dict))]:
+        if isinstance(name, str) and name.strip():
+            return " ".join(name.split()).lower()
+    return toxicity.value
+
+
 def _grade_of_concept(concept: Any) -> int | None:
     for code in codes_in(concept, NCIT):
         if code in CTCAE_GRADES:
@@ -345,7 +360,7 @@ def read_adverse_event(
     outcome = next((c for s, c in codings(event.outcome) if s == AE_OUTCOME), None)
     return ToxicityFinding(
         toxicity=toxicity,
-        term=concept_text(raw.get("event")) or toxicity.value,
+        term=_term_of(raw.get("event"), toxicity),
         grade=_grade_of_concept(_grade_extension(raw)),
         severity=_status_code(event.severity) or concept_text(event.severity) or None,
         ongoing=outcome not in _RESOLVED_OUTCOMES,  # no outcome: assume still present
@@ -382,7 +397,7 @@ def read_graded_observation(
         return None
     return ToxicityFinding(
         toxicity=toxicity,
-        term=concept_text(raw.get("code")) or toxicity.value,
+        term=_term_of(raw.get("code"), toxicity),
         grade=grade,
         severity=None,
         ongoing=True,  # the latest finding of its kind is the current state (see gather)
