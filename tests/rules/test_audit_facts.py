@@ -7,15 +7,19 @@ from decimal import Decimal
 
 import pytest
 
+from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import _UCUM, Kind, factor_for
 
 from .builders import (
     ANC,
     NCIT,
+    NEUROPATHY,
     PLATELETS,
+    SNOMED,
     UCUM,
     adverse_event,
     anc,
+    concept,
     good_cbc,
     lab,
     one,
@@ -252,3 +256,91 @@ def test_graded_observation_term_is_named_once_and_falls_back_to_a_display() -> 
     cards = sign(order(dose=4), record(history=ON_IXAZOMIB, toxicityObservations=[graded]))
     card = one(cards, "other-toxicity-grade-3-4")
     assert card["summary"] == "Grade 3 diarrhea: withhold ixazomib"
+
+
+# --- 6. neuropathic pain recorded as a Condition counts as "with pain" -----------------------
+
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+
+def pain_condition(
+    code: JsonDict | None = None,
+    clinical: str | None = "active",
+    verification: str | None = "confirmed",
+    id: str = "pain",
+) -> JsonDict:
+    resource: JsonDict = {
+        "resourceType": "Condition",
+        "id": id,
+        "subject": {"reference": "Patient/p1"},
+        "code": code or concept(SNOMED, "247398009", "Neuropathic pain"),
+        "onsetDateTime": when(20),
+    }
+    if clinical:
+        resource["clinicalStatus"] = concept(CONDITION_CLINICAL, clinical)
+    if verification:
+        resource["verificationStatus"] = concept(CONDITION_VERIFICATION, verification)
+    return resource
+
+
+def _neuropathy_with(grade: int, conditions: list[JsonDict]) -> list[JsonDict]:
+    rec = record(
+        history=ON_IXAZOMIB,
+        adverseEvents=[adverse_event(NEUROPATHY, grade)],
+        conditions=conditions,
+    )
+    return sign(order(dose=4, id="draft"), rec)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [concept(SNOMED, "247398009", "Neuropathic pain"), concept(NCIT, "C143703", "Neuralgia")],
+)
+def test_active_neuropathic_pain_condition_makes_grade_1_neuropathy_a_hold(code: JsonDict) -> None:
+    cards = _neuropathy_with(1, [pain_condition(code)])
+    assert rules_of(cards) == ["neuropathy-grade-1-pain-or-2"]
+    card = cards[0]
+    assert recommendation(card)["ixazomib"] == {"action": "hold"}
+    assert card["summary"] == "Peripheral neuropathy Grade 1 with pain: withhold ixazomib"
+    name = code["coding"][0]["display"].lower()
+    assert (
+        f"- pain: {name} (active Condition; no CTCAE grade recorded, shown as Grade 1): "
+        "Grade 1, ongoing, 2025-02-09 12:00 UTC [Condition/pain]"
+    ) in card["detail"]
+    (suggestion,) = card["suggestions"]
+    assert suggestion["actions"] == [
+        {
+            "type": "delete",
+            "description": "Remove the draft MedicationRequest/draft",
+            "resourceId": "MedicationRequest/draft",
+        }
+    ]
+
+
+def test_active_neuropathic_pain_condition_makes_grade_2_neuropathy_the_higher_row() -> None:
+    cards = _neuropathy_with(2, [pain_condition(verification=None)])
+    assert rules_of(cards) == ["neuropathy-grade-2-pain-or-3"]
+    assert cards[0]["summary"] == "Peripheral neuropathy Grade 2 with pain: withhold ixazomib"
+
+
+@pytest.mark.parametrize(
+    ("clinical", "verification"),
+    [
+        ("resolved", "confirmed"),
+        ("inactive", "confirmed"),
+        ("remission", "confirmed"),
+        ("active", "refuted"),
+        ("active", "entered-in-error"),
+        ("active", "unconfirmed"),
+    ],
+)
+def test_neuropathic_pain_condition_that_does_not_hold_is_no_pain(
+    clinical: str, verification: str
+) -> None:
+    assert _neuropathy_with(1, [pain_condition(clinical=clinical, verification=verification)]) == []
+
+
+def test_other_conditions_are_not_pain() -> None:
+    diabetes = pain_condition(concept(SNOMED, "44054006", "Diabetes mellitus type 2"))
+    assert _neuropathy_with(1, [diabetes]) == []

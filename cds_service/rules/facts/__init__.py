@@ -17,6 +17,7 @@ from cds_service.rules.facts.clinical import (
     Toxicity,
     ToxicityFinding,
     hypersensitivity_evidence,
+    neuropathic_pain_conditions,
     pregnancy_evidence,
     read_adverse_event,
     read_graded_observation,
@@ -228,8 +229,10 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         is not None
     ]
     toxicities += _latest_is_current(graded, call.now)
-
     conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
+    # Neuropathic pain on the problem list is "with pain" for the neuropathy rows.
+    toxicities += neuropathic_pain_conditions(conditions, zone, problems)
+
     patients = of_type(resources.get(keys.PATIENT, []), "Patient")
     return Facts(
         now=call.now,

@@ -406,3 +406,43 @@ def read_graded_observation(
         attributed_to_ixazomib=None,
         zone_assumed=reference_of(raw) in problems.zone_assumed,
     )
+
+
+# A Condition records that neuropathic pain is present, not a CTCAE grade. The decisions read
+# ongoing graded findings (a grade of None would ask for the grade instead: severity-without-
+# grade), so a Condition that holds is read as Grade 1, "present", and its term says so.
+CONDITION_PAIN_GRADE = 1
+
+
+def neuropathic_pain_conditions(
+    conditions: list[JsonDict], zone: tzinfo, problems: Problems
+) -> list[ToxicityFinding]:
+    """Active, not refuted Conditions coded as neuropathic pain or neuralgia: ongoing
+    "with pain" signals for the neuropathy rows of Table 3.
+
+    By code only (SNOMED 247398009, NCIt C143703): a problem list keeps conditions for years,
+    and text such as "trigeminal neuralgia" names pains that are not the neuropathy's."""
+    found: list[ToxicityFinding] = []
+    for raw in conditions:
+        code = raw.get("code")
+        if not set(codings(code)) & NEUROPATHIC_PAIN_TERMS:
+            continue
+        condition = validate(Condition, raw, zone, problems)
+        if condition is None or not _condition_holds(condition):
+            continue
+        name = _term_of(code, Toxicity.NEUROPATHIC_PAIN)
+        onset = condition.onsetPeriod.start if condition.onsetPeriod else None
+        found.append(
+            ToxicityFinding(
+                toxicity=Toxicity.NEUROPATHIC_PAIN,
+                term=f"{name} (active Condition; no CTCAE grade recorded, shown as Grade 1)",
+                grade=CONDITION_PAIN_GRADE,
+                severity=None,
+                ongoing=True,
+                at=as_instant(condition.onsetDateTime or onset or condition.recordedDate, zone),
+                reference=reference_of(raw),
+                attributed_to_ixazomib=None,
+                zone_assumed=reference_of(raw) in problems.zone_assumed,
+            )
+        )
+    return found
