@@ -12,6 +12,8 @@ from cds_service.rules.units import _UCUM, Kind, factor_for
 
 from .builders import (
     ANC,
+    LENALIDOMIDE,
+    LOINC,
     NCIT,
     NEUROPATHY,
     PLATELETS,
@@ -22,6 +24,7 @@ from .builders import (
     concept,
     good_cbc,
     lab,
+    lab_result,
     one,
     order,
     patient,
@@ -344,3 +347,57 @@ def test_neuropathic_pain_condition_that_does_not_hold_is_no_pain(
 def test_other_conditions_are_not_pain() -> None:
     diabetes = pain_condition(concept(SNOMED, "44054006", "Diabetes mellitus type 2"))
     assert _neuropathy_with(1, [diabetes]) == []
+
+
+# --- 7. a new result that is not final is named at the lab-result hook -----------------------
+
+ON_REGIMEN = [
+    *ON_IXAZOMIB,
+    order(code=LENALIDOMIDE, status="active", days_ago=30, dose=25, id="len"),
+]
+
+
+@pytest.mark.parametrize("status", ["preliminary", "registered"])
+def test_new_result_that_is_not_final_is_named_not_dropped(status: str) -> None:
+    new = lab(ANC, "0.2", "10*9/L", 0, status=status, id="prelim")
+    cards = lab_result([new], record(history=ON_REGIMEN, labs=[*good_cbc(), new]))
+    card = one(cards, "data-uninterpretable")
+    assert rules_of(cards) == ["data-uninterpretable"]  # not used for a hold
+    assert recommendation(card)["ixazomib"] == {"action": "review"}
+    expected = f"ANC Observation/prelim (0.2 10*9/L, {when(0)}): status {status}; not used"
+    assert expected in card["detail"]
+
+
+def test_final_result_beside_a_preliminary_one_is_still_used() -> None:
+    preliminary = lab(ANC, "0.2", "10*9/L", 0, status="preliminary", id="prelim")
+    final = lab(ANC, "0.3", "10*9/L", 0, id="final")
+    cards = lab_result([preliminary, final], record(history=ON_REGIMEN, labs=good_cbc()))
+    assert rules_of(cards) == ["anc-below-500", "data-uninterpretable"]
+    assert "Observation/final" in one(cards, "anc-below-500")["detail"]
+    assert "Observation/prelim" in one(cards, "data-uninterpretable")["detail"]
+
+
+def test_preliminary_pregnancy_status_is_named() -> None:
+    status = {
+        "resourceType": "Observation",
+        "id": "preg",
+        "status": "preliminary",
+        "code": concept(LOINC, "82810-3"),
+        "effectiveDateTime": when(0),
+        "valueCodeableConcept": concept(SNOMED, "77386006", "Pregnant"),
+    }
+    cards = lab_result([status], record(history=ON_REGIMEN))
+    assert rules_of(cards) == ["data-uninterpretable"]
+    assert "pregnancy status Observation/preg (Pregnant, " in cards[0]["detail"]
+
+
+@pytest.mark.parametrize("status", ["cancelled", "entered-in-error"])
+def test_new_result_that_never_was_says_nothing(status: str) -> None:
+    new = lab(ANC, "0.2", "10*9/L", 0, status=status, id="gone")
+    assert lab_result([new], record(history=ON_REGIMEN)) == []
+
+
+def test_old_preliminary_results_are_not_named() -> None:
+    old = lab(ANC, "0.2", "10*9/L", 3, status="preliminary", id="old")
+    assert lab_result([anc(2500, 0)], record(history=ON_REGIMEN, labs=[old])) == []
+    assert sign(order(dose=4), record(history=ON_REGIMEN, labs=[*good_cbc(), old])) == []

@@ -24,7 +24,7 @@ from cds_service.rules.facts.clinical import (
     read_patient,
     renal_failure_evidence,
 )
-from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab
+from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab, unused_new_result
 from cds_service.rules.facts.orders import (
     Drug,
     MedicationOrder,
@@ -189,6 +189,11 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     }
     new_references = {reference_of(o) for o in new_observations}
     new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
+    # A new result left out for its status (preliminary...) is named, never dropped in silence;
+    # earlier ones are not (the hook was called for those already).
+    for raw in _unique(new_observations):
+        if (why := unused_new_result(raw)) is not None:
+            problems.uninterpretable.append(why)
 
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
     ixazomib_references |= {
