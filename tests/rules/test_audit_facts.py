@@ -3,10 +3,16 @@ clinician would see once it is fixed."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 
+from cds_service.rules.cards import with_dose
+from cds_service.rules.facts.orders import read_order
+from cds_service.rules.facts.reading import Problems
 from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import _UCUM, Kind, factor_for
 
@@ -17,6 +23,7 @@ from .builders import (
     NCIT,
     NEUROPATHY,
     PLATELETS,
+    RXNORM,
     SNOMED,
     UCUM,
     adverse_event,
@@ -44,6 +51,7 @@ def _update(card: dict) -> dict:  # type: ignore[type-arg]
     (suggestion,) = card["suggestions"]
     (action,) = suggestion["actions"]
     assert action["type"] == "update"
+    MedicationRequest.model_validate(action["resource"])  # still a valid FHIR R4 resource
     return action["resource"]  # type: ignore[no-any-return]
 
 
@@ -401,3 +409,209 @@ def test_old_preliminary_results_are_not_named() -> None:
     old = lab(ANC, "0.2", "10*9/L", 3, status="preliminary", id="old")
     assert lab_result([anc(2500, 0)], record(history=ON_REGIMEN, labs=[old])) == []
     assert sign(order(dose=4), record(history=ON_REGIMEN, labs=[*good_cbc(), old])) == []
+
+
+# --- 8. the update suggestion carries the new dose everywhere, and keeps the order's dates -----
+
+NDC = "http://hl7.org/fhir/sid/ndc"
+OLD_DOSE_TEXT = re.compile(r"(?<![\d.])4\s*-?\s*mg\b", re.IGNORECASE)
+EMPTY_STOMACH = {"text": "Take on an empty stomach, at least 1 hour before or 2 hours after food"}
+
+
+def _texts(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _texts(item)]
+    if isinstance(value, list):
+        return [t for item in value for t in _texts(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def _start_reduced(draft: JsonDict) -> JsonDict:
+    bilirubin = lab(BILIRUBIN, "2.5", "mg/dL", 2, high={"value": Decimal("1.2"), "unit": "mg/dL"})
+    card = one(sign(draft, record(labs=[*good_cbc(), bilirubin])), "hepatic-start-dose")
+    assert recommendation(card)["ixazomib"] == {"action": "start-reduced", "doseMg": 3}
+    return _update(card)
+
+
+def test_update_states_the_new_dose_in_every_text() -> None:
+    draft = order(dose=4, id="new")
+    dosage = draft["dosageInstruction"][0]
+    dosage["text"] = "4 mg by mouth once weekly on days 1, 8 and 15 of a 28-day cycle"
+    dosage["patientInstruction"] = "Take one 4 mg capsule once a week on an empty stomach"
+    dosage["additionalInstruction"] = [EMPTY_STOMACH, {"text": "4 mg = one capsule"}]
+    resource = _start_reduced(draft)
+    (new_dosage,) = resource["dosageInstruction"]
+    assert new_dosage["text"] == "ixazomib 3 mg by mouth"
+    assert "patientInstruction" not in new_dosage  # stated the old dose: must not reach anyone
+    assert new_dosage["additionalInstruction"] == [EMPTY_STOMACH]
+    assert new_dosage["timing"] == draft["dosageInstruction"][0]["timing"]
+    assert not [t for t in _texts(resource) if OLD_DOSE_TEXT.search(t)]
+
+
+def test_patient_instruction_without_a_dose_is_kept() -> None:
+    draft = order(dose=4, id="new")
+    draft["dosageInstruction"][0]["patientInstruction"] = (
+        "Swallow whole with water; 1 hour before food"
+    )
+    (dosage,) = _start_reduced(draft)["dosageInstruction"]
+    assert dosage["patientInstruction"] == "Swallow whole with water; 1 hour before food"
+    assert "text" not in dosage  # none was sent: the structured dose says it
+
+
+def test_update_drops_a_second_dose_entry_and_codes_of_the_old_strength() -> None:
+    draft = order(dose=4, id="new")
+    draft["dosageInstruction"][0]["doseAndRate"].append(
+        {"doseQuantity": {"value": Decimal(4), "unit": "mg", "system": UCUM, "code": "mg"}}
+    )
+    draft["medicationCodeableConcept"] = {
+        "coding": [
+            {"system": RXNORM, "code": "1723735", "display": "ixazomib"},
+            {"system": NDC, "code": "63020-080-02", "display": "NINLARO 4 MG CAPSULE"},
+        ],
+        "text": "ixazomib 4 mg capsule",
+    }
+    resource = _start_reduced(draft)
+    (rate,) = resource["dosageInstruction"][0]["doseAndRate"]
+    assert rate["doseQuantity"]["value"] == 3
+    assert resource["medicationCodeableConcept"] == {
+        "coding": [{"system": RXNORM, "code": "1723735", "display": "ixazomib"}]
+    }
+    assert not [t for t in _texts(resource) if OLD_DOSE_TEXT.search(t)]
+
+
+def test_codes_and_texts_that_state_the_new_dose_are_kept() -> None:
+    # An overdose by frequency keeps the dose (4 mg): what states 4 mg is still right.
+    draft = order(
+        dose=4, id="d1", timing={"repeat": {"frequency": 2, "period": 1, "periodUnit": "wk"}}
+    )
+    draft["medicationCodeableConcept"] = {
+        "coding": [
+            {"system": RXNORM, "code": "1723735", "display": "ixazomib"},
+            {"system": NDC, "code": "63020-080-02", "display": "NINLARO 4 MG CAPSULE"},
+        ],
+        "text": "ixazomib 4 mg capsule",
+    }
+    card = one(sign(draft, record(history=ON_IXAZOMIB)), "overdose")
+    resource = _update(card)
+    assert resource["medicationCodeableConcept"] == draft["medicationCodeableConcept"]
+
+
+def test_contained_medication_strength_follows_the_product() -> None:
+    ninlaro_4 = {
+        "resourceType": "Medication",
+        "id": "ninlaro",
+        "code": {
+            "coding": [
+                {"system": RXNORM, "code": "1723772", "display": "Ninlaro 4 MG Oral Capsule"}
+            ],
+            "text": "NINLARO (ixazomib) 4 mg capsule",
+        },
+        "ingredient": [
+            {
+                "itemCodeableConcept": concept(RXNORM, "1723734", "ixazomib citrate"),
+                "isActive": True,
+                "strength": {
+                    "numerator": {"value": Decimal(4), "unit": "mg", "system": UCUM, "code": "mg"},
+                    "denominator": {"value": Decimal(1), "unit": "capsule"},
+                },
+            }
+        ],
+    }
+    draft = order(
+        dose=4,
+        id="new",
+        medication={"contained": [ninlaro_4], "medicationReference": {"reference": "#ninlaro"}},
+    )
+    (medication,) = _start_reduced(draft)["contained"]
+    assert medication["code"]["coding"][0]["code"] == "1723767"  # Ninlaro 3 mg
+    assert medication["code"]["text"] == "ixazomib 3 MG Oral Capsule [Ninlaro]"
+    # The product code now carries the strength; a 4 mg/capsule strength must not stay beside it.
+    assert medication["ingredient"] == [
+        {"itemCodeableConcept": concept(RXNORM, "1723734", "ixazomib citrate"), "isActive": True}
+    ]
+
+
+def test_fixed_frequency_keeps_the_dates_and_drops_only_what_set_the_frequency() -> None:
+    bounds = {"start": when(-1), "end": when(-22)}
+    timing = {
+        "event": [when(-1)],
+        "repeat": {
+            "boundsPeriod": bounds,
+            "duration": 1,
+            "durationUnit": "min",
+            "frequency": 2,
+            "period": 1,
+            "periodUnit": "wk",
+            "dayOfWeek": ["mon", "thu"],
+            "timeOfDay": ["08:00:00"],
+            "when": ["ACM"],
+            "offset": 60,
+            "count": 6,
+        },
+        "code": {"text": "2 time(s) per 1 wk"},
+    }
+    draft = order(dose=4, id="d1", timing=timing)
+    draft["dosageInstruction"][0]["text"] = "4 mg by mouth 2 times a week"
+    draft["dosageInstruction"][0]["patientInstruction"] = "Take on Mondays and Thursdays"
+    card = one(sign(draft, record(history=ON_IXAZOMIB)), "overdose")
+    assert recommendation(card)["ixazomib"] == {"action": "correct-dose", "doseMg": 4}
+    (dosage,) = _update(card)["dosageInstruction"]
+    assert dosage["timing"] == {
+        "repeat": {
+            "boundsPeriod": bounds,
+            "duration": 1,
+            "durationUnit": "min",
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "wk",
+            "count": 3,
+        }
+    }
+    assert dosage["text"] == (
+        "ixazomib 4 mg by mouth once weekly on days 1, 8 and 15 of a 28-day cycle"
+    )
+    # The patient's own instructions gave the frequency being corrected: they cannot stay.
+    assert "patientInstruction" not in dosage
+
+
+def test_contained_medication_named_only_by_its_old_strength_loses_that_name() -> None:
+    # Such an order is read as ixazomib through its ingredient (read_order); the update must
+    # not leave an empty code behind when the only name it had stated the old strength.
+    medication = {
+        "resourceType": "Medication",
+        "id": "local",
+        "code": {"text": "IXAZOMIB 4MG CAP"},
+        "ingredient": [{"itemCodeableConcept": concept(RXNORM, "1723735", "ixazomib")}],
+    }
+    draft = order(
+        dose=4,
+        id="new",
+        medication={"contained": [medication], "medicationReference": {"reference": "#local"}},
+    )
+    read = read_order(draft, {}, UTC, Problems())
+    assert read is not None
+    (contained,) = with_dose(read, Decimal(3), fix_frequency=False)["contained"]
+    assert contained == {
+        "resourceType": "Medication",
+        "id": "local",
+        "ingredient": [{"itemCodeableConcept": concept(RXNORM, "1723735", "ixazomib")}],
+    }
+
+
+def test_every_dosage_instruction_gets_the_new_dose_and_keeps_its_days() -> None:
+    draft = order(dose=4, id="new")
+    days_1_and_8 = draft["dosageInstruction"][0]
+    days_1_and_8["text"] = "4 mg on days 1 and 8"
+    day_15 = {
+        "sequence": 2,
+        "text": "4 mg on day 15",
+        "timing": {"repeat": {"frequency": 1, "period": 28, "periodUnit": "d"}},
+        "doseAndRate": [
+            {"doseQuantity": {"value": Decimal(4), "unit": "mg", "system": UCUM, "code": "mg"}}
+        ],
+    }
+    draft["dosageInstruction"].append(day_15)
+    dosages = _start_reduced(draft)["dosageInstruction"]
+    assert [d["doseAndRate"][0]["doseQuantity"]["value"] for d in dosages] == [3, 3]
+    assert [d["text"] for d in dosages] == ["ixazomib 3 mg by mouth"] * 2
+    assert [d["timing"] for d in dosages] == [days_1_and_8["timing"], day_15["timing"]]
