@@ -3,13 +3,16 @@
 Every card carries the recommendation extension, a uuid, a source citing the label section,
 override reasons and a Markdown detail with the values, dates and calculations used.
 Suggestions: reduce / start-reduced / correct-dose update the entire draft (same id) with the
-new dose and, where the order was coded by product, the product of that strength; hold /
-discontinue delete the draft; at the lab-result hook a hold puts the active orders on hold.
+new dose and, where the order was coded by product, the product of that strength (no other
+amount survives in its texts, see ``with_dose``; a corrected frequency keeps the order's
+dates); hold / discontinue delete the draft; at the lab-result hook a hold puts the active
+orders on hold.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 from cds_service.rules.catalog import RULES_BY_ID
 from cds_service.rules.codes import (
     IXAZOMIB_BRANDED_PRODUCTS,
+    IXAZOMIB_CODES,
     IXAZOMIB_GENERIC_PRODUCTS,
     LABEL_URL,
     RXNORM,
@@ -46,6 +50,40 @@ _PRODUCT_NAMES = {
 }
 # Once weekly, three doses: days 1, 8 and 15 of the 28-day cycle.
 LABELLED_TIMING = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk", "count": 3}}
+LABELLED_SCHEDULE = "once weekly on days 1, 8 and 15 of a 28-day cycle"
+# What says how often in a Timing; fixing the frequency replaces these and keeps the rest (the
+# bounds: when the course starts and ends; the duration of one intake). ``offset`` goes with
+# ``when``: without it, an offset means nothing (FHIR invariant tim-9).
+_FREQUENCY_FIELDS = frozenset(
+    {
+        "frequency",
+        "frequencyMax",
+        "period",
+        "periodMax",
+        "periodUnit",
+        "dayOfWeek",
+        "timeOfDay",
+        "when",
+        "offset",
+        "count",
+        "countMax",
+    }
+)
+# An amount of drug in free text: "4 mg", "2.3mg", "4-milligram", "one capsule", "2 caps".
+_MASS_IN_TEXT = re.compile(
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*-?\s*"
+    r"(mg|milligrams?|mcg|micrograms?|\u00b5g|\u03bcg|ug|g|grams?)\b",
+    re.IGNORECASE,
+)
+_CAPSULES_IN_TEXT = re.compile(
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten)\s*-?\s*"
+    r"(capsules?|caps?)\b",
+    re.IGNORECASE,
+)
+_MG_PER_UNIT = {"g": Decimal(1000), "gram": Decimal(1000), "grams": Decimal(1000)}
+_MG_PER_UNIT |= dict.fromkeys(
+    ("mcg", "microgram", "micrograms", "\u00b5g", "\u03bcg", "ug"), Decimal("0.001")
+)
 
 
 def render(decisions: list[Decision]) -> list[JsonDict]:
@@ -172,34 +210,158 @@ def _suggest(label: str, actions: list[JsonDict]) -> JsonDict:
 
 
 def with_dose(order: MedicationOrder, dose: Decimal, fix_frequency: bool) -> JsonDict:
-    """The entire draft, same id, with the new dose (and product of that strength)."""
+    """The entire draft, same id, with the new dose (and product of that strength).
+
+    No dose but the new one may survive anywhere in the update, in structure or in text: the
+    EHR, the pharmacist and the patient may read any of them, and a stale "4 mg" beside a 3 mg
+    dose is how a reduction gets lost. What can be rewritten exactly is rewritten (the dose, the
+    product code, the dosage text); what cannot (free text, other code systems' codes, an
+    ingredient strength) is dropped when it states another amount, and kept otherwise."""
     resource: JsonDict = clean_copy(order.raw)
     dosages = resource.setdefault("dosageInstruction", [])
     if not dosages:
         dosages.append({})
-    first = dosages[0]
-    rates = first.setdefault("doseAndRate", [])
-    if not rates:
-        rates.append({})
-    rates[0].pop("doseRange", None)
-    rates[0]["doseQuantity"] = {"value": number(dose), "unit": "mg", "system": UCUM, "code": "mg"}
     if fix_frequency:
-        first["timing"] = copy.deepcopy(LABELLED_TIMING)
-    if order.product_code_at == CODE_IN_CONCEPT:
-        _switch_product(resource["medicationCodeableConcept"], dose)
-    elif order.product_code_at == CODE_IN_CONTAINED:
-        reference = str(resource["medicationReference"]["reference"])[1:]
-        for contained in resource.get("contained", []):
-            if contained.get("id") == reference and isinstance(contained.get("code"), dict):
-                _switch_product(contained["code"], dose)
-    elif order.product_code_at == CODE_ELSEWHERE:
+        # The labelled schedule is the order's whole schedule: a further instruction would add
+        # doses to it.
+        del dosages[1:]
+        dosages[0]["timing"] = _labelled_timing(dosages[0].get("timing"))
+    # Every dose of an order is at one dose level (Table 2), so each instruction (days 1 and 8,
+    # then day 15, say) gets the new dose and keeps its own timing.
+    for dosage in dosages:
+        _set_dose(dosage, dose, fix_frequency)
+
+    if order.product_code_at == CODE_ELSEWHERE:
         # The Medication lives outside the order; one update of the order cannot change it,
         # so the order names the product of the new strength itself.
         code = _product_for(order, dose)
         concept = {"coding": [{"system": RXNORM, "code": code, "display": _PRODUCT_NAMES[code]}]}
         resource.pop("medicationReference", None)
         resource["medicationCodeableConcept"] = concept
+    named, contained = _medication_named(resource)
+    if named is not None:
+        if order.product_code_at in (CODE_IN_CONCEPT, CODE_IN_CONTAINED):
+            _switch_product(named, dose)
+        _drop_other_amounts(named, dose)
+        if not named and contained is not None:
+            contained.pop("code")  # it only named the old strength; the ingredient names the drug
+        elif not named:
+            named["text"] = "ixazomib"  # never empty (medication[x] is required)
+    if contained is not None and order.strength_mg != dose:
+        # The product code carries the strength; an ingredient strength of the old product
+        # cannot be recomputed (it may be stated for the citrate salt), so it is dropped.
+        for ingredient in contained.get("ingredient", []):
+            if isinstance(ingredient, dict):
+                ingredient.pop("strength", None)
     return resource
+
+
+def _medication_named(resource: JsonDict) -> tuple[JsonDict | None, JsonDict | None]:
+    """(the medication concept, the contained Medication it sits in, if any) of an order."""
+    concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        return concept, None
+    reference = resource.get("medicationReference")
+    target = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(target, str) or not target.startswith("#"):
+        return None, None
+    for contained in resource.get("contained", []):
+        if isinstance(contained, dict) and contained.get("id") == target[1:]:
+            code = contained.get("code")
+            return (code if isinstance(code, dict) else None), contained
+    return None, None
+
+
+def _set_dose(dosage: JsonDict, dose: Decimal, fix_frequency: bool) -> None:
+    rates = dosage.setdefault("doseAndRate", [])
+    if not rates:
+        rates.append({})
+    rates[0].pop("doseRange", None)
+    rates[0]["doseQuantity"] = {"value": number(dose), "unit": "mg", "system": UCUM, "code": "mg"}
+    # A further dose entry was never read (the first dose is the instruction's dose) and would
+    # contradict the new one; entries that only give a rate stay.
+    rates[1:] = [r for r in rates[1:] if not {"doseQuantity", "doseRange"} & set(r)]
+    _restate_dosage_text(dosage, dose, fix_frequency)
+
+
+def _labelled_timing(timing: Any) -> JsonDict:
+    """The order's timing with the labelled once-weekly x3 in place of whatever set the
+    frequency (a code, events, days of the week...); its bounds and the rest are kept."""
+    kept: JsonDict = dict(timing) if isinstance(timing, dict) else {}
+    kept.pop("event", None)  # given times of intake
+    kept.pop("code", None)  # QD, BID, "2 time(s) per 1 wk": a frequency too
+    repeat = kept.get("repeat")
+    repeat = (
+        {k: v for k, v in repeat.items() if k not in _FREQUENCY_FIELDS}
+        if isinstance(repeat, dict)
+        else {}
+    )
+    kept["repeat"] = {**repeat, **copy.deepcopy(LABELLED_TIMING["repeat"])}
+    return kept
+
+
+def _restate_dosage_text(dosage: JsonDict, dose: Decimal, fix_frequency: bool) -> None:
+    """The dosage's free text says the new dose; instructions that say another do not stay."""
+    if "text" in dosage:
+        # The whole instruction in words: rewritten rather than patched, since a stale number
+        # in it cannot be found reliably. The structured timing still says how often.
+        schedule = f" {LABELLED_SCHEDULE}" if fix_frequency else ""
+        dosage["text"] = f"ixazomib {plain(dose)} mg by mouth{schedule}"
+    instruction = dosage.get("patientInstruction")
+    # Dropped, not rewritten: it is the patient's own wording, which the service cannot
+    # restate, and a wrong amount (or, when the frequency is corrected, a wrong schedule) in
+    # the patient's instructions is the error the card exists to prevent. The prescriber or
+    # the EHR writes new ones; text that states no amount (empty stomach, swallow whole) stays.
+    if isinstance(instruction, str) and (fix_frequency or _states_other_amount(instruction, dose)):
+        dosage.pop("patientInstruction")
+    extra = dosage.get("additionalInstruction")
+    if isinstance(extra, list):
+        kept = [c for c in extra if not _states_other_amount(_concept_words(c), dose)]
+        if kept:
+            dosage["additionalInstruction"] = kept
+        else:
+            dosage.pop("additionalInstruction")
+
+
+def _drop_other_amounts(concept: JsonDict, dose: Decimal) -> None:
+    """A medication concept without text or codings that name another strength: a code of
+    another system (NDC, a local formulary) whose display states the old strength names the old
+    product, and cannot be translated; the RxNorm codes that identify ixazomib stay."""
+    codings = concept.get("coding")
+    if isinstance(codings, list):
+        kept = [
+            c
+            for c in codings
+            if not isinstance(c, dict)
+            or (c.get("system") == RXNORM and c.get("code") in IXAZOMIB_CODES)
+            or not _states_other_amount(str(c.get("display") or ""), dose)
+        ]
+        if kept:
+            concept["coding"] = kept
+        else:
+            concept.pop("coding")
+    if isinstance(concept.get("text"), str) and _states_other_amount(concept["text"], dose):
+        concept.pop("text")
+
+
+def _concept_words(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    codings = concept.get("coding")
+    words = [str(concept.get("text") or "")]
+    if isinstance(codings, list):
+        words += [str(c.get("display") or "") for c in codings if isinstance(c, dict)]
+    return " ".join(words)
+
+
+def _states_other_amount(text: str, dose: Decimal) -> bool:
+    """Does free text state an amount of drug other than ``dose`` mg (one capsule of the
+    product, whose strength is the dose, is the dose)?"""
+    for value, unit in _MASS_IN_TEXT.findall(text):
+        mg = Decimal(value.replace(",", ".")) * _MG_PER_UNIT.get(unit.lower(), Decimal(1))
+        if mg != dose:
+            return True
+    return any(count.lower() not in {"1", "one"} for count, _ in _CAPSULES_IN_TEXT.findall(text))
 
 
 def clean_copy(value: Any) -> Any:

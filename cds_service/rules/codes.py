@@ -49,12 +49,13 @@ STRONG_CYP3A_INDUCERS = {
     "1307298": "enzalutamide",
     "7004": "mitotane",
 }
-# Inducers the label names without an RxNorm code in the reference: text match only.
+# Inducers the label names without an RxNorm code in the reference: text match only. Matched
+# after folding case and punctuation (see orders._name_key), so one spelling covers "St. John's
+# Wort", "St John\u2019s wort" (typographic apostrophe), "Saint John's wort", "St Johnswort".
 STRONG_CYP3A_INDUCER_NAMES = (
     *STRONG_CYP3A_INDUCERS.values(),
     "rifampicin",
     "st john's wort",
-    "st. john's wort",
     "hypericum",
     "lumacaftor",
     "rifapentine",

@@ -6,9 +6,10 @@ the target unit gives the same answer as in the unit the lab sent (0.5 10*9/L is
 umol/L for bilirubin and creatinine, kg, mL/min.
 
 When the Quantity gives a UCUM code (system http://unitsofmeasure.org), the code alone decides,
-case-sensitively: a sender that claims UCUM means UCUM. Otherwise the display text labs
-actually send is read (case-insensitive, spaces ignored, micro sign read as "u"). A unit not
-in these tables is never guessed: the caller reports it.
+case-sensitively: a sender that claims UCUM means UCUM (UCUM itself spells the litre both "L"
+and "l", so both are read). Otherwise the display text labs actually send is read
+(case-insensitive, spaces ignored, micro sign read as "u"). A unit not in these tables is never
+guessed: the caller reports it.
 
 "K/uL" is, literally in UCUM, kelvin per microlitre. Sent as a UCUM code it is therefore not
 read (reported as uninterpretable). Sent as display text only, a temperature per volume is
@@ -43,32 +44,58 @@ KG_PER_LB = Decimal("0.45359237")  # exact by definition of the avoirdupois poun
 
 _THOUSAND = Decimal(1000)
 
-# UCUM codes (case-sensitive) -> factor to the target unit of the kind.
+# UCUM codes (case-sensitive) -> factor to the target unit of the kind. UCUM defines both "L"
+# and "l" as the litre, so each code with a litre has its lower-case twin ("10*9/l", "mg/dl",
+# "ml/min"); nothing else is case-folded. "G/L" gets no twin: strictly, UCUM reads a lone "G" as
+# the gauss, so the one spelling labs send for giga per litre is not widened.
 _UCUM: dict[Kind, dict[str, Decimal]] = {
     Kind.CELL_COUNT: {
         "10*3/uL": _THOUSAND,
+        "10*3/ul": _THOUSAND,
         "10*9/L": _THOUSAND,
+        "10*9/l": _THOUSAND,
         "10*3/mm3": _THOUSAND,
         "G/L": _THOUSAND,
         "/uL": Decimal(1),
+        "/ul": Decimal(1),
         "/mm3": Decimal(1),
         "{cells}/uL": Decimal(1),
+        "{cells}/ul": Decimal(1),
         "10*6/L": Decimal(1),
+        "10*6/l": Decimal(1),
     },
     Kind.BILIRUBIN: {
         "mg/dL": BILIRUBIN_UMOL_PER_MG_DL,
+        "mg/dl": BILIRUBIN_UMOL_PER_MG_DL,
         "umol/L": Decimal(1),
+        "umol/l": Decimal(1),
         "mg/L": BILIRUBIN_UMOL_PER_MG_DL / 10,
+        "mg/l": BILIRUBIN_UMOL_PER_MG_DL / 10,
         "mmol/L": _THOUSAND,
+        "mmol/l": _THOUSAND,
     },
     Kind.CREATININE: {
         "mg/dL": CREATININE_UMOL_PER_MG_DL,
+        "mg/dl": CREATININE_UMOL_PER_MG_DL,
         "umol/L": Decimal(1),
+        "umol/l": Decimal(1),
         "mg/L": CREATININE_UMOL_PER_MG_DL / 10,
+        "mg/l": CREATININE_UMOL_PER_MG_DL / 10,
         "mmol/L": _THOUSAND,
+        "mmol/l": _THOUSAND,
     },
-    Kind.CLEARANCE: {"mL/min": Decimal(1), "mL/s": Decimal(60)},
-    Kind.EGFR: {"mL/min/{1.73_m2}": Decimal(1), "mL/min/1.73.m2": Decimal(1)},
+    Kind.CLEARANCE: {
+        "mL/min": Decimal(1),
+        "ml/min": Decimal(1),
+        "mL/s": Decimal(60),
+        "ml/s": Decimal(60),
+    },
+    Kind.EGFR: {
+        "mL/min/{1.73_m2}": Decimal(1),
+        "ml/min/{1.73_m2}": Decimal(1),
+        "mL/min/1.73.m2": Decimal(1),
+        "ml/min/1.73.m2": Decimal(1),
+    },
     Kind.WEIGHT: {"kg": Decimal(1), "g": Decimal("0.001"), "[lb_av]": KG_PER_LB},
     Kind.DOSE: {"mg": Decimal(1), "g": _THOUSAND, "ug": Decimal("0.001")},
 }

@@ -17,13 +17,14 @@ from cds_service.rules.facts.clinical import (
     Toxicity,
     ToxicityFinding,
     hypersensitivity_evidence,
+    neuropathic_pain_conditions,
     pregnancy_evidence,
     read_adverse_event,
     read_graded_observation,
     read_patient,
     renal_failure_evidence,
 )
-from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab
+from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab, unused_new_result
 from cds_service.rules.facts.orders import (
     Drug,
     MedicationOrder,
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 REGIMEN_DRUGS = (Drug.IXAZOMIB, Drug.LENALIDOMIDE)
+# MedicationRequest statuses that say no dose of the order was ever given (see gather_facts).
+NOT_HISTORY = frozenset({"draft", "entered-in-error", "cancelled"})
 
 
 @dataclass
@@ -150,14 +153,14 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             if reference_of(r) not in draft_references
         ]
     )
-    # Drafts are not history; entered-in-error orders never happened.
+    # Drafts are not history; entered-in-error orders never happened; cancelled ones (FHIR R4:
+    # withdrawn before any dose was taken) started nothing, so a patient whose only ixazomib
+    # order was cancelled is still starting it (starting-dose rules apply).
     history = sorted(
         (
             o
             for o in recorded
-            if o.drug in REGIMEN_DRUGS
-            and o.status not in {"draft", "entered-in-error"}
-            and o.starts is not None
+            if o.drug in REGIMEN_DRUGS and o.status not in NOT_HISTORY and o.starts is not None
         ),
         key=lambda o: o.starts or call.now,
     )
@@ -186,6 +189,11 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     }
     new_references = {reference_of(o) for o in new_observations}
     new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
+    # A new result left out for its status (preliminary...) is named, never dropped in silence;
+    # earlier ones are not (the hook was called for those already).
+    for raw in _unique(new_observations):
+        if (why := unused_new_result(raw)) is not None:
+            problems.uninterpretable.append(why)
 
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
     ixazomib_references |= {
@@ -226,8 +234,10 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         is not None
     ]
     toxicities += _latest_is_current(graded, call.now)
-
     conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
+    # Neuropathic pain on the problem list is "with pain" for the neuropathy rows.
+    toxicities += neuropathic_pain_conditions(conditions, zone, problems)
+
     patients = of_type(resources.get(keys.PATIENT, []), "Patient")
     return Facts(
         now=call.now,

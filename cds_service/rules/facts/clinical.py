@@ -285,6 +285,21 @@ def toxicity_of(concept: Any) -> Toxicity | None:
     return Toxicity.OTHER
 
 
+def _term_of(concept: Any, toxicity: Toxicity) -> str:
+    """The toxicity's name, once: the concept's text, else its first coding display, lower case.
+
+    Not ``concept_text``, which joins the text and every display for matching and so repeats
+    the name on the card ("diarrhoea diarrhoea diarrhea") whenever the text and the displays of
+    several code systems agree or differ only in spelling."""
+    raw = concept if isinstance(concept, dict) else {}
+    coding = raw.get("coding")
+    coding = coding if isinstance(coding, list) else []
+    for name in [raw.get("text"), *(c.get("display") for c in coding if isinstance(c, dict))]:
+        if isinstance(name, str) and name.strip():
+            return " ".join(name.split()).lower()
+    return toxicity.value
+
+
 def _grade_of_concept(concept: Any) -> int | None:
     for code in codes_in(concept, NCIT):
         if code in CTCAE_GRADES:
@@ -345,7 +360,7 @@ def read_adverse_event(
     outcome = next((c for s, c in codings(event.outcome) if s == AE_OUTCOME), None)
     return ToxicityFinding(
         toxicity=toxicity,
-        term=concept_text(raw.get("event")) or toxicity.value,
+        term=_term_of(raw.get("event"), toxicity),
         grade=_grade_of_concept(_grade_extension(raw)),
         severity=_status_code(event.severity) or concept_text(event.severity) or None,
         ongoing=outcome not in _RESOLVED_OUTCOMES,  # no outcome: assume still present
@@ -382,7 +397,7 @@ def read_graded_observation(
         return None
     return ToxicityFinding(
         toxicity=toxicity,
-        term=concept_text(raw.get("code")) or toxicity.value,
+        term=_term_of(raw.get("code"), toxicity),
         grade=grade,
         severity=None,
         ongoing=True,  # the latest finding of its kind is the current state (see gather)
@@ -391,3 +406,43 @@ def read_graded_observation(
         attributed_to_ixazomib=None,
         zone_assumed=reference_of(raw) in problems.zone_assumed,
     )
+
+
+# A Condition records that neuropathic pain is present, not a CTCAE grade. The decisions read
+# ongoing graded findings (a grade of None would ask for the grade instead: severity-without-
+# grade), so a Condition that holds is read as Grade 1, "present", and its term says so.
+CONDITION_PAIN_GRADE = 1
+
+
+def neuropathic_pain_conditions(
+    conditions: list[JsonDict], zone: tzinfo, problems: Problems
+) -> list[ToxicityFinding]:
+    """Active, not refuted Conditions coded as neuropathic pain or neuralgia: ongoing
+    "with pain" signals for the neuropathy rows of Table 3.
+
+    By code only (SNOMED 247398009, NCIt C143703): a problem list keeps conditions for years,
+    and text such as "trigeminal neuralgia" names pains that are not the neuropathy's."""
+    found: list[ToxicityFinding] = []
+    for raw in conditions:
+        code = raw.get("code")
+        if not set(codings(code)) & NEUROPATHIC_PAIN_TERMS:
+            continue
+        condition = validate(Condition, raw, zone, problems)
+        if condition is None or not _condition_holds(condition):
+            continue
+        name = _term_of(code, Toxicity.NEUROPATHIC_PAIN)
+        onset = condition.onsetPeriod.start if condition.onsetPeriod else None
+        found.append(
+            ToxicityFinding(
+                toxicity=Toxicity.NEUROPATHIC_PAIN,
+                term=f"{name} (active Condition; no CTCAE grade recorded, shown as Grade 1)",
+                grade=CONDITION_PAIN_GRADE,
+                severity=None,
+                ongoing=True,
+                at=as_instant(condition.onsetDateTime or onset or condition.recordedDate, zone),
+                reference=reference_of(raw),
+                attributed_to_ixazomib=None,
+                zone_assumed=reference_of(raw) in problems.zone_assumed,
+            )
+        )
+    return found

@@ -2,7 +2,9 @@
 
 Only results with status final, amended or corrected count. Preliminary results are not used
 for decisions (a preliminary count can still change; the final one will fire the lab hook
-again); registered, cancelled and entered-in-error results are ignored.
+again); registered, cancelled and entered-in-error results are ignored. A NEW result at the
+lab-result hook that is not used for its status is named (``unused_new_result``), so that a
+preliminary ANC of 200/mm3 never passes in silence.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cds_service.rules.codes import (
     EGFR_CODES,
     PAIN_SCORE_CODES,
     PLATELET_CODES,
+    PREGNANCY_STATUS_CODES,
     WEIGHT_CODES,
 )
 from cds_service.rules.data_needs import LOINC
@@ -37,6 +40,8 @@ from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import Kind, convert
 
 COUNTING_STATUSES = frozenset({"final", "amended", "corrected"})
+# A result in one of these never was (not done, or recorded in error): nothing to name.
+NO_RESULT_STATUSES = frozenset({"cancelled", "entered-in-error"})
 
 
 class Lab(Enum):
@@ -79,7 +84,7 @@ class LabValue:
     at: datetime
     reference: str
     zone_assumed: bool
-    upper_limit: Decimal | None = None  # referenceRange.high, same target unit (bilirubin)
+    upper_limit: Decimal | None = None  # bilirubin only: referenceRange.high, same unit
     upper_limit_sent: str | None = None
 
 
@@ -140,6 +145,19 @@ def read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None
         )
         return None
     upper_limit = upper_limit_sent = None
+    if lab is Lab.BILIRUBIN:
+        upper_limit, upper_limit_sent = _upper_limit(observation, lab, reference, problems)
+    return LabValue(
+        lab, value.value, value.sent, at, reference, zone_assumed, upper_limit, upper_limit_sent
+    )
+
+
+def _upper_limit(
+    observation: Observation, lab: Lab, reference: str, problems: Problems
+) -> tuple[Decimal | None, str | None]:
+    """referenceRange.high in the lab's target unit. Read for bilirubin only, the one lab whose
+    limit a rule uses (the ULN): an unreadable range of any other lab would put a review card
+    beside the real advice for a number nothing looks at."""
     for reference_range in observation.referenceRange or []:
         high = reference_range.high
         if high is None or high.value is None:
@@ -147,12 +165,68 @@ def read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None
         converted = convert(_KIND[lab], Decimal(high.value), high.code, high.system, high.unit)
         if converted is None:
             problems.uninterpretable.append(
-                f"{lab.value} {reference}: reference range unit '{high.unit or high.code}' "
-                "cannot be converted exactly"
+                f"{lab.value} {reference}: reference range unit "
+                f"'{high.unit or high.code or 'none'}' cannot be converted exactly"
             )
-        else:
-            upper_limit, upper_limit_sent = converted.value, converted.sent
-        break
-    return LabValue(
-        lab, value.value, value.sent, at, reference, zone_assumed, upper_limit, upper_limit_sent
+            return None, None
+        return converted.value, converted.sent
+    return None, None
+
+
+def unused_new_result(raw: JsonDict) -> str | None:
+    """Why a new result of a kind the rules read is not used for its status (preliminary,
+    registered, unknown or none), in words for the review card; None when it is used, never
+    was a result (cancelled, entered-in-error) or is of a kind no rule reads.
+
+    Read from the raw JSON, unvalidated: the text only names what was sent."""
+    lab = lab_of(raw)
+    if lab is not None:
+        kind = lab.value
+    elif codes_in(raw.get("code"), LOINC) & PREGNANCY_STATUS_CODES:
+        kind = "pregnancy status"
+    else:
+        return None
+    status = text_field(raw, "status")
+    if status in COUNTING_STATUSES or status in NO_RESULT_STATUSES:
+        return None
+    stated = f"status {status}" if status else "no status"
+    return (
+        f"{kind} {reference_of(raw)} ({_value_sent(raw)}, {_when_sent(raw)}): {stated}; not used "
+        "(only final, amended or corrected results count; the final result will be checked "
+        "when it is filed)"
     )
+
+
+def _scalar(value: object) -> str:
+    return str(value) if isinstance(value, (str, int, float, Decimal)) else ""
+
+
+def _value_sent(raw: JsonDict) -> str:
+    quantity = raw.get("valueQuantity")
+    if isinstance(quantity, dict):
+        unit = _scalar(quantity.get("unit")) or _scalar(quantity.get("code"))
+        value = f"{_scalar(quantity.get('comparator'))}{_scalar(quantity.get('value'))} {unit}"
+        return value.strip() or "no value"
+    concept = raw.get("valueCodeableConcept")
+    if isinstance(concept, dict):
+        coding = concept.get("coding")
+        codings = [c for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
+        names = [concept.get("text"), *(c.get("display") or c.get("code") for c in codings)]
+        return next((_scalar(n) for n in names if _scalar(n)), "no value")
+    for key in ("valueInteger", "valueString"):
+        if _scalar(raw.get(key)):
+            return _scalar(raw.get(key))
+    return "no value"
+
+
+def _when_sent(raw: JsonDict) -> str:
+    period = raw.get("effectivePeriod")
+    for value in (
+        raw.get("effectiveDateTime"),
+        raw.get("effectiveInstant"),
+        period.get("start") if isinstance(period, dict) else None,
+        raw.get("issued"),
+    ):
+        if isinstance(value, str) and value:
+            return value
+    return "no date"

@@ -7,6 +7,7 @@ An order names its drug through ``medicationCodeableConcept`` or ``medicationRef
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -149,12 +150,29 @@ def _drug_of(rxnorm: set[str]) -> Drug:
     return Drug.OTHER
 
 
+_SAINT = re.compile(r"\bsaint\b")
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
+
+
+def _name_key(text: str) -> str:
+    """Text folded for name matching: lower case, "saint" as "st", and nothing but letters and
+    digits. Free text spells a name many ways ("St. Johns Wort", "St John\u2019s wort" with a
+    typographic apostrophe, "Saint John's-wort", "St Johnswort"): all fold to "stjohnswort"."""
+    return _NOT_LETTER_OR_DIGIT.sub("", _SAINT.sub("st", text.lower()))
+
+
+# Folded name -> the name the card shows.
+_INDUCER_NAME_KEYS = {_name_key(name): name for name in STRONG_CYP3A_INDUCER_NAMES}
+
+
 def _inducer_of(rxnorm: set[str], name: str) -> str | None:
     for code in rxnorm:
         if code in STRONG_CYP3A_INDUCERS:
             return STRONG_CYP3A_INDUCERS[code]
-    # Text fallback (documented): orders coded locally still name the drug.
-    return next((n for n in STRONG_CYP3A_INDUCER_NAMES if n in name), None)
+    # Text fallback (documented): orders coded locally still name the drug. A substring of the
+    # folded text, as before folding, so "fosphenytoin" still names phenytoin.
+    key = _name_key(name)
+    return next((shown for folded, shown in _INDUCER_NAME_KEYS.items() if folded in key), None)
 
 
 def _doses_per_week(timing: Any) -> Decimal | None:
