@@ -109,7 +109,7 @@ DATA_NEEDS: tuple[DataNeed, ...] = (
         "Condition",
         f"Condition?patient={_PATIENT}&_count=100",
         required=False,
-        description="end-stage renal disease, dialysis, pregnancy",
+        description="end-stage renal disease, dialysis, pregnancy, neuropathic pain",
     ),
     DataNeed(
         PROCEDURES,

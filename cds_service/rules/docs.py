@@ -69,17 +69,21 @@ DECISIONS = """\
 - **CBC window.** ANC or platelets older than `cbc_max_age` (default 7 days) count as missing
   (`cbc-missing`). A stale count below the hold threshold still advises the hold.
 - **Lab status.** Only final, amended and corrected results count. Preliminary results are not
-  used (they may change; the final result will fire the lab hook again). Results with a
+  used (they may change; the final result will fire the lab hook again), but a new result at
+  the lab-result hook that is not used for its status is named on a `data-uninterpretable`
+  review card, so a preliminary ANC of 200 is never met with silence. Results with a
   comparator (`<0.1`) are bounds, not values, and are reported as uninterpretable.
 - **Units.** Converted exactly by multiplication into cells/uL (= /mm3), umol/L, kg, mL/min.
   A Quantity with a UCUM system and code is read by its code alone, case-sensitively (a sender
-  that claims UCUM means UCUM); without one, the display unit is read case-insensitively
+  that claims UCUM means UCUM; UCUM's lower-case litre `l` is the same unit as `L`, so
+  `10*9/l` and `mg/dl` are read); without one, the display unit is read case-insensitively
   (`K/uL`, `x10E3/uL`, `10^3/uL`, `thou/uL`, `mg/dl`, `µmol/L`, `lbs`...). `K/uL` is literally
   kelvin per microlitre in UCUM: as a UCUM code it is not read (review card); as display text
   only it is accepted as thousands per uL for ANC and platelets, where a temperature per volume
   is meaningless, and for no other quantity. Anything else unknown is reported on a
   `data-uninterpretable` card, never guessed.
-- **Bilirubin ULN.** From `referenceRange.high`; when missing the card says it assumed
+- **Bilirubin ULN.** From `referenceRange.high` (the only reference range the rules read);
+  when missing the card says it assumed
   1.2 mg/dL (`assumed_bilirubin_uln_mg_dl`). Ratios and Cockcroft-Gault are compared by exact
   cross-multiplication; rounded numbers appear only in the card text.
 - **Renal function.** ESRD/dialysis (active, confirmed Condition; or a dialysis Procedure in the
@@ -89,7 +93,8 @@ DECISIONS = """\
   `chemistry_max_age` (default 30 days). A Condition that is unconfirmed, provisional,
   differential, refuted or entered-in-error does not count.
 - **Starting dose.** Hepatic and renal rules apply only when the patient has no earlier
-  ixazomib order (drafts and entered-in-error orders are not history). When the data to decide
+  ixazomib order (drafts, cancelled and entered-in-error orders are not history: none of
+  them gave a dose). When the data to decide
   are missing and the draft is above 3 mg, a `review` card under the same rule says what is
   missing. Both rules can fire together; each has its own card.
 - **Toxicities.** AdverseEvents with the ae-grade extension (either URL, anywhere in the
@@ -98,7 +103,9 @@ DECISIONS = """\
   toxicity (per term for "other" toxicities) whose latest value is the current grade. Plain
   `AdverseEvent.severity` never triggers a Table 3 rule: it produces a
   `severity-without-grade` card. "With pain" means an ongoing neuralgia/neuropathic pain
-  finding or a pain score (LOINC 72514-3) above 0 within `pain_score_max_age` (14 days).
+  finding (an AdverseEvent, a graded Observation, or an active confirmed Condition coded
+  SNOMED 247398009 / NCIt C143703) or a pain score (LOINC 72514-3) above 0 within
+  `pain_score_max_age` (14 days); a pain finding still present counts from its onset on.
   Attribution: `suspectEntity` naming an ixazomib order or Medication (or ixazomib by name),
   unless its causality says unrelated/unlikely. Hematologic terms are left to the counts.
   Limitation: the `toxicityObservations` query names the neuropathy, rash and pain terms, so an
@@ -112,7 +119,9 @@ DECISIONS = """\
   (UTC by default) and every value that was read that way says so on the card.
 - **Frequency.** From `timing.repeat` (frequency/period/periodUnit, dayOfWeek) or a
   `timing.code` (QD, BID, WK...). An order without any frequency is checked on its dose only.
-  A corrected overdose also sets the labelled timing: once weekly, three doses.
+  A corrected overdose also sets the labelled timing: once weekly, three doses, keeping the
+  order's dates. A dose-change suggestion leaves no trace of the old dose: the instruction
+  text is rewritten, and texts or codings that state another strength are dropped.
 - **Referenced Medication.** When the draft names a product through a Medication outside the
   order, the update replaces `medicationReference` with a `medicationCodeableConcept` of the
   product of the new strength, because one update of the order cannot change another resource.

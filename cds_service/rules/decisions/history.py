@@ -156,7 +156,10 @@ def _pain_near(facts: Facts, moment: datetime | None, window: timedelta) -> bool
         return False
     for finding in facts.toxicities:
         is_pain = finding.toxicity is Toxicity.NEUROPATHIC_PAIN and (finding.grade or 1) > 0
-        if is_pain and finding.at is not None and abs(finding.at - moment) <= window:
+        if not is_pain or finding.at is None:
+            continue
+        # Near the moment, or present since before it (a pain Condition still active).
+        if abs(finding.at - moment) <= window or (finding.ongoing and finding.at <= moment):
             return True
     return any(
         score.value > 0 and abs(score.at - moment) <= window for score in facts.labs[Lab.PAIN_SCORE]

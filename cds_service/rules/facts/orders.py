@@ -266,7 +266,17 @@ def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
         medication = _contained(order, reference[1:])
     else:
         medication = medications.get(reference)
-    return (medication or {}).get("code") if isinstance(medication, dict) else None
+    if not isinstance(medication, dict):
+        return None
+    # As _medication_code: the ingredients name the drug too (a Medication may code only them).
+    codings = [c for c in dict_field(medication, "code").get("coding") or [] if c]
+    for ingredient in medication.get("ingredient") or []:
+        item = ingredient.get("itemCodeableConcept") if isinstance(ingredient, dict) else None
+        if isinstance(item, dict) and isinstance(item.get("coding"), list):
+            codings += item["coding"]
+    if "code" not in medication and not codings:
+        return None
+    return {**dict_field(medication, "code"), "coding": codings}
 
 
 def referenced_medication(raw: JsonDict, medications: dict[str, JsonDict]) -> Any:

@@ -1,5 +1,5 @@
-"""Defects an independent audit found in the facts and card layers, each with what the
-clinician would see once it is fixed."""
+"""Reading the record exactly (statuses, units, ranges, inducer names, terms, pain) and
+suggestions that leave no trace of the old dose: what a clinician sees in each case."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cds_service.rules.units import _UCUM, Kind, factor_for
 
 from .builders import (
     ANC,
+    IXAZOMIB,
     LENALIDOMIDE,
     LOINC,
     NCIT,
@@ -615,3 +616,44 @@ def test_every_dosage_instruction_gets_the_new_dose_and_keeps_its_days() -> None
     assert [d["doseAndRate"][0]["doseQuantity"]["value"] for d in dosages] == [3, 3]
     assert [d["text"] for d in dosages] == ["ixazomib 3 mg by mouth"] * 2
     assert [d["timing"] for d in dosages] == [days_1_and_8["timing"], day_15["timing"]]
+
+
+def test_overdose_is_caught_when_only_the_contained_ingredient_names_ixazomib() -> None:
+    """A contained Medication coded only by its ingredient (no product code) is still
+    ixazomib: 8 mg a week must not pass without a card."""
+    draft = order(
+        dose=8,
+        id="draft",
+        medication={
+            "contained": [
+                {
+                    "resourceType": "Medication",
+                    "id": "med",
+                    "ingredient": [
+                        {"itemCodeableConcept": concept(RXNORM, IXAZOMIB), "isActive": True}
+                    ],
+                }
+            ],
+            "medicationReference": {"reference": "#med"},
+        },
+    )
+    card = one(
+        sign(draft, record(history=[order(status="active", days_ago=60, dose=4)])), "overdose"
+    )
+    assert recommendation(card)["ixazomib"] == {"action": "correct-dose", "doseMg": 4}
+    assert card["indicator"] == "critical"
+
+
+def test_resolved_grade_2_neuropathy_during_a_long_standing_pain_condition_owes_a_reduction() -> (
+    None
+):
+    """The pain Condition began 60 days ago and is still active; the Grade 2 neuropathy 10
+    days ago was therefore with pain, and on resumption ixazomib goes one level lower."""
+    rec = record(
+        history=ON_IXAZOMIB,
+        adverseEvents=[adverse_event(NEUROPATHY, 2, days_ago=10, outcome="resolved")],
+        conditions=[{**pain_condition(), "onsetDateTime": when(60)}],
+    )
+    cards = sign(order(dose=4, id="draft"), rec)
+    card = one(cards, "neuropathy-grade-2-pain-or-3")
+    assert recommendation(card)["ixazomib"] == {"action": "reduce", "doseMg": 3}
