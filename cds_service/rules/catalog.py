@@ -28,9 +28,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "dose-not-labelled",
         "2.1, 2.2 (Table 2), 3 (capsule strengths)",
-        "draft ixazomib order: dose (mg), capsule strength of the product code",
+        "draft ixazomib order: dose (mg), capsule strength of the product code, dose count",
         "A dose that is not 4, 3 or 2.3 mg, or one ordered as a capsule of another strength, "
-        "cannot be given as one capsule: correct it to the dose due.",
+        "cannot be given as one capsule: correct it to the dose due. More than 3 weekly doses "
+        "in a row skips the week off (days 1, 8, 15 of 28): correct the schedule.",
     ),
     Rule(
         "pregnancy",

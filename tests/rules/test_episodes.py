@@ -162,3 +162,17 @@ def test_dose_ordered_as_a_capsule_of_another_strength_is_corrected() -> None:
     resource = card["suggestions"][0]["actions"][0]["resource"]
     assert resource["medicationCodeableConcept"]["coding"][0]["code"] == "1723772"  # Ninlaro 4 mg
     assert resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 4
+
+
+def test_weekly_for_four_doses_in_a_row_is_corrected_to_three() -> None:
+    timing = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk", "count": 4}}
+    draft = order(dose=4, id="draft", timing=timing)
+    card = one(sign(draft, record(history=HISTORY)), "dose-not-labelled")
+    assert recommendation(card)["ixazomib"] == {"action": "correct-dose", "doseMg": 4}
+    resource = card["suggestions"][0]["actions"][0]["resource"]
+    assert resource["dosageInstruction"][0]["timing"]["repeat"]["count"] == 3
+
+
+def test_weekly_for_three_doses_is_the_labelled_schedule() -> None:
+    timing = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk", "count": 3}}
+    assert sign(order(dose=4, id="draft", timing=timing), record(history=HISTORY)) == []

@@ -46,6 +46,7 @@ from .model import (
 
 MAX_WEEKLY_MG = Decimal(4)
 MAX_DOSES_PER_WEEK = Decimal(1)
+DOSES_PER_CYCLE = 3  # days 1, 8 and 15 of a 28-day cycle
 STEP_RULE_NAMES = {
     "anc-below-500": "ANC < 500/mm3",
     "platelets-below-30k": "platelets < 30,000/mm3",
@@ -390,11 +391,17 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
             fix_frequency=too_often,
         )
     strength = draft.strength_mg
+    weeks_in_a_row = per_week == MAX_DOSES_PER_WEEK and (draft.dose_count or 0) > DOSES_PER_CYCLE
     if dose not in IXAZOMIB_LEVELS:
         summary = f"Ixazomib {plain(dose)} mg is not a labelled dose (4, 3 or 2.3 mg)"
     elif strength is not None and dose != strength:
         # Every labelled dose is one capsule of its own strength (2.3, 3 or 4 mg).
         summary = f"Ixazomib {plain(dose)} mg ordered as the {plain(strength)} mg capsule"
+    elif weeks_in_a_row:
+        summary = (
+            f"Ixazomib weekly for {draft.dose_count} doses in a row: the label gives 3 "
+            "(days 1, 8, 15), then a week off"
+        )
     else:
         return None
     return Decision(
@@ -406,6 +413,7 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
         notes=(f"The dose due is {mg(target)}: one capsule of that strength, once weekly.",),
         suggest=Suggest.UPDATE_DOSE if target is not None else Suggest.NOTHING,
         targets=(draft,) if target is not None else (),
+        fix_frequency=weeks_in_a_row,
     )
 
 

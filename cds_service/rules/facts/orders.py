@@ -63,6 +63,7 @@ class MedicationOrder:
     dose_sent: str  # the dose as written on the order, for the card
     dose_problem: str | None  # why the dose could not be read exactly
     doses_per_week: Decimal | None  # None: the order gives no frequency
+    dose_count: int | None  # timing.repeat.count (or countMax): doses the order gives in all
     strength_mg: Decimal | None  # ixazomib capsule strength from the product code
     product_code: str | None  # the ixazomib product (RxNorm) the order names, if any
     product_code_at: str | None  # CODE_IN_* when coded by ixazomib product
@@ -191,6 +192,14 @@ def _doses_per_week(timing: Any) -> Decimal | None:
     return None
 
 
+def _dose_count(timing: Any) -> int | None:
+    repeat = timing.repeat if timing is not None else None
+    if repeat is None:
+        return None
+    count = repeat.countMax or repeat.count
+    return int(count) if count is not None else None
+
+
 def _dose(dosage: Any, strength: Decimal | None) -> tuple[Decimal | None, str, str | None]:
     """(dose in mg, dose as written, problem) of the first dose of a dosage instruction."""
     quantity = None
@@ -246,6 +255,7 @@ def read_order(
         dose_sent=dose_sent,
         dose_problem=dose_problem,
         doses_per_week=_doses_per_week(timing),
+        dose_count=_dose_count(timing),
         strength_mg=strength,
         product_code=product,
         product_code_at=code_at if product else None,
