@@ -122,6 +122,9 @@ DECISIONS = """\
   A corrected overdose also sets the labelled timing: once weekly, three doses, keeping the
   order's dates. A dose-change suggestion leaves no trace of the old dose: the instruction
   text is rewritten, and texts or codings that state another strength are dropped.
+- **Capsule strength.** From the RxNorm product code; for a Medication without one, from the
+  ixazomib ingredient's `strength` when it is an exact mass per one capsule. A dose in
+  capsules without either is reported, never guessed.
 - **Referenced Medication.** When the draft names a product through a Medication outside the
   order, the update replaces `medicationReference` with a `medicationCodeableConcept` of the
   product of the new strength, because one update of the order cannot change another resource.

@@ -657,3 +657,44 @@ def test_resolved_grade_2_neuropathy_during_a_long_standing_pain_condition_owes_
     cards = sign(order(dose=4, id="draft"), rec)
     card = one(cards, "neuropathy-grade-2-pain-or-3")
     assert recommendation(card)["ixazomib"] == {"action": "reduce", "doseMg": 3}
+
+
+def test_capsule_dose_is_read_from_the_ingredient_strength_of_an_uncoded_product() -> None:
+    """Two capsules of a contained Medication that states 4 mg ixazomib per capsule in its
+    ingredient (no product code) are 8 mg: an overdose, not an unreadable dose."""
+    medication = {
+        "resourceType": "Medication",
+        "id": "med",
+        "code": {"text": "ixazomib capsule"},
+        "ingredient": [
+            {
+                "itemCodeableConcept": concept(RXNORM, IXAZOMIB),
+                "strength": {
+                    "numerator": {"value": 4, "unit": "mg", "system": UCUM, "code": "mg"},
+                    "denominator": {
+                        "value": 1,
+                        "unit": "capsule",
+                        "system": UCUM,
+                        "code": "{capsule}",
+                    },
+                },
+            }
+        ],
+    }
+    draft = order(
+        dose=2,
+        unit="{capsule}",
+        id="draft",
+        medication={"contained": [medication], "medicationReference": {"reference": "#med"}},
+    )
+    cards = sign(draft, record(history=[order(status="active", days_ago=60, dose=4)]))
+    card = one(cards, "overdose")
+    assert recommendation(card)["ixazomib"] == {"action": "correct-dose", "doseMg": 4}
+    assert "data-uninterpretable" not in rules_of(cards)
+    dose = card["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]
+    assert dose["doseAndRate"][0]["doseQuantity"] == {
+        "value": 4,
+        "unit": "mg",
+        "system": UCUM,
+        "code": "mg",
+    }

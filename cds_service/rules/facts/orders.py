@@ -20,6 +20,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from cds_service.rules.codes import (
     DEXAMETHASONE_CODES,
     IXAZOMIB_CODES,
+    IXAZOMIB_INGREDIENT_CODES,
     IXAZOMIB_PRODUCT_STRENGTH,
     LENALIDOMIDE_CODES,
     RXNORM,
@@ -64,7 +65,7 @@ class MedicationOrder:
     dose_problem: str | None  # why the dose could not be read exactly
     doses_per_week: Decimal | None  # None: the order gives no frequency
     dose_count: int | None  # timing.repeat.count (or countMax): doses the order gives in all
-    strength_mg: Decimal | None  # ixazomib capsule strength from the product code
+    strength_mg: Decimal | None  # ixazomib mg per capsule: product code, else ingredient strength
     product_code: str | None  # the ixazomib product (RxNorm) the order names, if any
     product_code_at: str | None  # CODE_IN_* when coded by ixazomib product
     name: str  # lower-case text of the medication concept
@@ -103,20 +104,22 @@ _CAPSULE_UNITS = {"{capsule}", "capsule", "capsules", "cap", "caps", "{cap}", "{
 
 def _medication_concept(
     order: JsonDict, medications: dict[str, JsonDict], zone: tzinfo, problems: Problems
-) -> tuple[Any, str]:
-    """The coded medication of an order and where it sits (CODE_IN_*)."""
+) -> tuple[Any, str, Decimal | None]:
+    """The coded medication of an order, where it sits (CODE_IN_*), and the ixazomib strength
+    per capsule a Medication states in its ingredient (None when it states none)."""
     if "medicationCodeableConcept" in order:
-        return dict_field(order, "medicationCodeableConcept"), CODE_IN_CONCEPT
+        return dict_field(order, "medicationCodeableConcept"), CODE_IN_CONCEPT, None
     reference = dict_field(order, "medicationReference").get("reference")
     if not isinstance(reference, str):
-        return None, CODE_ELSEWHERE
+        return None, CODE_ELSEWHERE, None
     if reference.startswith("#"):
-        contained = _contained(order, reference[1:])
-        if contained is None:
-            return None, CODE_IN_CONTAINED
-        return _medication_code(contained, zone, problems), CODE_IN_CONTAINED
-    found = medications.get(reference)
-    return (_medication_code(found, zone, problems) if found else None), CODE_ELSEWHERE
+        medication, code_at = _contained(order, reference[1:]), CODE_IN_CONTAINED
+    else:
+        medication, code_at = medications.get(reference), CODE_ELSEWHERE
+    if medication is None:
+        return None, code_at, None
+    code, strength = _medication_code(medication, zone, problems)
+    return code, code_at, strength
 
 
 def _contained(order: JsonDict, local_id: str) -> JsonDict | None:
@@ -127,18 +130,37 @@ def _contained(order: JsonDict, local_id: str) -> JsonDict | None:
     return None
 
 
-def _medication_code(medication: JsonDict, zone: tzinfo, problems: Problems) -> Any:
+def _medication_code(
+    medication: JsonDict, zone: tzinfo, problems: Problems
+) -> tuple[Any, Decimal | None]:
+    """(code, ixazomib mg per capsule from the ingredient strength) of a Medication."""
     parsed = validate(Medication, medication, zone, problems)
     if parsed is None:
-        return None
+        return None, None
     code = parsed.code.model_dump(mode="python") if parsed.code else {"coding": []}
+    strength = None
     # Ingredient codes count too (a compounded or uncoded product naming its ingredient).
     for ingredient in parsed.ingredient or []:
         if ingredient.itemCodeableConcept:
-            code["coding"] = list(code.get("coding") or []) + list(
-                ingredient.itemCodeableConcept.model_dump(mode="python").get("coding") or []
-            )
-    return code
+            item = ingredient.itemCodeableConcept.model_dump(mode="python")
+            code["coding"] = list(code.get("coding") or []) + list(item.get("coding") or [])
+            if codes_in(item, RXNORM) & IXAZOMIB_INGREDIENT_CODES:
+                strength = strength or _per_capsule_mg(ingredient.strength)
+    return code, strength
+
+
+def _per_capsule_mg(ratio: Any) -> Decimal | None:
+    """mg per one capsule from an ingredient strength Ratio (4 mg / 1 capsule), exactly."""
+    if ratio is None or ratio.numerator is None or ratio.numerator.value is None:
+        return None
+    per = ratio.denominator
+    if per is None or per.value is None or Decimal(per.value) != 1:
+        return None
+    if {(per.code or "").lower(), (per.unit or "").lower()}.isdisjoint(_CAPSULE_UNITS | {"1"}):
+        return None
+    amount = ratio.numerator
+    converted = convert(Kind.DOSE, Decimal(amount.value), amount.code, amount.system, amount.unit)
+    return converted.value if converted is not None else None
 
 
 def _drug_of(rxnorm: set[str]) -> Drug:
@@ -232,12 +254,12 @@ def read_order(
     order = validate(MedicationRequest, raw, zone, problems)
     if order is None:
         return None
-    concept, code_at = _medication_concept(raw, medications, zone, problems)
+    concept, code_at, ingredient_strength = _medication_concept(raw, medications, zone, problems)
     rxnorm = codes_in(concept, RXNORM)
     name = concept_text(concept)
     drug = _drug_of(rxnorm)
     product = next((c for c in rxnorm if c in IXAZOMIB_PRODUCT_STRENGTH), None)
-    strength = IXAZOMIB_PRODUCT_STRENGTH[product] if product else None
+    strength = IXAZOMIB_PRODUCT_STRENGTH[product] if product else ingredient_strength
     dosage = order.dosageInstruction[0] if order.dosageInstruction else None
     dose_mg, dose_sent, dose_problem = _dose(dosage, strength)
     timing = dosage.timing if dosage else None
