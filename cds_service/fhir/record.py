@@ -23,10 +23,9 @@ from cds_service.exact_json import ObjectMemo
 from cds_service.fhir.client import FhirClient, FhirUnavailable, bundle_resources
 from cds_service.protocol.envelope import HookRequest
 from cds_service.protocol.services import HookContext
-from cds_service.rules.data_needs import DATA_NEEDS, MEDICATION_REQUESTS
+from cds_service.rules.data_needs import DATA_NEEDS, MEDICATION_REQUESTS, MEDICATIONS
 from cds_service.rules.inputs import DataNeed, JsonDict, PatientRecord
 
-MEDICATIONS = "medications"  # key in PatientRecord.unavailable for unresolved references
 MAX_MEDICATION_READS = 50
 # Years of weekly labs fit easily; more than this in one key is not a patient's record but a
 # misconfigured query, and would tie a worker up for seconds.

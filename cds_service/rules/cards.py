@@ -173,9 +173,11 @@ def _suggestion(decision: Decision) -> JsonDict | None:
             ],
         )
     if decision.suggest is Suggest.DELETE_DRAFT:
-        verb = "Discontinue" if decision.ixazomib.action == "discontinue" else "Hold"
+        verb = "Discontinue" if "discontinue" in {a.action for a in _advices(decision)} else "Hold"
+        drugs = sorted({o.drug.value for o in targets})
+        orders = " and ".join(drugs) + (" orders" if len(targets) > 1 else " order")
         return _suggest(
-            f"{verb}: do not sign this ixazomib order",
+            f"{verb}: do not sign the {orders}",
             [
                 {
                     "type": "delete",
@@ -198,6 +200,10 @@ def _suggestion(decision: Decision) -> JsonDict | None:
             ],
         )
     return None
+
+
+def _advices(decision: Decision) -> list[DrugAdvice]:
+    return [a for a in (decision.ixazomib, decision.lenalidomide) if a is not None]
 
 
 def _suggest(label: str, actions: list[JsonDict]) -> JsonDict:

@@ -54,6 +54,9 @@ ADVERSE_EVENTS = "adverseEvents"
 CONDITIONS = "conditions"
 PROCEDURES = "procedures"
 ALLERGIES = "allergies"
+# Not a prefetch key: where PatientRecord.unavailable says which medicationReferences (drafts'
+# or recorded orders') could not be resolved.
+MEDICATIONS = "medications"
 
 _PATIENT = "{{context.patientId}}"
 

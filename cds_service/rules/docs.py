@@ -51,21 +51,31 @@ DECISIONS = """\
   recovery that owes a reduction lowers the drug it names one level below the dose the episode
   began on (a lower dose ordered during the hold is that reduction, not a reason for another);
   none below 2.3 mg means discontinue. A patient who started at 3 mg has one reduction left.
-- **Which card at order-sign.** Recovery advice not yet acted on (the recovery came after the
-  last ixazomib order, or it owes a lenalidomide reduction that no later lenalidomide order
-  made) is given under the episode's own rule
-  (`anc-below-500`, `platelets-below-30k`, `rash-grade-2-3`, `neuropathy-grade-2-pain-or-3`,
-  `other-toxicity-grade-3-4`) with `reduce` or `resume` and the dose due; a `reduce` always
-  carries the update of the draft, also when the draft already has that dose. Otherwise a draft
-  dose that differs from the level due gets `dose-level-due`: `reduce` when the level due is
-  below the last ordered dose (the reduction is owed now and was never ordered), otherwise
-  `correct-dose`. A hold or discontinue suppresses dose-change cards for the same draft.
-- **New cycle.** Every draft ixazomib order is read as the start of a new cycle (an ixazomib
-  order normally covers one 28-day cycle of three capsules), including the first one. The gate
-  uses the latest ANC and platelets within the CBC window, and asks for review (`review`, the
-  label leaves it to the prescriber) when an "other" non-hematologic toxicity is at Grade 2
-  now. An "other" Grade 3-4 toxicity that resolved without a recorded attribution gets a
+- **Which card at order-sign.** Recovery advice not yet acted on is given under the episode's
+  own rule (`anc-below-500`, `platelets-below-30k`, `rash-grade-2-3`,
+  `neuropathy-grade-2-pain-or-3`, `other-toxicity-grade-3-4`) with `reduce` or `resume` and
+  the dose due. A lenalidomide reduction is acted on once a later lenalidomide order (a draft
+  signed with this one included) has that dose; any other step once an ixazomib order followed
+  the recovery. A draft that already has the reduced ixazomib dose gets no card. Otherwise a
+  draft dose that differs from the level due gets `dose-level-due`: `reduce` when the level
+  due is below the last ordered dose (the reduction is owed now and was never ordered),
+  otherwise `correct-dose`. A hold or discontinue suppresses dose-change cards for the same
+  draft; when it withholds or stops lenalidomide too, its suggestion also deletes a
+  lenalidomide draft signed with the ixazomib order (a first Grade 2-3 rash deletes only that).
+- **New cycle.** A draft that begins 21 days or more after the last ixazomib order began (days
+  22-28 are the week off), or the first ixazomib order, starts a new cycle; one that begins
+  sooner resumes the current cycle after a hold, and only the Table 3 thresholds apply to it.
+  The gate uses the latest ANC and platelets within the CBC window, and asks for review
+  (`review`, the label leaves it to the prescriber) when an "other" non-hematologic toxicity
+  is at Grade 2 now and worse than its baseline (not before cycle 1: what is there then is the
+  baseline). An "other" Grade 3-4 toxicity that resolved without a recorded attribution gets a
   `review` card: whether ixazomib caused it decides between the same and the next lower dose.
+- **Baseline.** "Back to baseline or Grade <= 1": a toxicity recorded before ixazomib started
+  sets its baseline grade; an open episode no worse than its baseline since ixazomib started
+  is not withheld for.
+- **Unreadable history.** When no readable ixazomib order is on record but some recorded
+  orders name a Medication that could not be read, whether ixazomib was given before is
+  unknown: no starting-dose advice, a `data-unavailable` review says so.
 - **CBC window.** ANC or platelets older than `cbc_max_age` (default 7 days) count as missing
   (`cbc-missing`). A stale count below the hold threshold still advises the hold.
 - **Lab status.** Only final, amended and corrected results count. Preliminary results are not
@@ -128,7 +138,10 @@ DECISIONS = """\
 - **Referenced Medication.** When the draft names a product through a Medication outside the
   order, the update replaces `medicationReference` with a `medicationCodeableConcept` of the
   product of the new strength, because one update of the order cannot change another resource.
-- **Lab-result hook.** Returns no cards when the patient has no ixazomib history. A new count
+- **Lab-result hook.** Returns no cards when the patient has no ixazomib history, or is off
+  ixazomib (no ixazomib order active or on hold, and none begun within 56 days). A result
+  older than one already on record (filed late) gets no card: the later one had its call. A
+  new count
   below threshold advises holding both drugs (suggestion: put the active ixazomib and
   lenalidomide MedicationRequests on hold); a count that ends an episode advises how to resume.
   A pregnancy status among the new results stops the regimen.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cds_service.rules.cards import render
+from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
 from cds_service.rules.decisions.shared import data_problems, unresolved_medication
 from cds_service.rules.facts import Drug, gather_facts, judged_drafts
@@ -17,9 +18,6 @@ from cds_service.rules.inputs import (
     PatientRecord,
 )
 from cds_service.rules.settings import RuleSettings
-
-# Key in PatientRecord.unavailable for medicationReferences the data layer could not resolve.
-MEDICATIONS = "medications"
 
 
 def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[JsonDict]:

@@ -124,29 +124,29 @@ class DoseCourse:
     def ixazomib_discontinued(self) -> bool:
         return self.ixazomib_known and self.ixazomib_level is None
 
-    def pending_steps(self, history: list[MedicationOrder]) -> list[Step]:
-        """Advice the prescriber has not yet acted on: steps after the last ixazomib order,
-        and lenalidomide reductions that no later lenalidomide order has made (a rash that
-        resolved before this cycle's ixazomib order still owes its lenalidomide step)."""
+    def pending_steps(self, orders: list[MedicationOrder]) -> list[Step]:
+        """Advice the prescriber has not yet acted on. A lenalidomide reduction is acted on
+        when a later lenalidomide order (a draft signed now included) has that dose or less;
+        any other step when an ixazomib order followed it."""
         last = self.last_ixazomib_order
         after = last.starts if last is not None and last.starts is not None else None
-        return [
-            s
-            for s in self.steps
-            if after is None or s.at > after or _lenalidomide_step_not_ordered(s, history)
-        ]
+
+        def pending(step: Step) -> bool:
+            if step.drug is Drug.LENALIDOMIDE and step.to_mg is not None:
+                return not _lenalidomide_step_ordered(step, orders)
+            return after is None or step.at > after
+
+        return [s for s in self.steps if pending(s)]
 
 
-def _lenalidomide_step_not_ordered(step: Step, history: list[MedicationOrder]) -> bool:
-    if step.drug is not Drug.LENALIDOMIDE or step.to_mg is None:
-        return False  # only a known lenalidomide level can be checked against its orders
-    return not any(
+def _lenalidomide_step_ordered(step: Step, orders: list[MedicationOrder]) -> bool:
+    return any(
         o.drug is Drug.LENALIDOMIDE
         and o.dose_mg is not None
+        and step.to_mg is not None
         and o.dose_mg <= step.to_mg
-        and o.starts is not None
-        and o.starts >= step.at
-        for o in history
+        and (o.starts is None or o.starts >= step.at)
+        for o in orders
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue
 from cds_service.rules.settings import RuleSettings
 
@@ -21,10 +23,14 @@ from .model import (
     mg,
 )
 
+# A patient with no ixazomib order active or on hold, and none begun within two cycles, is
+# off ixazomib: a low count then is not the label's business.
+OFF_TREATMENT_AFTER = timedelta(days=56)
+
 
 def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     course = dose_course(facts, settings.pain_score_max_age)
-    if course.started is None:
+    if course.started is None or not _on_treatment(facts):
         return []
     decisions: list[Decision] = []
     for lab in (Lab.ANC, Lab.PLATELETS):
@@ -40,6 +46,14 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     return decisions
 
 
+def _on_treatment(facts: Facts) -> bool:
+    orders = facts.ixazomib_history()
+    if any(o.status in {"active", "on-hold"} for o in orders):
+        return True
+    latest = max((o.starts for o in orders if o.starts is not None), default=None)
+    return latest is not None and facts.now - latest <= OFF_TREATMENT_AFTER
+
+
 def _count_advice(
     facts: Facts, settings: RuleSettings, course: DoseCourse, lab: Lab, newest: LabValue
 ) -> list[Decision]:
@@ -48,6 +62,8 @@ def _count_advice(
     started = course.started or newest.at
     episodes = count_episodes(facts.labs[lab], threshold, started)
     orders = tuple(facts.active_orders)
+    if any(v.at > newest.at for v in facts.labs[lab]):
+        return []  # filed late: a later result is already on record and had its own call
     if newest.value < threshold:
         number = next((e.number for e in episodes if newest in e.lows), len(episodes) or 1)
         return [shared.hold_for_low_count(lab, newest, number, zone, Suggest.HOLD_ACTIVE, orders)]

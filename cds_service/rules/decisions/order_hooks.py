@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
+from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.facts.reading import shown
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import plain
 
@@ -47,6 +51,7 @@ from .model import (
 MAX_WEEKLY_MG = Decimal(4)
 MAX_DOSES_PER_WEEK = Decimal(1)
 DOSES_PER_CYCLE = 3  # days 1, 8 and 15 of a 28-day cycle
+NEW_CYCLE_AFTER = timedelta(days=21)  # days 22-28 are the week off: what follows is a new cycle
 STEP_RULE_NAMES = {
     "anc-below-500": "ANC < 500/mm3",
     "platelets-below-30k": "platelets < 30,000/mm3",
@@ -66,14 +71,21 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
     decisions: list[Decision] = []
     decisions += shared.pregnancy(facts, settings, drafts)
     decisions += _discontinued_by_history(course, drafts, history)
-    decisions += _counts(facts, settings, course, drafts)
+    cycle = _cycle_start(course, drafts, facts.now)
+    decisions += _counts(facts, settings, course, drafts, cycle)
     decisions += shared.ongoing_toxicities(facts, settings, course, drafts)
-    decisions += _non_hematologic_gate(facts, settings, course)
+    if cycle[0] and course.started is not None:  # before cycle 1 what is there is baseline
+        decisions += _non_hematologic_gate(facts, settings, course)
     decisions += _unattributed_recoveries(facts, settings, course)
     stopped = any(d.stops_ixazomib for d in decisions)
 
     start_due = due
-    if course.started is None:
+    # Orders whose medication could not be identified may be earlier ixazomib: then "no
+    # earlier ixazomib" is not known, and the starting dose cannot be judged.
+    history_unknown = course.started is None and MEDICATIONS in facts.unavailable
+    if history_unknown:
+        decisions.append(_history_unknown(facts))
+    elif course.started is None:
         start_cards, start_due = _starting_dose(facts, settings, drafts, stopped)
         decisions += start_cards
     for draft in drafts:
@@ -82,14 +94,52 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
             decisions.append(error)
         elif not stopped and course.started is not None:
             decisions += _dose_due(draft, course, history, zone, facts)
-        elif not stopped and start_due is not None and draft.dose_mg != start_due:
+        elif (
+            not (stopped or history_unknown)
+            and start_due is not None
+            and draft.dose_mg != start_due
+        ):
             decisions += _start_level(draft, start_due, zone, decisions)
 
     decisions += shared.severity_without_grade(facts, settings)
     decisions += shared.interactions(facts, settings)
     decisions += shared.hypersensitivity(facts, settings)
     decisions += shared.data_problems(facts)
-    return decisions
+    return [_with_lenalidomide_drafts(d, facts) for d in decisions]
+
+
+def _lenalidomide_drafts(facts: Facts) -> tuple[MedicationOrder, ...]:
+    return tuple(o for o in facts.other_drafts if o.drug is Drug.LENALIDOMIDE)
+
+
+def _with_lenalidomide_drafts(decision: Decision, facts: Facts) -> Decision:
+    """Advice that withholds or stops lenalidomide also removes a lenalidomide draft signed
+    with the ixazomib order: Table 3 withholds both drugs, not only the one being checked."""
+    lenalidomide = _lenalidomide_drafts(facts)
+    if not lenalidomide or decision.lenalidomide is None:
+        return decision
+    if decision.lenalidomide.action not in {HOLD, DISCONTINUE}:
+        return decision
+    if decision.suggest is Suggest.DELETE_DRAFT:
+        return replace(decision, targets=(*decision.targets, *lenalidomide))
+    if decision.suggest is Suggest.NOTHING:
+        return replace(decision, suggest=Suggest.DELETE_DRAFT, targets=lenalidomide)
+    return decision
+
+
+def _history_unknown(facts: Facts) -> Decision:
+    return Decision(
+        rule="data-unavailable",
+        indicator=WARNING,
+        summary="Earlier orders could not be identified: starting dose not checked",
+        ixazomib=DrugAdvice(REVIEW),
+        evidence=(f"medication references: {facts.unavailable[MEDICATIONS]}",),
+        notes=(
+            "No readable earlier ixazomib order was found, but some earlier orders name a "
+            "Medication that could not be read: whether ixazomib was given before, and so "
+            "whether the hepatic and renal starting-dose rules apply, is unknown.",
+        ),
+    )
 
 
 def _course_lines(course: DoseCourse, facts: Facts, zone: str) -> tuple[str, ...]:
@@ -143,11 +193,38 @@ def _latest(facts: Facts, lab: Lab) -> LabValue | None:
     return facts.labs[lab][-1] if facts.labs[lab] else None
 
 
+def _cycle_start(
+    course: DoseCourse, drafts: list[MedicationOrder], now: datetime
+) -> tuple[bool, str]:
+    """(whether the drafts begin a new cycle, why). A draft within three weeks of the last
+    ixazomib order's start resumes that cycle (days 8 or 15 after a hold): the new-cycle
+    criteria do not apply to it, only the hold thresholds of Table 3."""
+    last = course.last_ixazomib_order
+    if last is None or last.starts is None:
+        return True, "no earlier ixazomib order: this order begins cycle 1"
+    begins = min((d.starts or now for d in drafts), default=now)
+    days = (begins - last.starts).days
+    if begins - last.starts >= NEW_CYCLE_AFTER:
+        return True, (
+            f"this order begins {days} days after the last ixazomib order began "
+            f"({shown(last.starts)}): read as the start of a new cycle"
+        )
+    return False, (
+        f"this order begins {days} days after the last ixazomib order began "
+        f"({shown(last.starts)}): read as resuming the current cycle"
+    )
+
+
 def _counts(
-    facts: Facts, settings: RuleSettings, course: DoseCourse, drafts: list[MedicationOrder]
+    facts: Facts,
+    settings: RuleSettings,
+    course: DoseCourse,
+    drafts: list[MedicationOrder],
+    cycle: tuple[bool, str],
 ) -> list[Decision]:
     """Hold for a low count now; the new-cycle gate; a missing or stale CBC."""
     zone = shared.zone_name(settings)
+    new_cycle, cycle_line = cycle
     decisions: list[Decision] = []
     missing: list[str] = []
     gate_failures: list[str] = []
@@ -168,7 +245,7 @@ def _counts(
         threshold = HOLD_THRESHOLDS[lab]
         if latest.value < threshold:
             decisions.append(_hold_for_count(facts, lab, latest, course, drafts, zone))
-        elif latest.value < gate and facts.now - latest.at <= settings.cbc_max_age:
+        elif new_cycle and latest.value < gate and facts.now - latest.at <= settings.cbc_max_age:
             gate_failures.append(f"{lab.value} {count_text(latest.value)}/mm3 < {count_text(gate)}")
         if facts.now - latest.at <= settings.cbc_max_age:
             gate_lines.append(count_line(latest, zone))
@@ -180,7 +257,7 @@ def _counts(
                 summary=f"New cycle must wait: {'; '.join(gate_failures)}"[:139],
                 ixazomib=DrugAdvice(HOLD),
                 lenalidomide=DrugAdvice(HOLD),
-                evidence=(*gate_lines, "this ixazomib order is read as the start of a new cycle"),
+                evidence=(*gate_lines, cycle_line),
                 notes=("Start the cycle when ANC >= 1,000/mm3 and platelets >= 75,000/mm3.",),
                 suggest=Suggest.DELETE_DRAFT,
                 targets=tuple(drafts),
@@ -223,7 +300,12 @@ def _non_hematologic_gate(
         for f in facts.toxicities
         if f.toxicity is Toxicity.OTHER and f.ongoing and (f.grade or 0) == 2
     ]
-    ongoing = [f for f in ongoing if series_key(f) not in held]
+    ongoing = [
+        f
+        for f in ongoing
+        if series_key(f) not in held
+        and (f.grade or 0) > (shared.baseline_grade(facts, series_key(f), course) or 1)
+    ]
     if not ongoing:
         return []
     terms = ", ".join(sorted({f.term for f in ongoing}))
@@ -464,33 +546,31 @@ def _dose_due(
         return []  # discontinued: reported by _discontinued_by_history
     decisions: list[Decision] = []
     latest_per_rule: dict[str, Step] = {}
-    for step in course.pending_steps(facts.history):
+    for step in course.pending_steps([*facts.history, *_lenalidomide_drafts(facts)]):
         latest_per_rule[step.rule] = step
     updated = False
     for step in sorted(latest_per_rule.values(), key=lambda s: s.at):
         lowers_ixazomib = step.drug is Drug.IXAZOMIB
         too_high = draft.dose_mg is not None and draft.dose_mg > due
-        # A reduce card always carries the update (contract), also when the draft already
-        # has the lower dose: applying it then changes nothing.
-        reduces = lowers_ixazomib and draft.dose_mg is not None and draft.dose_mg >= due
+        if lowers_ixazomib and not too_high:
+            continue  # the draft already makes the reduction (a lower one: dose-level-due)
         decisions.append(
             Decision(
                 rule=step.rule,
-                indicator=WARNING if reduces and too_high else INFO,
+                indicator=WARNING if lowers_ixazomib else INFO,
                 summary=(
                     f"After {STEP_RULE_NAMES[step.rule]}: ixazomib {mg(due)}"
                     + (" (one level lower)" if lowers_ixazomib else " (most recent dose)")
-                    + ("" if too_high else ", as ordered")
                 )[:139],
                 ixazomib=DrugAdvice(REDUCE if lowers_ixazomib else RESUME, due),
                 lenalidomide=_lenalidomide_after(step, course),
                 evidence=(*history, order_line(draft, zone)),
                 notes=(f"{step.why}; not yet reflected in an ixazomib order.",),
-                suggest=Suggest.UPDATE_DOSE if reduces else Suggest.NOTHING,
-                targets=(draft,) if reduces else (),
+                suggest=Suggest.UPDATE_DOSE if lowers_ixazomib else Suggest.NOTHING,
+                targets=(draft,) if lowers_ixazomib else (),
             )
         )
-        updated = updated or (reduces and too_high)
+        updated = updated or lowers_ixazomib
     if not updated and draft.dose_mg is not None and draft.dose_mg != due:
         owed_now = draft.dose_mg > due and _reduction_never_ordered(course, facts)
         decisions.append(

@@ -17,6 +17,7 @@ from .history import (
     DoseCourse,
     ToxicityEpisode,
     next_lower,
+    series_key,
     toxicity_episodes,
 )
 from .model import (
@@ -79,11 +80,34 @@ def _with_pain_now(facts: Facts, window: timedelta, zone: str) -> list[str]:
     return signals
 
 
+def baseline_grade(facts: Facts, series: str, course: DoseCourse) -> int | None:
+    """The worst grade of a toxicity recorded before ixazomib started: its baseline, which
+    the label accepts as well as Grade <= 1 ("back to baseline or Grade 1")."""
+    started = course.started
+    if started is None:
+        return None
+    before = [
+        f.grade
+        for f in facts.toxicities
+        if series_key(f) == series and f.grade is not None and f.at is not None and f.at < started
+    ]
+    return max(before) if before else None
+
+
+def _at_baseline(facts: Facts, episode: ToxicityEpisode, course: DoseCourse) -> bool:
+    """An open episode that began before ixazomib and is no worse since it started."""
+    baseline = baseline_grade(facts, series_key(episode.findings[0]), course)
+    if baseline is None or course.started is None:
+        return False
+    since = [f.grade or 0 for f in episode.findings if f.at is None or f.at >= course.started]
+    return max(since, default=0) <= baseline
+
+
 def _open_episodes(
     facts: Facts, toxicity: Toxicity, at_least: int, course: DoseCourse, window: timedelta
 ) -> list[ToxicityEpisode]:
     episodes = toxicity_episodes(facts, toxicity, at_least, course.started, window)
-    return [e for e in episodes if e.ended is None]
+    return [e for e in episodes if e.ended is None and not _at_baseline(facts, e, course)]
 
 
 def _grade_4_since_start(
