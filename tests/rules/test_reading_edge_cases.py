@@ -698,3 +698,31 @@ def test_capsule_dose_is_read_from_the_ingredient_strength_of_an_uncoded_product
         "system": UCUM,
         "code": "mg",
     }
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        "Lymphocyte count decreased",
+        "Lymphopenia",
+        "Pancytopenia",
+        "Cytopenia",
+        "Hemoglobin decreased",
+        "Haemoglobin decreased",
+        "Anemia",
+        "Leucopenia",
+        "White blood cell decreased",
+        "Febrile neutropenia",
+    ],
+)
+@pytest.mark.parametrize("grade", [2, 3])
+def test_hematologic_adverse_event_is_not_an_other_non_hematologic_toxicity(
+    term: str, grade: int
+) -> None:
+    # Hematologic toxicities are judged from the counts; the "other non-hematologic" row
+    # (hold at Grade 3) and the new-cycle gate (Grade 2) must not take them.
+    event = adverse_event(concept(NCIT, "C000000", term), grade)
+    cards = sign(order(dose=4, id="draft"), record(history=ON_IXAZOMIB, adverseEvents=[event]))
+    assert "other-toxicity-grade-3-4" not in rules_of(cards)
+    assert "new-cycle-gate" not in rules_of(cards)
+    assert not any(term.lower() in (card.get("detail") or "").lower() for card in cards)
