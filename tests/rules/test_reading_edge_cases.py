@@ -381,9 +381,9 @@ def test_final_result_beside_a_preliminary_one_is_still_used() -> None:
     preliminary = lab(ANC, "0.2", "10*9/L", 0, status="preliminary", id="prelim")
     final = lab(ANC, "0.3", "10*9/L", 0, id="final")
     cards = lab_result([preliminary, final], record(history=ON_REGIMEN, labs=good_cbc()))
-    assert rules_of(cards) == ["anc-below-500", "data-uninterpretable"]
+    # The final result of the same draw is judged; the preliminary one needs no review.
+    assert rules_of(cards) == ["anc-below-500"]
     assert "Observation/final" in one(cards, "anc-below-500")["detail"]
-    assert "Observation/prelim" in one(cards, "data-uninterpretable")["detail"]
 
 
 def test_preliminary_pregnancy_status_is_named() -> None:
@@ -726,3 +726,33 @@ def test_hematologic_adverse_event_is_not_an_other_non_hematologic_toxicity(
     assert "other-toxicity-grade-3-4" not in rules_of(cards)
     assert "new-cycle-gate" not in rules_of(cards)
     assert not any(term.lower() in (card.get("detail") or "").lower() for card in cards)
+
+
+@pytest.mark.parametrize("final_value", ["25", "150"])
+def test_preliminary_result_overtaken_by_a_newer_final_one_of_the_same_lab_is_not_named(
+    final_value: str,
+) -> None:
+    # Platelets (10*3/uL): a preliminary 20 at 06:00, then the final draw at 10:00.
+    preliminary = lab(PLATELETS, "20", "10*3/uL", 0.5, status="preliminary", id="prelim")
+    final = lab(PLATELETS, final_value, "10*3/uL", 0.3, id="final")
+    cards = lab_result([preliminary, final], record(history=ON_REGIMEN, labs=good_cbc(2)))
+    assert "data-uninterpretable" not in rules_of(cards)
+    assert not any("Observation/prelim" in (card.get("detail") or "") for card in cards)
+    if final_value == "25":
+        assert rules_of(cards) == ["platelets-below-30k"]
+        assert "Observation/final" in one(cards, "platelets-below-30k")["detail"]
+
+
+def test_preliminary_result_newer_than_the_final_one_is_still_named() -> None:
+    final = lab(PLATELETS, "150", "10*3/uL", 0.5, id="final")
+    preliminary = lab(PLATELETS, "20", "10*3/uL", 0.3, status="preliminary", id="prelim")
+    cards = lab_result([final, preliminary], record(history=ON_REGIMEN, labs=good_cbc(2)))
+    card = one(cards, "data-uninterpretable")
+    assert "platelets Observation/prelim (20 10*3/uL" in card["detail"]
+
+
+def test_preliminary_result_is_named_beside_a_newer_final_one_of_another_lab() -> None:
+    preliminary = lab(PLATELETS, "20", "10*3/uL", 0.5, status="preliminary", id="prelim")
+    final_anc = lab(ANC, "2.0", "10*9/L", 0.3, id="anc-final")
+    cards = lab_result([preliminary, final_anc], record(history=ON_REGIMEN, labs=good_cbc(2)))
+    assert "Observation/prelim" in one(cards, "data-uninterpretable")["detail"]

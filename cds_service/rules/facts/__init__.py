@@ -24,7 +24,14 @@ from cds_service.rules.facts.clinical import (
     read_patient,
     renal_failure_evidence,
 )
-from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab, unused_new_result
+from cds_service.rules.facts.labs import (
+    Lab,
+    LabValue,
+    lab_of,
+    overtaken,
+    read_lab,
+    unused_new_result,
+)
 from cds_service.rules.facts.orders import (
     Drug,
     MedicationOrder,
@@ -190,9 +197,10 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     new_references = {reference_of(o) for o in new_observations}
     new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
     # A new result left out for its status (preliminary...) is named, never dropped in silence;
-    # earlier ones are not (the hook was called for those already).
+    # earlier ones are not (the hook was called for those already). Nor is one that a counted
+    # new result of the same lab, as new or newer, stands in for: that one was judged.
     for raw in _unique(new_observations):
-        if (why := unused_new_result(raw)) is not None:
+        if (why := unused_new_result(raw)) is not None and not overtaken(raw, new_labs, zone):
             problems.uninterpretable.append(why)
 
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
