@@ -18,6 +18,7 @@ from cds_service.rules.units import _UCUM, Kind, factor_for
 
 from .builders import (
     ANC,
+    DIARRHEA,
     IXAZOMIB,
     LENALIDOMIDE,
     LOINC,
@@ -756,3 +757,71 @@ def test_preliminary_result_is_named_beside_a_newer_final_one_of_another_lab() -
     final_anc = lab(ANC, "2.0", "10*9/L", 0.3, id="anc-final")
     cards = lab_result([preliminary, final_anc], record(history=ON_REGIMEN, labs=good_cbc(2)))
     assert "Observation/prelim" in one(cards, "data-uninterpretable")["detail"]
+
+
+def _resolved_diarrhoea(*suspects: JsonDict) -> JsonDict:
+    event = adverse_event(DIARRHEA, 3, days_ago=10, outcome="resolved")
+    event["suspectEntity"] = [
+        {"instance": instance, "causality": [{"assessment": {"text": "Related"}}]}
+        for instance in suspects
+    ]
+    return event
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        {"reference": "MedicationRequest/len"},  # the patient's lenalidomide order
+        {"display": "lenalidomide"},
+        {"reference": "MedicationAdministration/adm-7", "display": "Revlimid 25 mg"},
+    ],
+)
+def test_resolved_grade_3_attributed_only_to_another_drug_resumes_at_the_same_dose(
+    instance: JsonDict,
+) -> None:
+    cards = sign(
+        order(dose=4, id="draft"),
+        record(history=ON_REGIMEN, adverseEvents=[_resolved_diarrhoea(instance)]),
+    )
+    assert cards == []  # no review, no reduction: the 4 mg draft stands
+
+
+def test_a_suspect_that_cannot_be_identified_still_asks_about_ixazomib() -> None:
+    # A MedicationAdministration (not read by the service) may be an ixazomib dose.
+    for suspects in (
+        [{"reference": "MedicationAdministration/adm-7"}],
+        [{"reference": "MedicationRequest/len"}, {"reference": "MedicationStatement/ms-1"}],
+        [{"reference": "MedicationRequest/unknown-order"}],
+    ):
+        event = _resolved_diarrhoea(*suspects)
+        cards = sign(order(dose=4, id="draft"), record(history=ON_REGIMEN, adverseEvents=[event]))
+        card = one(cards, "other-toxicity-grade-3-4")
+        assert recommendation(card)["ixazomib"] == {"action": "review"}
+
+
+def test_ixazomib_among_the_suspects_is_still_attributed() -> None:
+    event = _resolved_diarrhoea(
+        {"reference": "MedicationRequest/len"}, {"reference": "MedicationRequest/ixa"}
+    )
+    cards = sign(order(dose=4, id="draft"), record(history=ON_REGIMEN, adverseEvents=[event]))
+    assert recommendation(one(cards, "other-toxicity-grade-3-4"))["ixazomib"] == {
+        "action": "reduce",
+        "doseMg": 3,
+    }
+
+
+def test_an_ixazomib_order_known_only_by_name_is_not_another_drug() -> None:
+    # Coded locally, named in text: order_drug cannot tell it is ixazomib, so neither is it
+    # known to be another drug; the physician is asked.
+    local = order(
+        status="active",
+        days_ago=30,
+        id="ixa-local",
+        medication={"medicationCodeableConcept": {"text": "Ninlaro 4 mg capsule"}},
+    )
+    event = _resolved_diarrhoea({"reference": "MedicationRequest/ixa-local"})
+    cards = sign(
+        order(dose=4, id="draft"), record(history=[*ON_REGIMEN, local], adverseEvents=[event])
+    )
+    card = one(cards, "other-toxicity-grade-3-4")
+    assert recommendation(card)["ixazomib"] == {"action": "review"}

@@ -35,6 +35,7 @@ from cds_service.rules.facts.labs import (
 from cds_service.rules.facts.orders import (
     Drug,
     MedicationOrder,
+    names_other_drug,
     order_drug,
     read_order,
     referenced_medication,
@@ -209,7 +210,17 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         for o in history
         if o.drug is Drug.IXAZOMIB
     }
-    references_context = frozenset(ixazomib_references)
+    # Orders of other drugs (and their Medications), so that an adverse event whose suspects are
+    # only these (lenalidomide alone) reads as not attributed to ixazomib rather than unstated.
+    other_references: set[str] = set()
+    for raw in of_type(resources.get(keys.MEDICATION_REQUESTS, []), "MedicationRequest"):
+        if names_other_drug(raw, medications):
+            medication = dict_field(raw, "medicationReference").get("reference")
+            other_references.add(reference_of(raw))
+            if isinstance(medication, str) and not medication.startswith("#"):
+                other_references.add(medication)
+    other_references -= ixazomib_references
+    references_context = (frozenset(ixazomib_references), frozenset(other_references))
     toxicities = [
         _with_zone_flag(finding, problems)
         for raw in of_type(resources.get(keys.ADVERSE_EVENTS, []), "AdverseEvent")
@@ -218,7 +229,9 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
                 "adverse event",
                 raw,
                 problems,
-                lambda event, noted: read_adverse_event(event, ixazomib_references, zone, noted),
+                lambda event, noted: read_adverse_event(
+                    event, ixazomib_references, zone, noted, other_references
+                ),
                 references_context,
             )
         )
