@@ -7,9 +7,11 @@ import uuid
 from typing import Any
 
 import pytest
-from builders import empty_prefetch, medication_request, order_sign_request
+from builders import PATIENT_ID, empty_prefetch, medication_request, order_sign_request
 from cds_assertions import assert_conformant_response
 from flask.testing import FlaskClient
+
+from cds_service.fixtures import load_scenarios
 
 STU2_TOKENS = {
     "context.patientId",
@@ -252,3 +254,61 @@ def test_orders_of_other_drugs_need_no_patient_data(client: FlaskClient) -> None
     )
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
+
+
+def _lab_result_request(subject: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """A real lab-result call (new platelets 24 x10^9/L: a hold) with the new results' subject
+    replaced (``None`` removes it)."""
+    scenario = next(s for s in load_scenarios() if s.id == "lab-platelets-1st-onset")
+    body = scenario.cds_request(prefetch=True)
+    for entry in body["context"]["observations"]["entry"]:
+        entry["resource"].pop("subject", None)
+        if subject is not None:
+            entry["resource"]["subject"] = subject
+    return scenario.patient_id, body
+
+
+def test_a_new_result_about_another_patient_is_400_naming_both(client: FlaskClient) -> None:
+    """Another patient's low platelets must not hold this patient's ixazomib."""
+    patient, body = _lab_result_request({"reference": "Patient/someone-else"})
+    response = client.post("/cds-services/ixazomib-lab-result", json=body)
+    assert_operation_outcome(response, 400, "Patient/someone-else")
+    assert_operation_outcome(response, 400, f"Patient/{patient}")
+    assert_operation_outcome(response, 400, "Observation/lab-platelets-1st-onset-plt-new")
+    absolute = {"reference": "https://ehr.example/fhir/Patient/someone-else/_history/2"}
+    response = client.post(
+        "/cds-services/ixazomib-lab-result", json=_lab_result_request(absolute)[1]
+    )
+    assert_operation_outcome(response, 400, "Patient/someone-else")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        None,
+        {"reference": "Patient/lab-platelets-1st-onset"},
+        {"reference": "https://ehr.example/fhir/Patient/lab-platelets-1st-onset"},
+        {"reference": "urn:uuid:7f8e9a10-0000-4000-8000-000000000001"},
+        {"display": "the patient"},
+        {"reference": 12},
+    ],
+)
+def test_a_new_result_whose_subject_is_this_patient_or_cannot_be_told_is_read(
+    client: FlaskClient, subject: dict[str, Any] | None
+) -> None:
+    _, body = _lab_result_request(subject)
+    response = client.post("/cds-services/ixazomib-lab-result", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert_conformant_response(response.get_json())
+
+
+def test_a_draft_order_about_another_patient_is_400_naming_both(client: FlaskClient) -> None:
+    order = medication_request(order_id="draft-other")
+    order["subject"] = {"reference": "Patient/someone-else"}
+    response = client.post("/cds-services/ixazomib-order-sign", json=order_sign_request(order))
+    assert_operation_outcome(response, 400, "MedicationRequest/draft-other")
+    assert_operation_outcome(response, 400, "Patient/someone-else")
+    assert_operation_outcome(response, 400, f"Patient/{PATIENT_ID}")
+    order["subject"] = {"reference": f"http://ehr.example/fhir/Patient/{PATIENT_ID}"}
+    response = client.post("/cds-services/ixazomib-order-sign", json=order_sign_request(order))
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -6,6 +6,7 @@ the rules' own list of data needs, so what is advertised is exactly what the rul
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -17,6 +18,13 @@ from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN, JsonDict
 
 MAX_CONTEXT_ENTRIES = 100  # draft orders or new results in one call; more is not an EHR's call
+
+# A subject reference that names a patient: relative (`Patient/p1`) or absolute
+# (`https://ehr.example/fhir/Patient/p1`), optionally versioned. The id part is a FHIR id.
+# Any other form (`urn:uuid:...`, `#contained`, a Group) cannot be compared with patientId.
+_PATIENT_REFERENCE = re.compile(
+    r"(?:https?://\S+/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ def read_context(hook: str, context: JsonDict) -> HookContext:
     medications: dict[str, JsonDict] = {}
     if hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
         entries = _bundle_resources(context, "draftOrders")
+        _refuse_other_patients("draftOrders", entries, "MedicationRequest", patient_id)
         draft_orders = [r for r in entries if r.get("resourceType") != "Medication"]
         medications = _medications_by_reference(context["draftOrders"])
         if hook == HOOK_ORDER_SELECT:
@@ -111,11 +120,9 @@ def read_context(hook: str, context: JsonDict) -> HookContext:
         bundle = context.get("observations")
         if isinstance(bundle, dict) and bundle.get("type") not in (None, "collection"):
             raise BadRequest("context.observations must be a Bundle of type collection")
-        observations = [
-            r
-            for r in _bundle_resources(context, "observations")
-            if r.get("resourceType") == "Observation"
-        ]
+        entries = _bundle_resources(context, "observations")
+        _refuse_other_patients("observations", entries, "Observation", patient_id)
+        observations = [r for r in entries if r.get("resourceType") == "Observation"]
     return HookContext(patient_id, draft_orders, selections, observations, medications)
 
 
@@ -160,6 +167,42 @@ def _bundle_resources(context: JsonDict, name: str) -> list[JsonDict]:
         seen[identity] = index
         resources.append(resource)
     return resources
+
+
+def _refuse_other_patients(
+    name: str, resources: list[JsonDict], kind: str, patient_id: str
+) -> None:
+    """Refuse a context resource that is about another patient than ``context.patientId``.
+
+    The rules take every draft order and new result of the request as this patient's: another
+    patient's low platelet count would hold this patient's ixazomib. Such a request is broken at
+    the EHR, so it is refused (400) rather than answered for either patient. A subject that is
+    absent, or in a form that cannot be compared (``urn:uuid:``), is taken as this patient's:
+    refusing what cannot be shown to be wrong would fail correct requests. ``resources`` are the
+    Bundle's entries in order, so the index named is the entry's.
+    """
+    for index, resource in enumerate(resources):
+        if resource.get("resourceType") != kind:
+            continue
+        named = _subject_patient(resource)
+        if named is None or named == patient_id:
+            continue
+        identity = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
+        raise BadRequest(
+            f"context.{name}.entry[{index}] ({identity}) is about Patient/{named}, but this "
+            f"request is about Patient/{patient_id} (context.patientId); a request may carry "
+            "only the data of the patient it is about"
+        )
+
+
+def _subject_patient(resource: JsonDict) -> str | None:
+    """The patient id that ``subject.reference`` names, or None when it names none we can read."""
+    subject = resource.get("subject")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    if not isinstance(reference, str):
+        return None
+    match = _PATIENT_REFERENCE.fullmatch(reference)
+    return match.group(1) if match else None
 
 
 @cache

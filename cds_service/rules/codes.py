@@ -110,7 +110,12 @@ RASH_TERMS = frozenset(
     }
 )
 NEUROPATHIC_PAIN_TERMS = frozenset({(NCIT, "C143703"), (SNOMED, "247398009")})
-# Hematologic toxicities are judged from the counts, never as "other non-hematologic".
+# Hematologic toxicities are judged from the counts (the label's platelet and ANC rows), never
+# as "other non-hematologic" (label 2.2, Table 3): read so, a Grade 3 "Lymphocyte count
+# decreased" would hold ixazomib and a Grade 2 lymphopenia the new cycle; the label asks neither.
+# Word stems matched in the term's text and displays, lower case; CTCAE names the blood terms
+# by the count ("... count decreased"), MedDRA and clinicians by the condition ("-penia").
+# No code set: the label reference lists no codes for these terms.
 HEMATOLOGIC_WORDS = (
     "neutropeni",
     "neutrophil",
@@ -118,10 +123,16 @@ HEMATOLOGIC_WORDS = (
     "platelet",
     "anemi",
     "anaemi",
+    "hemoglobin",
+    "haemoglobin",
     "leukopeni",
-    "lymphopeni",
+    "leucopeni",
     "white blood cell",
-    "febrile",
+    "lymphopeni",
+    "lymphocyte",
+    "pancytopeni",
+    "cytopeni",  # bicytopenia, "cytopenia" alone
+    "febrile",  # febrile neutropenia
 )
 
 __all__ = ["LOINC", "MEDDRA", "NCIT", "SNOMED"]

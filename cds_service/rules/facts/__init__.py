@@ -24,10 +24,18 @@ from cds_service.rules.facts.clinical import (
     read_patient,
     renal_failure_evidence,
 )
-from cds_service.rules.facts.labs import Lab, LabValue, lab_of, read_lab, unused_new_result
+from cds_service.rules.facts.labs import (
+    Lab,
+    LabValue,
+    lab_of,
+    overtaken,
+    read_lab,
+    unused_new_result,
+)
 from cds_service.rules.facts.orders import (
     Drug,
     MedicationOrder,
+    names_other_drug,
     order_drug,
     read_order,
     referenced_medication,
@@ -190,9 +198,10 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     new_references = {reference_of(o) for o in new_observations}
     new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
     # A new result left out for its status (preliminary...) is named, never dropped in silence;
-    # earlier ones are not (the hook was called for those already).
+    # earlier ones are not (the hook was called for those already). Nor is one that a counted
+    # new result of the same lab, as new or newer, stands in for: that one was judged.
     for raw in _unique(new_observations):
-        if (why := unused_new_result(raw)) is not None:
+        if (why := unused_new_result(raw)) is not None and not overtaken(raw, new_labs, zone):
             problems.uninterpretable.append(why)
 
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
@@ -201,7 +210,17 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         for o in history
         if o.drug is Drug.IXAZOMIB
     }
-    references_context = frozenset(ixazomib_references)
+    # Orders of other drugs (and their Medications), so that an adverse event whose suspects are
+    # only these (lenalidomide alone) reads as not attributed to ixazomib rather than unstated.
+    other_references: set[str] = set()
+    for raw in of_type(resources.get(keys.MEDICATION_REQUESTS, []), "MedicationRequest"):
+        if names_other_drug(raw, medications):
+            medication = dict_field(raw, "medicationReference").get("reference")
+            other_references.add(reference_of(raw))
+            if isinstance(medication, str) and not medication.startswith("#"):
+                other_references.add(medication)
+    other_references -= ixazomib_references
+    references_context = (frozenset(ixazomib_references), frozenset(other_references))
     toxicities = [
         _with_zone_flag(finding, problems)
         for raw in of_type(resources.get(keys.ADVERSE_EVENTS, []), "AdverseEvent")
@@ -210,7 +229,9 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
                 "adverse event",
                 raw,
                 problems,
-                lambda event, noted: read_adverse_event(event, ixazomib_references, zone, noted),
+                lambda event, noted: read_adverse_event(
+                    event, ixazomib_references, zone, noted, other_references
+                ),
                 references_context,
             )
         )

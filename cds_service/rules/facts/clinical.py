@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from enum import Enum
@@ -328,29 +329,56 @@ _RESOLVED_OUTCOMES = {"resolved", "resolvedWithSequelae", "fatal"}
 _NOT_RELATED_WORDS = ("unrelated", "not related", "unlikely", "excluded")
 
 
-def _attribution(event: AdverseEvent, ixazomib_references: set[str]) -> bool | None:
+def _attribution(
+    event: AdverseEvent, ixazomib_references: AbstractSet[str], other_references: AbstractSet[str]
+) -> bool | None:
+    """Whether the event is attributed to ixazomib, from its suspectEntity list.
+
+    True when a suspect names ixazomib (an ixazomib order or its Medication, or by name) and its
+    causality does not say unrelated. False when it does, and when every suspect is known to be
+    something else: another drug's order or Medication (``other_references``), or a name that is
+    not ixazomib. An event that names lenalidomide alone is not ixazomib's to reduce. None when
+    nothing is recorded, or a suspect cannot be identified (a reference to a resource the service
+    does not read, such as a MedicationAdministration): it may be ixazomib, so the physician is
+    asked rather than the reduction skipped."""
     stated: bool | None = None
+    other_named = False
+    unidentified = False
     for suspect in event.suspectEntity or []:
         # getattr: the models accept null even for required elements.
         instance = getattr(suspect, "instance", None)
         if instance is None:
+            unidentified = True
             continue
-        text = f"{instance.reference or ''} {instance.display or ''}".lower()
+        display = (instance.display or "").strip()
+        text = f"{instance.reference or ''} {display}".lower()
         if instance.reference not in ixazomib_references and not (
             "ixazomib" in text or "ninlaro" in text
         ):
+            if instance.reference in other_references or display:
+                other_named = True
+            else:
+                unidentified = True
             continue
         stated = True
         for causality in suspect.causality or []:
             assessment = concept_text(causality.assessment)
             if any(word in assessment for word in _NOT_RELATED_WORDS):
                 stated = False
+    if stated is None and other_named and not unidentified:
+        return False
     return stated
 
 
 def read_adverse_event(
-    raw: JsonDict, ixazomib_references: set[str], zone: tzinfo, problems: Problems
+    raw: JsonDict,
+    ixazomib_references: AbstractSet[str],
+    zone: tzinfo,
+    problems: Problems,
+    other_references: AbstractSet[str] = frozenset(),
 ) -> ToxicityFinding | None:
+    """``ixazomib_references``: the patient's ixazomib orders and their Medications;
+    ``other_references``: orders (and their Medications) known to be of other drugs."""
     toxicity = toxicity_of(raw.get("event"))
     if toxicity is None or raw.get("actuality") == "potential":
         return None
@@ -366,7 +394,7 @@ def read_adverse_event(
         ongoing=outcome not in _RESOLVED_OUTCOMES,  # no outcome: assume still present
         at=as_instant(event.date or event.detected or event.recordedDate, zone),
         reference=reference_of(raw),
-        attributed_to_ixazomib=_attribution(event, ixazomib_references),
+        attributed_to_ixazomib=_attribution(event, ixazomib_references, other_references),
         zone_assumed=reference_of(raw) in problems.zone_assumed,
     )
 

@@ -4,11 +4,13 @@ Only results with status final, amended or corrected count. Preliminary results 
 for decisions (a preliminary count can still change; the final one will fire the lab hook
 again); registered, cancelled and entered-in-error results are ignored. A NEW result at the
 lab-result hook that is not used for its status is named (``unused_new_result``), so that a
-preliminary ANC of 200/mm3 never passes in silence.
+preliminary ANC of 200/mm3 never passes in silence, unless a counted new result of the same lab,
+taken as late or later, is judged in its place (``overtaken``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -219,7 +221,34 @@ def _value_sent(raw: JsonDict) -> str:
     return "no value"
 
 
-def _when_sent(raw: JsonDict) -> str:
+def overtaken(raw: JsonDict, counted: Iterable[LabValue], zone: tzinfo) -> bool:
+    """Whether a new result not used for its status is overtaken by a ``counted`` result of the
+    same lab taken at the same time or later (a preliminary count filed in one Bundle with its
+    final version, or with a later final draw). The rules judged that one, so naming the
+    preliminary would ask for a review of data that was read. A preliminary taken after every
+    counted result, or whose time cannot be read, is not overtaken: it is the latest word.
+
+    Read from the raw JSON, unvalidated, with the times in the order ``read_lab`` takes them."""
+    lab = lab_of(raw)
+    taken = _instant_sent(raw, zone)
+    if lab is None or taken is None:
+        return False
+    return any(value.lab is lab and value.at >= taken for value in counted)
+
+
+def _instant_sent(raw: JsonDict, zone: tzinfo) -> datetime | None:
+    """``_time_sent`` as an aware datetime (a naive one in ``zone``), or None if unreadable."""
+    text = _time_sent(raw)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return as_instant(text, zone)  # a partial date ("2026", "2026-12"), else None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+
+def _time_sent(raw: JsonDict) -> str | None:
     period = raw.get("effectivePeriod")
     for value in (
         raw.get("effectiveDateTime"),
@@ -229,4 +258,8 @@ def _when_sent(raw: JsonDict) -> str:
     ):
         if isinstance(value, str) and value:
             return value
-    return "no date"
+    return None
+
+
+def _when_sent(raw: JsonDict) -> str:
+    return _time_sent(raw) or "no date"

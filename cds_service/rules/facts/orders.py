@@ -31,6 +31,7 @@ from cds_service.rules.facts.reading import (
     Problems,
     as_instant,
     codes_in,
+    codings,
     concept_text,
     dict_field,
     reference_of,
@@ -328,6 +329,24 @@ def medication_unknown(raw: JsonDict, medications: dict[str, JsonDict]) -> bool:
     if "medicationCodeableConcept" in raw:
         return not isinstance(raw["medicationCodeableConcept"], dict)
     return not isinstance(_raw_concept(raw, medications), dict)
+
+
+def names_other_drug(raw: JsonDict, medications: dict[str, JsonDict]) -> bool:
+    """Whether an order is known to be for a drug other than ixazomib: its medication can be
+    read, names something (a code or a text), and is ixazomib by neither RxNorm code nor name.
+
+    Stricter than ``order_drug(...)[0] is not Drug.IXAZOMIB``, which also says OTHER for an
+    order whose medication cannot be read or that names ixazomib only by a local code and text:
+    an adverse event whose only suspect is such an order must not be read as "not ixazomib"."""
+    concept = _raw_concept(raw, medications)
+    if not isinstance(concept, dict):
+        return False
+    text = concept_text(concept)
+    if not text and not any(code for _, code in codings(concept)):
+        return False  # names nothing
+    if _drug_of(codes_in(concept, RXNORM)) is Drug.IXAZOMIB:
+        return False
+    return "ixazomib" not in text and "ninlaro" not in text
 
 
 def order_drug(raw: JsonDict, medications: dict[str, JsonDict]) -> tuple[Drug, str | None]:
