@@ -81,7 +81,8 @@ DECISIONS = """\
 - **Lab status.** Only final, amended and corrected results count. Preliminary results are not
   used (they may change; the final result will fire the lab hook again), but a new result at
   the lab-result hook that is not used for its status is named on a `data-uninterpretable`
-  review card, so a preliminary ANC of 200 is never met with silence. Results with a
+  review card, so a preliminary ANC of 200 is never met with silence (unless a final result
+  of the same lab, as new or newer, came with it). Results with a
   comparator (`<0.1`) are bounds, not values, and are reported as uninterpretable.
 - **Units.** Converted exactly by multiplication into cells/uL (= /mm3), umol/L, kg, mL/min.
   A Quantity with a UCUM system and code is read by its code alone, case-sensitively (a sender
@@ -117,7 +118,8 @@ DECISIONS = """\
   SNOMED 247398009 / NCIt C143703) or a pain score (LOINC 72514-3) above 0 within
   `pain_score_max_age` (14 days); a pain finding still present counts from its onset on.
   Attribution: `suspectEntity` naming an ixazomib order or Medication (or ixazomib by name),
-  unless its causality says unrelated/unlikely. Hematologic terms are left to the counts.
+  unless its causality says unrelated/unlikely; not ixazomib when every suspect is identified
+  as another drug; not recorded (asked) when there is no suspect or one cannot be identified. Hematologic terms are left to the counts.
   Limitation: the `toxicityObservations` query names the neuropathy, rash and pain terms, so an
   "other" toxicity recorded only as an Observation with an integer grade (no NCIt grade code
   for `toxicityGrades` to find) is not fetched; record other toxicities as AdverseEvents or

@@ -198,6 +198,8 @@ def test_no_token_access_token_or_patient_id_in_any_log_line(trusted: Trusted) -
             fhir.set_mode(mode)
             body = order_sign_request(prefetch={})
             body["context"]["patientId"] = patient_id
+            draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+            draft["subject"] = {"reference": f"Patient/{patient_id}"}  # the same patient
             body["fhirServer"] = fhir.base_url
             body["fhirAuthorization"] = {
                 "access_token": access_token,
