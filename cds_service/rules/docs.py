@@ -119,7 +119,8 @@ DECISIONS = """\
   `pain_score_max_age` (14 days); a pain finding still present counts from its onset on.
   Attribution: `suspectEntity` naming an ixazomib order or Medication (or ixazomib by name),
   unless its causality says unrelated/unlikely; not ixazomib when every suspect is identified
-  as another drug; not recorded (asked) when there is no suspect or one cannot be identified. Hematologic terms are left to the counts.
+  as another drug; not recorded (asked) when there is no suspect or one cannot be identified.
+  Hematologic terms are left to the counts.
   Limitation: the `toxicityObservations` query names the neuropathy, rash and pain terms, so an
   "other" toxicity recorded only as an Observation with an integer grade (no NCIt grade code
   for `toxicityGrades` to find) is not fetched; record other toxicities as AdverseEvents or
