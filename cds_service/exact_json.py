@@ -202,3 +202,47 @@ class ObjectMemo(Generic[T]):
             self._known[id(value)] = (value, result)
             self._total += size
         return result
+
+
+class ItemsMemo(Generic[T]):
+    """Per process: what a computation gave for a list of shared prefetch objects, by the
+    identities of its items, in order.
+
+    For lists built afresh by every call from the same shared objects (a history's resources,
+    picked out of a remembered Bundle): the list is new, its items are not. Like
+    ``ObjectMemo``, correct only because request JSON is never changed in place, and only lists
+    whose every item is a remembered prefetch object are kept (with their items, so that no id
+    is reused while an entry lives); any other list is computed afresh. The computation must
+    depend on nothing but the items' content. Starts again empty with a new prefetch generation
+    and when the results reach ``max_size`` in total (``size`` of each). Results are shared:
+    callers must not change them.
+    """
+
+    def __init__(self, *, max_size: int, size: Callable[[T], int]) -> None:
+        self._size = size
+        self._max_size = max_size
+        self._known: dict[tuple[int, ...], tuple[tuple[Any, ...], T]] = {}
+        self._total = 0
+        self._generation = _PREFETCH.generation
+        self._lock = threading.Lock()
+
+    def __call__(self, items: list[Any], compute: Callable[[list[Any]], T]) -> T:
+        key = tuple(map(id, items))
+        known = self._known.get(key)
+        if known is not None:  # the entry keeps its items alive: the same ids, the same items
+            return known[1]
+        generation = _PREFETCH.generation  # read first: a clear after it is noticed below
+        result = compute(items)
+        if not all(_PREFETCH.holds(item) for item in items):
+            return result
+        size = self._size(result)
+        with self._lock:
+            if _PREFETCH.generation != generation:
+                return result  # the prefetch was forgotten meanwhile: keep nothing of it
+            if self._generation != generation or self._total + size > self._max_size:
+                self._known = {}
+                self._total = 0
+                self._generation = generation
+            self._known[key] = (tuple(items), result)
+            self._total += size
+        return result

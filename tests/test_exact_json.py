@@ -90,3 +90,28 @@ def test_calls_never_change_the_shared_prefetch(scenario: Scenario, client: Flas
         assert response.status_code in (200, 412), response.get_data(as_text=True)
     shared = _prefetch(loads_hook_request(raw))  # the objects both calls were given
     assert shared == _prefetch(loads_exact(raw))
+
+
+def test_a_list_of_shared_resources_is_joined_once() -> None:
+    from datetime import UTC
+
+    from cds_service.rules.facts.reading import Readings
+
+    raw = b'{"prefetch": {"labs": {"resourceType": "Bundle", "entry": [' + b",".join(
+        b'{"resource": {"resourceType": "Observation", "id": "o%d", "valueQuantity": '
+        b'{"value": %d.5}}}' % (i, i)
+        for i in range(3)
+    ) + b"]}}}"
+    shared = [e["resource"] for e in loads_hook_request(raw)["prefetch"]["labs"]["entry"]]
+    again = [e["resource"] for e in loads_hook_request(raw)["prefetch"]["labs"]["entry"]]
+    assert all(a is b for a, b in zip(shared, again, strict=True))
+    plain = Readings(UTC)._joined(list(shared))
+    first, second = Readings(UTC).content(list(shared)), Readings(UTC).content(list(again))
+    assert first == plain
+    assert second is first  # remembered by the items' identities
+    other = {"resourceType": "Observation", "id": "o2", "valueQuantity": {"value": 9}}
+    fresh = [*shared[:2], other]
+    changed = Readings(UTC).content(fresh)
+    assert changed != first
+    assert changed == Readings(UTC)._joined(fresh)  # an item not shared: computed afresh
+    assert Readings(UTC).content(list(shared[:2])) != first

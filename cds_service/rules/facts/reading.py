@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from cds_service.exact_json import ObjectMemo
+from cds_service.exact_json import ItemsMemo, ObjectMemo
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
@@ -144,16 +144,21 @@ class Readings:
         if isinstance(value, dict):
             content = _CONTENTS(value)
         elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            parts = [self.content(item) for item in value]
-            # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name
-            # one list of contents only, and never a single resource's content.
-            content = (
-                None if any(part is None for part in parts) else b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
-            )
+            # The same shared resources as in an earlier call: the very same bytes, whose hash
+            # is known, instead of joining and hashing ~100 KB again.
+            content = _JOINED(value, self._joined)
         else:
             content = content_of(value)
         self._contents[id(value)] = (value, content)  # keeps value alive: its id stays unique
         return content
+
+    def _joined(self, resources: list[Any]) -> bytes | None:
+        parts = [self.content(item) for item in resources]
+        # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name one
+        # list of contents only, and never a single resource's content.
+        if any(part is None for part in parts):
+            return None
+        return b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
 
     def read(
         self,
@@ -218,6 +223,8 @@ def _content_size(content: bytes | None) -> int:
 
 # A resource is serialised once for as long as it is remembered (see ObjectMemo).
 _CONTENTS = ObjectMemo(content_of, max_size=4 * 1024 * 1024, size=_content_size)
+# And a list of them is joined once (see ItemsMemo).
+_JOINED: ItemsMemo[bytes | None] = ItemsMemo(max_size=8 * 1024 * 1024, size=_content_size)
 
 
 def zone_flag(flag: bool, reference: str, problems: Problems) -> bool:
