@@ -85,10 +85,9 @@ def _resources(entries: list[JsonDict]) -> list[JsonDict]:
     """Resources from a list that may hold Bundle entries ({"resource": ...}) or resources."""
     found = []
     for entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-            found.append(entry["resource"])
-        elif isinstance(entry, dict):
-            found.append(entry)
+        if isinstance(entry, dict):  # one look-up per entry: this runs for every resource
+            inner = entry.get("resource")
+            found.append(inner if isinstance(inner, dict) else entry)
     return found
 
 
