@@ -204,6 +204,14 @@ class ObjectMemo(Generic[T]):
         return result
 
 
+def shared_prefix(items: list[Any]) -> int:
+    """How many of the first items are remembered prefetch objects (see ``ItemsMemo``)."""
+    for position, item in enumerate(items):
+        if not _PREFETCH.holds(item):
+            return position
+    return len(items)
+
+
 class ItemsMemo(Generic[T]):
     """Per process: what a computation gave for a list of shared prefetch objects, by the
     identities of its items, in order.
@@ -225,6 +233,12 @@ class ItemsMemo(Generic[T]):
         self._total = 0
         self._generation = _PREFETCH.generation
         self._lock = threading.Lock()
+
+    def known(self, items: list[Any]) -> tuple[T] | None:
+        """``(result,)`` when this list's items were computed before, else None."""
+        entry = self._known.get(tuple(map(id, items)))
+        # The entry keeps its items alive: the same ids are the same items.
+        return None if entry is None else (entry[1],)
 
     def __call__(self, items: list[Any], compute: Callable[[list[Any]], T]) -> T:
         key = tuple(map(id, items))

@@ -115,3 +115,8 @@ def test_a_list_of_shared_resources_is_joined_once() -> None:
     assert changed != first
     assert changed == Readings(UTC)._joined(fresh)  # an item not shared: computed afresh
     assert Readings(UTC).content(list(shared[:2])) != first
+    # Shared resources first, then others (a lab-result call): the same bytes as joining all.
+    for mixed in ([*shared, other], [*shared[:1], other, *shared[1:]], [other, *shared]):
+        assert Readings(UTC).content(mixed) == Readings(UTC)._joined(mixed)
+    unwritable = {"resourceType": "Observation", "valueInteger": 2**70}  # not remembered
+    assert Readings(UTC).content([*shared, unwritable]) is None

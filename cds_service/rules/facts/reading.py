@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from cds_service.exact_json import ItemsMemo, ObjectMemo
+from cds_service.exact_json import ItemsMemo, ObjectMemo, shared_prefix
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
@@ -144,13 +144,28 @@ class Readings:
         if isinstance(value, dict):
             content = _CONTENTS(value)
         elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            # The same shared resources as in an earlier call: the very same bytes, whose hash
-            # is known, instead of joining and hashing ~100 KB again.
-            content = _JOINED(value, self._joined)
+            content = self._list_content(value)
         else:
             content = content_of(value)
         self._contents[id(value)] = (value, content)  # keeps value alive: its id stays unique
         return content
+
+    def _list_content(self, resources: list[Any]) -> bytes | None:
+        """The joined contents of a list of resources. The same shared resources as in an
+        earlier call give the very same bytes, whose hash is known, instead of ~100 KB joined
+        and hashed again; a list that starts with shared resources and ends with others (a
+        lab-result call: the history, then the new results) has that start joined once."""
+        found = _JOINED.known(resources)
+        if found is not None:
+            return found[0]
+        shared = shared_prefix(resources)
+        if shared in (0, len(resources)):
+            return _JOINED(resources, self._joined)  # kept only when all are shared
+        head = _JOINED(resources[:shared], self._joined)
+        tail = self._joined(resources[shared:])
+        if head is None or tail is None:
+            return None
+        return head + b"\xff" + tail[1:]  # what _joined gives for the whole list
 
     def _joined(self, resources: list[Any]) -> bytes | None:
         parts = [self.content(item) for item in resources]
