@@ -71,9 +71,11 @@ class _DecodedPrefetch:
         self._values: dict[bytes, Any] = {}
         self._held: dict[int, Any] = {}
         self._bytes = 0
-        # Whole prefetch objects by their exact text: the members, as ``decode`` gave them.
-        # Bounded apart (they hold only their text and references to remembered values).
-        self._wholes: dict[bytes, tuple[tuple[str, Any], ...]] = {}
+        # Whole prefetch objects, found by a signature of their text (``_signature``) and
+        # compared in full: the text and its members, as ``decode`` gave them. Bounded apart
+        # (they hold only their text and references to remembered values).
+        self._wholes: dict[tuple[int, bytes, bytes], tuple[bytes, tuple[tuple[str, Any], ...]]]
+        self._wholes = {}
         self._whole_bytes = 0
         self._max_bytes = max_bytes
         self._max_entries = max_entries
@@ -105,9 +107,10 @@ class _DecodedPrefetch:
         """The JSON object ``text`` (a prefetch) as {key: ``decode(value text)``}, in a new
         dict. A prefetch sent again whole is found by its text, which spares a second scan of
         ~100 KB (the body's split already scanned it once). Raises what ``decode`` raises."""
-        known = self._wholes.get(text)
-        if known is not None:
-            return dict(known)
+        signature = _signature(text)
+        known = self._wholes.get(signature)
+        if known is not None and known[0] == text:
+            return dict(known[1])
         generation = self.generation
         members = {key: self.decode(bytes(value)) for key, value in _MEMBERS.decode(text).items()}
         with self._lock:
@@ -118,13 +121,19 @@ class _DecodedPrefetch:
                 ):
                     self._wholes = {}
                     self._whole_bytes = 0
-                self._wholes[text] = tuple(members.items())
+                self._wholes[signature] = (text, tuple(members.items()))
                 self._whole_bytes += len(text)
         return members
 
     def holds(self, value: Any) -> bool:
         """Whether ``value`` is one of the remembered objects (and so lives on)."""
         return self._held.get(id(value)) is value
+
+
+def _signature(text: bytes) -> tuple[int, bytes, bytes]:
+    """A cheap key for a long text: hashing 100 KB costs several times comparing it, and the
+    text is compared in full anyway. Texts that share a signature only replace each other."""
+    return len(text), text[:64], text[-64:]
 
 
 def _shared_parts(value: Any) -> list[Any]:

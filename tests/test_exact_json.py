@@ -92,6 +92,16 @@ def test_calls_never_change_the_shared_prefetch(scenario: Scenario, client: Flas
     assert shared == _prefetch(loads_exact(raw))
 
 
+def test_prefetches_alike_at_both_ends_are_told_apart() -> None:
+    # Same length, same first and last 64 bytes, a different middle: never mistaken.
+    pad = "x" * 100
+    one = f'{{"prefetch": {{"a": {{"pad": "{pad}", "n": 1.5, "tail": "{pad}"}}}}}}'.encode()
+    two = one.replace(b'"n": 1.5', b'"n": 2.5')
+    assert len(one) == len(two)
+    for raw in (one, two, one, two):
+        assert loads_hook_request(raw) == loads_exact(raw)
+
+
 def test_a_list_of_shared_resources_is_joined_once() -> None:
     from datetime import UTC
 
