@@ -201,7 +201,11 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         for lab, series in series_by_lab.items()
     }
     new_references = {reference_of(o) for o in new_observations}
-    new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
+    new_labs = (  # an order hook has no new results: nothing to look for
+        [v for series in labs.values() for v in series if v.reference in new_references]
+        if new_references
+        else []
+    )
 
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
     ixazomib_references |= {

@@ -10,6 +10,7 @@ in ``RuleSettings.default_timezone``; the resource is remembered so the card can
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -337,4 +338,13 @@ def shown(moment: datetime | None) -> str:
     """A time for the card: ISO date-time in UTC (what "now" is compared in)."""
     if moment is None:
         return "date unknown"
+    if moment.utcoffset() is not None:
+        return _shown_instant(moment)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# Cards show the same few times on every call (strftime is ~2 us each). Only aware times are
+# remembered: equal aware datetimes are the same instant, so they always read the same.
+@functools.lru_cache(maxsize=4096)
+def _shown_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
