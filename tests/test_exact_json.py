@@ -130,3 +130,55 @@ def test_a_list_of_shared_resources_is_joined_once() -> None:
         assert Readings(UTC).content(mixed) == Readings(UTC)._joined(mixed)
     unwritable = {"resourceType": "Observation", "valueInteger": 2**70}  # not remembered
     assert Readings(UTC).content([*shared, unwritable]) is None
+
+
+def _outcome(decode: Any, raw: bytes) -> Any:
+    try:
+        value = decode(raw)
+    except (ValueError, RecursionError) as error:
+        return ("refused", type(error).__name__ == "RecursionError")
+    return ("read", value, list(value) if isinstance(value, dict) else None)
+
+
+def _bodies_ending_with(prefetch: bytes) -> list[bytes]:
+    """Bodies that end with a known prefetch text, valid or not in every way we could find."""
+    hook = b'"hook": "order-sign", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"'
+    return [
+        b"{" + hook + b', "prefetch": ' + prefetch + b"}",
+        b"{" + hook + b',"prefetch":' + prefetch + b"}\n",
+        b"{" + hook + b' ,\r\n\t"prefetch" :\n' + prefetch + b" \t}\r\n ",
+        b'{"prefetch": ' + prefetch + b"}",
+        b'{ "prefetch"  :  ' + prefetch + b"  }  ",
+        b"{" + hook + b', "prefetch": {"a": 1}, "prefetch": ' + prefetch + b"}",  # repeated
+        b'{"prefetch": 7, ' + hook + b', "prefetch": ' + prefetch + b"}",
+        b"{" + hook + b', "note": "x\\"", "prefetch": ' + prefetch + b"}",
+        b"{" + hook + b', "note": "a, \\"prefetch\\": ' + prefetch + b'"}',  # in a string
+        b'{"note": "' + hook.replace(b'"', b'\\"') + b', "prefetch": ' + prefetch + b"}",
+        b"{ , " + b'"prefetch": ' + prefetch + b"}",  # not JSON: a leading comma
+        b"{" + hook + b',, "prefetch": ' + prefetch + b"}",
+        b"{" + hook + b' "prefetch": ' + prefetch + b"}",  # no comma
+        b"{" + hook + b', "prefetch": ' + prefetch + b"}\x0b",  # not JSON whitespace
+        b"{" + hook + b', "prefetch": ' + prefetch + b"}}",
+        b"{" + hook + b', "prefetch": ' + prefetch,  # unclosed
+        b"\xef\xbb\xbf{" + hook + b', "prefetch": ' + prefetch + b"}",  # a byte order mark
+        b"{" + hook + b', "n": 1.5e999999999, "prefetch": ' + prefetch + b"}",
+        b"{" + hook + b', "n": NaN, "prefetch": ' + prefetch + b"}",
+        b"{" + hook + b', "s": "\xff", "prefetch": ' + prefetch + b"}",  # not UTF-8
+        b"{" + hook + b', "deep": ' + b"[" * 5000 + b"]" * 5000 + b', "prefetch": '
+        + prefetch + b"}",
+        b"{" + hook + b', "x": {"prefetch": ' + prefetch + b"}}",  # not the body's member
+        b"{" + hook + b', "x": {"y": 1, "prefetch": ' + prefetch + b"}}",
+        b"[" + hook + b', "prefetch": ' + prefetch + b"]",
+        b'{"prefetch": ' + prefetch + b', "hook": "order-sign"}',  # not last
+    ]
+
+
+@pytest.mark.parametrize(
+    "scenario", SCENARIOS[:: max(1, len(SCENARIOS) // 12)], ids=lambda s: s.id
+)
+def test_a_known_prefetch_at_the_end_reads_as_one_plain_parse(scenario: Scenario) -> None:
+    prefetch = json.dumps(scenario.cds_request(prefetch=True, fhir_server=None)["prefetch"])
+    for text in (prefetch.encode(), b'{"only": {"resourceType": "Patient", "id": "p"}}'):
+        loads_hook_request(b'{"prefetch": ' + text + b"}")  # now known whole
+        for raw in _bodies_ending_with(text):
+            assert _outcome(loads_hook_request, raw) == _outcome(loads_exact, raw), raw[:120]
