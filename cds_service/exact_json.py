@@ -71,7 +71,7 @@ class _DecodedPrefetch:
         self._values: dict[bytes, Any] = {}
         self._held: dict[int, Any] = {}
         self._bytes = 0
-        # Whole prefetch objects, found by a signature of their text (``_signature``) and
+        # Whole prefetch objects, found by a signature of their text (``text_signature``) and
         # compared in full: the text and its members, as ``decode`` gave them. Bounded apart
         # (they hold only their text and references to remembered values).
         self._wholes: dict[tuple[int, bytes, bytes], tuple[bytes, tuple[tuple[str, Any], ...]]]
@@ -106,14 +106,14 @@ class _DecodedPrefetch:
     def known_members(self, text: bytes) -> dict[str, Any] | None:
         """What ``decode_members(text)`` gives, in a new dict, when this process has decoded
         exactly this text before; else None."""
-        known = self._wholes.get(_signature(text))
+        known = self._wholes.get(text_signature(text))
         return dict(known[1]) if known is not None and known[0] == text else None
 
     def decode_members(self, text: bytes) -> dict[str, Any]:
         """The JSON object ``text`` (a prefetch) as {key: ``decode(value text)``}, in a new
         dict. A prefetch sent again whole is found by its text, which spares a second scan of
         ~100 KB (the body's split already scanned it once). Raises what ``decode`` raises."""
-        signature = _signature(text)
+        signature = text_signature(text)
         known = self._wholes.get(signature)
         if known is not None and known[0] == text:
             return dict(known[1])
@@ -136,7 +136,7 @@ class _DecodedPrefetch:
         return self._held.get(id(value)) is value
 
 
-def _signature(text: bytes) -> tuple[int, bytes, bytes]:
+def text_signature(text: bytes) -> tuple[int, bytes, bytes]:
     """A cheap key for a long text: hashing 100 KB costs several times comparing it, and the
     text is compared in full anyway. Texts that share a signature only replace each other."""
     return len(text), text[:64], text[-64:]

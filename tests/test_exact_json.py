@@ -182,3 +182,26 @@ def test_a_known_prefetch_at_the_end_reads_as_one_plain_parse(scenario: Scenario
         loads_hook_request(b'{"prefetch": ' + text + b"}")  # now known whole
         for raw in _bodies_ending_with(text):
             assert _outcome(loads_hook_request, raw) == _outcome(loads_exact, raw), raw[:120]
+
+
+def test_long_readings_alike_at_both_ends_are_told_apart() -> None:
+    from datetime import UTC
+
+    from cds_service.rules.facts.reading import Problems, Readings
+
+    pad = "x" * 5000
+    one = [{"resourceType": "Observation", "id": "a", "note": pad, "n": 1, "tail": pad}]
+    two = [{"resourceType": "Observation", "id": "a", "note": pad, "n": 2, "tail": pad}]
+    calls: list[int] = []
+
+    def reading(resources: list[dict[str, Any]], _: Problems) -> int:
+        calls.append(1)
+        return int(resources[0]["n"])
+
+    for resources in (one, two, one, two):
+        value = Readings(UTC).read("long test", list(resources), Problems(), reading)
+        assert value == resources[0]["n"]
+    assert len(calls) == 4  # the same signature: each replaced the other
+    again = [dict(two[0])]  # the last content read, in other objects: remembered
+    assert Readings(UTC).read("long test", again, Problems(), reading) == 2
+    assert len(calls) == 4

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from cds_service.exact_json import ItemsMemo, ObjectMemo, shared_prefix
+from cds_service.exact_json import ItemsMemo, ObjectMemo, shared_prefix, text_signature
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
@@ -191,8 +191,14 @@ class Readings:
         content = self.content(resource)
         if content is None:
             return reading(resource, problems)
-        key = (what, self._zone_key, context, content)
-        known = _READINGS.get(key)
+        long = len(content) > _LONG_CONTENT
+        if long:  # found by a signature, then compared in full (see _LONG_READINGS)
+            key: tuple[Hashable, ...] = (what, self._zone_key, context, text_signature(content))
+            entry = _LONG_READINGS.get(key)
+            known = entry[1] if entry is not None and entry[0] == content else None
+        else:
+            key = (what, self._zone_key, context, content)
+            known = _READINGS.get(key)
         if known is None:
             fresh = Problems()
             value = reading(resource, fresh)
@@ -202,7 +208,7 @@ class Readings:
                 tuple(fresh.uninterpretable),
                 tuple(sorted(fresh.zone_assumed)),
             )
-            _remember(key, known, len(content))
+            _remember(key, known, len(content), content if long else None)
         value, invalid, uninterpretable, zone_assumed = known
         if invalid:
             problems.invalid.extend(invalid)
@@ -224,12 +230,28 @@ _READINGS_MAX_BYTES = 32 * 1024 * 1024
 _readings_bytes = 0
 
 
-def _remember(key: tuple[Hashable, ...], known: _Known, size: int) -> None:
+# Readings of long contents (a list of results, ~100 KB): keyed by the content's signature
+# and holding the content, compared in full on a hit. A lab-result call's list is new bytes
+# every call, and hashing them cost several times comparing them. Contents that share a
+# signature only replace each other.
+_LONG_CONTENT = 4096
+_LONG_READINGS: dict[tuple[Hashable, ...], tuple[bytes, _Known]] = {}
+
+
+def _remember(
+    key: tuple[Hashable, ...], known: _Known, size: int, long_content: bytes | None
+) -> None:
+    """``long_content``: the content of a long key (see _LONG_READINGS), else None."""
     global _readings_bytes
-    if len(_READINGS) >= _READINGS_MAX or _readings_bytes + size > _READINGS_MAX_BYTES:
+    entries = len(_READINGS) + len(_LONG_READINGS)
+    if entries >= _READINGS_MAX or _readings_bytes + size > _READINGS_MAX_BYTES:
         _READINGS.clear()
+        _LONG_READINGS.clear()
         _readings_bytes = 0
-    _READINGS[key] = known
+    if long_content is not None:
+        _LONG_READINGS[key] = (long_content, known)
+    else:
+        _READINGS[key] = known
     _readings_bytes += size
 
 
