@@ -71,6 +71,12 @@ class _DecodedPrefetch:
         self._values: dict[bytes, Any] = {}
         self._held: dict[int, Any] = {}
         self._bytes = 0
+        # Whole prefetch objects, found by a signature of their text (``text_signature``) and
+        # compared in full: the text and its members, as ``decode`` gave them. Bounded apart
+        # (they hold only their text and references to remembered values).
+        self._wholes: dict[tuple[int, bytes, bytes], tuple[bytes, tuple[tuple[str, Any], ...]]]
+        self._wholes = {}
+        self._whole_bytes = 0
         self._max_bytes = max_bytes
         self._max_entries = max_entries
         self._lock = threading.Lock()
@@ -88,6 +94,8 @@ class _DecodedPrefetch:
                 self._values = {}
                 self._held = {}
                 self._bytes = 0
+                self._wholes = {}
+                self._whole_bytes = 0
                 self.generation += 1
             self._values[text] = value
             self._bytes += len(text)
@@ -95,9 +103,43 @@ class _DecodedPrefetch:
                 self._held[id(held)] = held
         return value
 
+    def known_members(self, text: bytes) -> dict[str, Any] | None:
+        """What ``decode_members(text)`` gives, in a new dict, when this process has decoded
+        exactly this text before; else None."""
+        known = self._wholes.get(text_signature(text))
+        return dict(known[1]) if known is not None and known[0] == text else None
+
+    def decode_members(self, text: bytes) -> dict[str, Any]:
+        """The JSON object ``text`` (a prefetch) as {key: ``decode(value text)``}, in a new
+        dict. A prefetch sent again whole is found by its text, which spares a second scan of
+        ~100 KB (the body's split already scanned it once). Raises what ``decode`` raises."""
+        signature = text_signature(text)
+        known = self._wholes.get(signature)
+        if known is not None and known[0] == text:
+            return dict(known[1])
+        generation = self.generation
+        members = {key: self.decode(bytes(value)) for key, value in _MEMBERS.decode(text).items()}
+        with self._lock:
+            # After a clear the values may no longer be held: remember nothing of them.
+            if self.generation == generation:
+                if len(self._wholes) >= self._max_entries or (
+                    self._whole_bytes + len(text) > self._max_bytes
+                ):
+                    self._wholes = {}
+                    self._whole_bytes = 0
+                self._wholes[signature] = (text, tuple(members.items()))
+                self._whole_bytes += len(text)
+        return members
+
     def holds(self, value: Any) -> bool:
         """Whether ``value`` is one of the remembered objects (and so lives on)."""
         return self._held.get(id(value)) is value
+
+
+def text_signature(text: bytes) -> tuple[int, bytes, bytes]:
+    """A cheap key for a long text: hashing 100 KB costs several times comparing it, and the
+    text is compared in full anyway. Texts that share a signature only replace each other."""
+    return len(text), text[:64], text[-64:]
 
 
 def _shared_parts(value: Any) -> list[Any]:
@@ -120,18 +162,75 @@ def loads_hook_request(raw: bytes) -> Any:
     """A CDS Hooks request body, as ``loads_exact`` gives it, with repeated prefetch values
     decoded once per process (see the module doc). Raises what ``loads_exact`` raises."""
     try:
+        known = _with_known_prefetch_last(raw)
+    except Exception:  # whatever is wrong, the full split below says it as it always did
+        known = None
+    if known is not None:
+        return known
+    try:
         members = _MEMBERS.decode(raw)
     except msgspec.ValidationError:  # JSON, but not an object: the envelope check says so
         return loads_exact(raw)
+    return _decoded_members(members)
+
+
+def _decoded_members(members: dict[str, msgspec.Raw]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for name, member in members.items():
         text = bytes(member)
         if name == "prefetch" and text.startswith(b"{"):
-            body[name] = {
-                key: _PREFETCH.decode(bytes(value)) for key, value in _MEMBERS.decode(text).items()
-            }
+            body[name] = _PREFETCH.decode_members(text)
         else:
             body[name] = loads_exact(text)
+    return body
+
+
+_JSON_SPACE = b" \t\n\r"  # JSON's whitespace only (bytes.strip() would take more)
+_PREFETCH_KEY = b'"prefetch"'
+
+
+def _with_known_prefetch_last(raw: bytes) -> dict[str, Any] | None:
+    """The body, when it ends with a ``"prefetch"`` member whose exact text this process has
+    decoded before (EHRs send the prefetch last, and the same again); else None.
+
+    Splitting the body scans every byte of it, ~100 KB of which is that prefetch; here only
+    the members before it are split. Gives exactly what the full split gives: the prefetch
+    text is known to be a valid JSON object, and the text before its key, closed with "}",
+    must decode as an object (so it ends with a comma at the top level, outside any string,
+    and the key found is the body's last member). Anything else returns None."""
+    end = len(raw)
+    while end and raw[end - 1] in _JSON_SPACE:
+        end -= 1
+    if not end or raw[end - 1] != ord("}"):
+        return None
+    end -= 1  # the body's closing brace
+    while end and raw[end - 1] in _JSON_SPACE:
+        end -= 1
+    at = raw.rfind(_PREFETCH_KEY, 0, end)
+    if at < 0:
+        return None
+    start = at + len(_PREFETCH_KEY)
+    while start < end and raw[start] in _JSON_SPACE:
+        start += 1
+    if start == end or raw[start] != ord(":"):
+        return None
+    start += 1
+    while start < end and raw[start] in _JSON_SPACE:
+        start += 1
+    prefetch = _PREFETCH.known_members(raw[start:end])
+    if prefetch is None:
+        return None
+    head = raw[:at].rstrip(_JSON_SPACE)
+    if head == b"{":
+        body: dict[str, Any] = {}
+    elif head.endswith(b","):
+        members = _MEMBERS.decode(head[:-1] + b"}")  # raises unless an object's members
+        if not members:
+            return None  # "{ ," is not JSON
+        body = _decoded_members(members)
+    else:
+        return None
+    body["prefetch"] = prefetch  # a repeated key: its first place, its last value
     return body
 
 
@@ -175,5 +274,63 @@ class ObjectMemo(Generic[T]):
                 self._total = 0
                 self._generation = generation
             self._known[id(value)] = (value, result)
+            self._total += size
+        return result
+
+
+def shared_prefix(items: list[Any]) -> int:
+    """How many of the first items are remembered prefetch objects (see ``ItemsMemo``)."""
+    for position, item in enumerate(items):
+        if not _PREFETCH.holds(item):
+            return position
+    return len(items)
+
+
+class ItemsMemo(Generic[T]):
+    """Per process: what a computation gave for a list of shared prefetch objects, by the
+    identities of its items, in order.
+
+    For lists built afresh by every call from the same shared objects (a history's resources,
+    picked out of a remembered Bundle): the list is new, its items are not. Like
+    ``ObjectMemo``, correct only because request JSON is never changed in place, and only lists
+    whose every item is a remembered prefetch object are kept (with their items, so that no id
+    is reused while an entry lives); any other list is computed afresh. The computation must
+    depend on nothing but the items' content. Starts again empty with a new prefetch generation
+    and when the results reach ``max_size`` in total (``size`` of each). Results are shared:
+    callers must not change them.
+    """
+
+    def __init__(self, *, max_size: int, size: Callable[[T], int]) -> None:
+        self._size = size
+        self._max_size = max_size
+        self._known: dict[tuple[int, ...], tuple[tuple[Any, ...], T]] = {}
+        self._total = 0
+        self._generation = _PREFETCH.generation
+        self._lock = threading.Lock()
+
+    def known(self, items: list[Any]) -> tuple[T] | None:
+        """``(result,)`` when this list's items were computed before, else None."""
+        entry = self._known.get(tuple(map(id, items)))
+        # The entry keeps its items alive: the same ids are the same items.
+        return None if entry is None else (entry[1],)
+
+    def __call__(self, items: list[Any], compute: Callable[[list[Any]], T]) -> T:
+        key = tuple(map(id, items))
+        known = self._known.get(key)
+        if known is not None:  # the entry keeps its items alive: the same ids, the same items
+            return known[1]
+        generation = _PREFETCH.generation  # read first: a clear after it is noticed below
+        result = compute(items)
+        if not all(_PREFETCH.holds(item) for item in items):
+            return result
+        size = self._size(result)
+        with self._lock:
+            if _PREFETCH.generation != generation:
+                return result  # the prefetch was forgotten meanwhile: keep nothing of it
+            if self._generation != generation or self._total + size > self._max_size:
+                self._known = {}
+                self._total = 0
+                self._generation = generation
+            self._known[key] = (tuple(items), result)
             self._total += size
         return result

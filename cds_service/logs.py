@@ -92,7 +92,12 @@ def _clean_id(value: str | None) -> str | None:
     # The id comes from the client: keep it short and printable, and never a credential.
     if value is None:
         return None
-    text = redact(str(value))
+    text = str(value)
+    if _PLAIN_ID.fullmatch(text) and "eyJ" not in text:
+        # A UUID or a service id, as every call sends: none of the redaction patterns can
+        # match it (they need whitespace, ":" or "=", or "eyJ"), so it is already clean.
+        return text
+    text = redact(text)
     text = "".join(ch for ch in text if ch.isprintable())
     return text[:128] or None
 
@@ -142,6 +147,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # JWT / JWS / JWE compact serialisation, or any base64url JSON object ("eyJ...")
     (re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}(?:\.[A-Za-z0-9_\-]*){0,4}"), REDACTED),
 )
+
+
+# Short ids of letters, digits and "_.-" only (see _clean_id).
+_PLAIN_ID = re.compile(r"[0-9A-Za-z_.\-]{1,128}")
 
 
 def redact(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwks_server import JwksServer
+from jwt.api_jws import PyJWS
 from jwt_tools import (
     DEFAULT_AUD,
     DEFAULT_ISS,
@@ -237,6 +239,69 @@ def test_malformed_authorization_is_refused(
 ) -> None:
     with pytest.raises(AuthenticationError, match=re.escape(reason)):
         auth.verify(header, AUDIENCES)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _pyjwt_well_formed(token: str) -> bool:
+    """What PyJWT (the reference the service's own parser must match) accepts as a JWT."""
+    try:
+        decoded = PyJWS().decode_complete(token, options={"verify_signature": False})
+        return isinstance(json.loads(decoded["payload"]), dict)
+    except Exception:
+        return False
+
+
+def _malformations(es_key: EsKey) -> list[str]:
+    token = mint(es_key, "es-1")
+    header, payload, signature = token.split(".")
+    real_header = json.loads(base64.urlsafe_b64decode(header + "=="))
+
+    def with_header(**changes: Any) -> str:
+        return ".".join((_b64(json.dumps({**real_header, **changes}).encode()), payload, signature))
+
+    flipped = chr(ord(signature[-1]) ^ 1)  # the last character carries unused bits
+    return [
+        token,
+        f"{header}.{payload}.{signature[:-1]}{flipped}",
+        f"{header}.{payload[:-1]}{chr(ord(payload[-1]) ^ 1)}.{signature}",
+        f"{header}.{payload}.{signature}A",  # a length no encoder produces
+        f"{header}.{payload}x.{signature}",
+        f"{_b64(b'[1]')}.{payload}.{signature}",
+        f"{header}.{_b64(b'[1]')}.{signature}",
+        f"{header}.{_b64(b'{not json')}.{signature}",
+        f"{_b64(b'{not json')}.{payload}.{signature}",
+        f"{header}.{_b64(b'7')}.{signature}",
+        with_header(kid=7),
+        with_header(kid=None),
+        with_header(crit=["b64"], b64=True),
+        with_header(crit=["b64"]),
+        with_header(crit=[]),
+        with_header(crit="b64", b64=True),
+        with_header(crit=["exp"], exp=1),
+        with_header(crit=[1]),
+        with_header(b64=False),
+        with_header(b64=False, crit=["b64"]),
+        with_header(alg=None),
+    ]
+
+
+def test_token_parsing_accepts_and_refuses_what_pyjwt_does(
+    auth: Authenticator, es_key: EsKey
+) -> None:
+    for token in _malformations(es_key):
+        if _pyjwt_well_formed(token):
+            reason = ""
+            try:
+                auth.verify(bearer(token), AUDIENCES)
+            except AuthenticationError as error:  # refused later, e.g. for its signature
+                reason = str(error)
+            assert "well-formed" not in reason, token
+        else:
+            with pytest.raises(AuthenticationError, match="not a well-formed JWT"):
+                auth.verify(bearer(token), AUDIENCES)
 
 
 def test_alg_none_is_refused(auth: Authenticator) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -619,3 +621,18 @@ def test_ixazomib_cds_serve_end_to_end(tmp_path: Path) -> None:
     everything = server.stdout.read_text() + server.stderr.read_text()
     assert SECRET not in everything
     assert JWT not in everything
+
+
+_ID_CHARS = "0123456789abcdefABCDEFeyJbearerBEARER_.-"
+
+
+@given(
+    st.lists(
+        st.sampled_from([*_ID_CHARS, "eyJ", "eyJhbGciOi", "bearer ", "access_token=", " "]),
+        max_size=60,
+    ).map("".join)
+)
+def test_clean_ids_are_what_redaction_leaves(text: str) -> None:
+    # The fast path for plain ids must give what redacting and trimming them gives.
+    cleaned = "".join(ch for ch in logs.redact(text) if ch.isprintable())[:128] or None
+    assert logs._clean_id(text) == cleaned

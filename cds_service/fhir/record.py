@@ -91,17 +91,15 @@ def _use_prefetch(
     need: DataNeed, prefetch: dict[str, Any], record: PatientRecord, patient_id: str
 ) -> Callable[[FhirClient], list[JsonDict]] | None:
     """Take what the prefetch holds for ``need``; return the fetch still owed, if any."""
-    query = need.query.replace("{{context.patientId}}", quote(patient_id, safe=""))
-    fetch_all = _fetch(need, query)
     if need.key not in prefetch:
-        return fetch_all
+        return _fetch_all(need, patient_id)
     value = prefetch[need.key]
     if value is None:  # the client looked and found nothing
         record.resources[need.key] = []
         return None
     kind = value.get("resourceType") if isinstance(value, dict) else None
     if kind == "OperationOutcome":
-        return fetch_all
+        return _fetch_all(need, patient_id)
     if kind == need.resource_type and not need.query.startswith(f"{need.resource_type}?"):
         record.resources[need.key] = [value]
         return None
@@ -133,6 +131,12 @@ def _use_prefetch(
             + [r for r in client.rest_of(value) if r.get("resourceType") == need.resource_type]
         )
     return None
+
+
+def _fetch_all(need: DataNeed, patient_id: str) -> Callable[[FhirClient], list[JsonDict]]:
+    # Built only when something must be fetched: a prefetched key needs no query.
+    query = need.query.replace("{{context.patientId}}", quote(patient_id, safe=""))
+    return _fetch(need, query)
 
 
 def _fetch(need: DataNeed, query: str) -> Callable[[FhirClient], list[JsonDict]]:

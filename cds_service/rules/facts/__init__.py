@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 
+from cds_service.exact_json import ItemsMemo
 from cds_service.rules import data_needs as keys
 from cds_service.rules.facts.clinical import (
     Evidence,
@@ -96,19 +97,28 @@ def _resources(entries: list[JsonDict]) -> list[JsonDict]:
     """Resources from a list that may hold Bundle entries ({"resource": ...}) or resources."""
     found = []
     for entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-            found.append(entry["resource"])
-        elif isinstance(entry, dict):
-            found.append(entry)
+        if isinstance(entry, dict):  # one look-up per entry: this runs for every resource
+            inner = entry.get("resource")
+            found.append(inner if isinstance(inner, dict) else entry)
     return found
 
 
+# The same history again gives lists of the same shared resources: pick them out once
+# (ItemsMemo). Each call gets a copy of the remembered list.
+_RESOURCES: ItemsMemo[list[JsonDict]] = ItemsMemo(max_size=200_000, size=len)
+_UNIQUE: ItemsMemo[dict[str, JsonDict]] = ItemsMemo(max_size=200_000, size=len)
+
+
 def _unique(resources: list[JsonDict]) -> list[JsonDict]:
-    seen: dict[str, JsonDict] = {}
+    return list(_add_unique({}, resources).values())
+
+
+def _add_unique(seen: dict[str, JsonDict], resources: list[JsonDict]) -> dict[str, JsonDict]:
+    """``seen`` (resources by reference, in order) with ``resources`` added to it."""
     for resource in resources:
         name = reference_of(resource) if "id" in resource else f"#{len(seen)}"
         seen[name] = resource  # later copies (the new results) win
-    return list(seen.values())
+    return seen
 
 
 def judged_drafts(call: HookCall) -> list[JsonDict]:
@@ -121,7 +131,9 @@ def judged_drafts(call: HookCall) -> list[JsonDict]:
 def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) -> Facts:
     zone = settings.default_timezone
     problems = Problems()
-    resources = {key: _resources(value) for key, value in record.resources.items()}
+    resources = {
+        key: list(_RESOURCES(value, _resources)) for key, value in record.resources.items()
+    }
 
     readings = Readings(zone)
     medications = record.medications
@@ -175,9 +187,10 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     all_drafts = read_orders(of_type(_resources(call.draft_orders), "MedicationRequest"))
 
     new_observations = of_type(_resources(call.new_observations), "Observation")
-    observation_raws = _unique(
-        of_type(resources.get(keys.LABS, []), "Observation") + new_observations
-    )
+    # _unique(history's results + new results), with the history's part done once.
+    recorded_labs = of_type(resources.get(keys.LABS, []), "Observation")
+    seen = dict(_UNIQUE(recorded_labs, lambda raws: _add_unique({}, raws)))
+    observation_raws = list(_add_unique(seen, new_observations).values())
 
     def read_labs(raws: list[JsonDict], noted: Problems) -> dict[Lab, tuple[LabValue, ...]]:
         found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
@@ -191,12 +204,19 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         }
 
     # All results as in an earlier call: one serialisation of the lot; else result by result.
+    series_by_lab = readings.read("labs", observation_raws, problems, read_labs)
+    # No zone assumed anywhere in this call: every value keeps its flag (see _zone_checked).
+    zones = bool(problems.zone_assumed)
     labs = {
-        lab: [_zone_checked(value, problems) for value in series]
-        for lab, series in readings.read("labs", observation_raws, problems, read_labs).items()
+        lab: [_zone_checked(value, problems) for value in series] if zones else list(series)
+        for lab, series in series_by_lab.items()
     }
     new_references = {reference_of(o) for o in new_observations}
-    new_labs = [v for series in labs.values() for v in series if v.reference in new_references]
+    new_labs = (  # an order hook has no new results: nothing to look for
+        [v for series in labs.values() for v in series if v.reference in new_references]
+        if new_references
+        else []
+    )
     # A new result left out for its status (preliminary...) is named, never dropped in silence;
     # earlier ones are not (the hook was called for those already). Nor is one that a counted
     # new result of the same lab, as new or newer, stands in for: that one was judged.
@@ -322,4 +342,9 @@ def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[T
         current = latest.get(series(finding))
         if current is None or (finding.at or now) >= (current.at or now):
             latest[series(finding)] = finding
-    return [replace(f, ongoing=latest.get(series(f)) is f and (f.grade or 0) > 0) for f in findings]
+    flags = [latest.get(series(f)) is f and (f.grade or 0) > 0 for f in findings]
+    # Findings are frozen: one whose flag is already right is used as it is, not copied.
+    return [
+        f if f.ongoing == ongoing else replace(f, ongoing=ongoing)
+        for f, ongoing in zip(findings, flags, strict=True)
+    ]

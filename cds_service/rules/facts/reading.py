@@ -10,6 +10,7 @@ in ``RuleSettings.default_timezone``; the resource is remembered so the card can
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from cds_service.exact_json import ObjectMemo
+from cds_service.exact_json import ItemsMemo, ObjectMemo, shared_prefix, text_signature
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
@@ -144,16 +145,36 @@ class Readings:
         if isinstance(value, dict):
             content = _CONTENTS(value)
         elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            parts = [self.content(item) for item in value]
-            # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name
-            # one list of contents only, and never a single resource's content.
-            content = (
-                None if any(part is None for part in parts) else b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
-            )
+            content = self._list_content(value)
         else:
             content = content_of(value)
         self._contents[id(value)] = (value, content)  # keeps value alive: its id stays unique
         return content
+
+    def _list_content(self, resources: list[Any]) -> bytes | None:
+        """The joined contents of a list of resources. The same shared resources as in an
+        earlier call give the very same bytes, whose hash is known, instead of ~100 KB joined
+        and hashed again; a list that starts with shared resources and ends with others (a
+        lab-result call: the history, then the new results) has that start joined once."""
+        found = _JOINED.known(resources)
+        if found is not None:
+            return found[0]
+        shared = shared_prefix(resources)
+        if shared in (0, len(resources)):
+            return _JOINED(resources, self._joined)  # kept only when all are shared
+        head = _JOINED(resources[:shared], self._joined)
+        tail = self._joined(resources[shared:])
+        if head is None or tail is None:
+            return None
+        return head + b"\xff" + tail[1:]  # what _joined gives for the whole list
+
+    def _joined(self, resources: list[Any]) -> bytes | None:
+        parts = [self.content(item) for item in resources]
+        # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name one
+        # list of contents only, and never a single resource's content.
+        if any(part is None for part in parts):
+            return None
+        return b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
 
     def read(
         self,
@@ -170,8 +191,14 @@ class Readings:
         content = self.content(resource)
         if content is None:
             return reading(resource, problems)
-        key = (what, self._zone_key, context, content)
-        known = _READINGS.get(key)
+        long = len(content) > _LONG_CONTENT
+        if long:  # found by a signature, then compared in full (see _LONG_READINGS)
+            key: tuple[Hashable, ...] = (what, self._zone_key, context, text_signature(content))
+            entry = _LONG_READINGS.get(key)
+            known = entry[1] if entry is not None and entry[0] == content else None
+        else:
+            key = (what, self._zone_key, context, content)
+            known = _READINGS.get(key)
         if known is None:
             fresh = Problems()
             value = reading(resource, fresh)
@@ -181,7 +208,7 @@ class Readings:
                 tuple(fresh.uninterpretable),
                 tuple(sorted(fresh.zone_assumed)),
             )
-            _remember(key, known, len(content))
+            _remember(key, known, len(content), content if long else None)
         value, invalid, uninterpretable, zone_assumed = known
         if invalid:
             problems.invalid.extend(invalid)
@@ -203,12 +230,28 @@ _READINGS_MAX_BYTES = 32 * 1024 * 1024
 _readings_bytes = 0
 
 
-def _remember(key: tuple[Hashable, ...], known: _Known, size: int) -> None:
+# Readings of long contents (a list of results, ~100 KB): keyed by the content's signature
+# and holding the content, compared in full on a hit. A lab-result call's list is new bytes
+# every call, and hashing them cost several times comparing them. Contents that share a
+# signature only replace each other.
+_LONG_CONTENT = 4096
+_LONG_READINGS: dict[tuple[Hashable, ...], tuple[bytes, _Known]] = {}
+
+
+def _remember(
+    key: tuple[Hashable, ...], known: _Known, size: int, long_content: bytes | None
+) -> None:
+    """``long_content``: the content of a long key (see _LONG_READINGS), else None."""
     global _readings_bytes
-    if len(_READINGS) >= _READINGS_MAX or _readings_bytes + size > _READINGS_MAX_BYTES:
+    entries = len(_READINGS) + len(_LONG_READINGS)
+    if entries >= _READINGS_MAX or _readings_bytes + size > _READINGS_MAX_BYTES:
         _READINGS.clear()
+        _LONG_READINGS.clear()
         _readings_bytes = 0
-    _READINGS[key] = known
+    if long_content is not None:
+        _LONG_READINGS[key] = (long_content, known)
+    else:
+        _READINGS[key] = known
     _readings_bytes += size
 
 
@@ -218,6 +261,8 @@ def _content_size(content: bytes | None) -> int:
 
 # A resource is serialised once for as long as it is remembered (see ObjectMemo).
 _CONTENTS = ObjectMemo(content_of, max_size=4 * 1024 * 1024, size=_content_size)
+# And a list of them is joined once (see ItemsMemo).
+_JOINED: ItemsMemo[bytes | None] = ItemsMemo(max_size=8 * 1024 * 1024, size=_content_size)
 
 
 def zone_flag(flag: bool, reference: str, problems: Problems) -> bool:
@@ -315,4 +360,13 @@ def shown(moment: datetime | None) -> str:
     """A time for the card: ISO date-time in UTC (what "now" is compared in)."""
     if moment is None:
         return "date unknown"
+    if moment.utcoffset() is not None:
+        return _shown_instant(moment)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# Cards show the same few times on every call (strftime is ~2 us each). Only aware times are
+# remembered: equal aware datetimes are the same instant, so they always read the same.
+@functools.lru_cache(maxsize=4096)
+def _shown_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
