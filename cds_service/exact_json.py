@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)  # thread-safe, built once per process
 # The members of a JSON object as raw text. Skipping checks the structure and escapes; UTF-8
@@ -234,7 +235,33 @@ def _with_known_prefetch_last(raw: bytes) -> dict[str, Any] | None:
     return body
 
 
-class ObjectMemo(Generic[T]):
+class _GenerationStore(Generic[K, T]):
+    """The bounded, per-prefetch-generation store both memos keep their results in."""
+
+    def __init__(self, *, max_size: int, size: Callable[[T], int]) -> None:
+        self._size = size
+        self._max_size = max_size
+        self._known: dict[K, tuple[Any, T]] = {}
+        self._total = 0
+        self._generation = _PREFETCH.generation
+        self._lock = threading.Lock()
+
+    def _keep(self, key: K, kept: Any, result: T, generation: int) -> None:
+        """Remember ``result`` (with ``kept`` alive beside it) unless the prefetch was
+        forgotten since ``generation`` was read; start again empty when full or outdated."""
+        size = self._size(result)
+        with self._lock:
+            if _PREFETCH.generation != generation:
+                return  # the prefetch was forgotten meanwhile: keep nothing of it
+            if self._generation != generation or self._total + size > self._max_size:
+                self._known = {}
+                self._total = 0
+                self._generation = generation
+            self._known[key] = (kept, result)
+            self._total += size
+
+
+class ObjectMemo(_GenerationStore[int, T]):
     """Per process: what ``compute`` gave for a shared prefetch object, by its identity.
 
     A repeated prefetch comes back as the very same objects (``loads_hook_request``), so work
@@ -249,13 +276,8 @@ class ObjectMemo(Generic[T]):
     def __init__(
         self, compute: Callable[[Any], T], *, max_size: int, size: Callable[[T], int]
     ) -> None:
+        super().__init__(max_size=max_size, size=size)
         self._compute = compute
-        self._size = size
-        self._max_size = max_size
-        self._known: dict[int, tuple[Any, T]] = {}
-        self._total = 0
-        self._generation = _PREFETCH.generation
-        self._lock = threading.Lock()
 
     def __call__(self, value: Any) -> T:
         known = self._known.get(id(value))
@@ -265,16 +287,7 @@ class ObjectMemo(Generic[T]):
         if not _PREFETCH.holds(value):
             return self._compute(value)
         result = self._compute(value)
-        size = self._size(result)
-        with self._lock:
-            if _PREFETCH.generation != generation:
-                return result  # the prefetch was forgotten meanwhile: keep nothing of it
-            if self._generation != generation or self._total + size > self._max_size:
-                self._known = {}
-                self._total = 0
-                self._generation = generation
-            self._known[id(value)] = (value, result)
-            self._total += size
+        self._keep(id(value), value, result, generation)
         return result
 
 
@@ -286,7 +299,7 @@ def shared_prefix(items: list[Any]) -> int:
     return len(items)
 
 
-class ItemsMemo(Generic[T]):
+class ItemsMemo(_GenerationStore[tuple[int, ...], T]):
     """Per process: what a computation gave for a list of shared prefetch objects, by the
     identities of its items, in order.
 
@@ -299,14 +312,6 @@ class ItemsMemo(Generic[T]):
     and when the results reach ``max_size`` in total (``size`` of each). Results are shared:
     callers must not change them.
     """
-
-    def __init__(self, *, max_size: int, size: Callable[[T], int]) -> None:
-        self._size = size
-        self._max_size = max_size
-        self._known: dict[tuple[int, ...], tuple[tuple[Any, ...], T]] = {}
-        self._total = 0
-        self._generation = _PREFETCH.generation
-        self._lock = threading.Lock()
 
     def known(self, items: list[Any]) -> tuple[T] | None:
         """``(result,)`` when this list's items were computed before, else None."""
@@ -321,16 +326,6 @@ class ItemsMemo(Generic[T]):
             return known[1]
         generation = _PREFETCH.generation  # read first: a clear after it is noticed below
         result = compute(items)
-        if not all(_PREFETCH.holds(item) for item in items):
-            return result
-        size = self._size(result)
-        with self._lock:
-            if _PREFETCH.generation != generation:
-                return result  # the prefetch was forgotten meanwhile: keep nothing of it
-            if self._generation != generation or self._total + size > self._max_size:
-                self._known = {}
-                self._total = 0
-                self._generation = generation
-            self._known[key] = (tuple(items), result)
-            self._total += size
+        if all(_PREFETCH.holds(item) for item in items):
+            self._keep(key, tuple(items), result, generation)
         return result

@@ -75,7 +75,7 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
     decisions += _counts(facts, settings, course, drafts, cycle)
     decisions += shared.ongoing_toxicities(facts, settings, course, drafts)
     if cycle[0] and course.started is not None:  # before cycle 1 what is there is baseline
-        decisions += _non_hematologic_gate(facts, settings, course)
+        decisions += _non_hematologic_gate(facts, settings, course, cycle[1])
     decisions += _unattributed_recoveries(facts, settings, course)
     stopped = any(d.stops_ixazomib for d in decisions)
 
@@ -282,7 +282,7 @@ def _counts(
 
 
 def _non_hematologic_gate(
-    facts: Facts, settings: RuleSettings, course: DoseCourse
+    facts: Facts, settings: RuleSettings, course: DoseCourse, cycle_line: str
 ) -> list[Decision]:
     """Label 2.2: a new cycle waits until non-hematologic toxicities are back to baseline or
     Grade <= 1, at the prescriber's discretion. Table 3 rows decide neuropathy, rash and
@@ -317,7 +317,7 @@ def _non_hematologic_gate(
             ixazomib=DrugAdvice(REVIEW),
             evidence=(
                 *(toxicity_line(f, zone) for f in ongoing),
-                "this ixazomib order is read as the start of a new cycle",
+                cycle_line,
             ),
             notes=(
                 "Before a new cycle the label asks for non-hematologic toxicities back to "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import DATA_NEEDS
@@ -166,28 +165,27 @@ def ongoing_toxicities(
         pain_text = "with pain" if with_pain else "without recorded pain"
         evidence = (*_episode_lines(episode, zone), *(f"pain: {p}" for p in pain))
         if grade == 3 or with_pain:
-            decisions.append(
-                Decision(
-                    rule="neuropathy-grade-2-pain-or-3",
-                    indicator=CRITICAL,
-                    summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
-                    ixazomib=DrugAdvice(HOLD),
-                    evidence=evidence,
-                    notes=(
-                        f"When it is back to Grade 1 or baseline, resume one level lower: "
-                        f"{lower_text}.",
-                    ),
-                    suggest=Suggest.DELETE_DRAFT,
-                    targets=tuple(drafts),
-                )
-            )
+            rule = "neuropathy-grade-2-pain-or-3"
+            resumption = f"back to Grade 1 or baseline, resume one level lower: {lower_text}"
         else:
-            decisions.append(_neuropathy_hold_same_dose(grade, pain_text, evidence, due, drafts))
+            rule = "neuropathy-grade-1-pain-or-2"
+            resumption = (
+                f"Grade 1 without pain or baseline, resume at the most recent dose: {mg(due)}"
+            )
+        decisions.append(_neuropathy_hold(rule, grade, pain_text, evidence, resumption, drafts))
     elif pain and (current := _current(facts, Toxicity.NEUROPATHY)):
         worst = max(current, key=lambda f: f.grade or 0)
         evidence = (toxicity_line(worst, zone), *(f"pain: {p}" for p in pain))
+        resumption = f"Grade 1 without pain or baseline, resume at the most recent dose: {mg(due)}"
         decisions.append(
-            _neuropathy_hold_same_dose(worst.grade or 1, "with pain", evidence, due, drafts)
+            _neuropathy_hold(
+                "neuropathy-grade-1-pain-or-2",
+                worst.grade or 1,
+                "with pain",
+                evidence,
+                resumption,
+                drafts,
+            )
         )
 
     rash_4 = _grade_4_since_start(facts, Toxicity.RASH, course)
@@ -256,24 +254,22 @@ def ongoing_toxicities(
     return decisions
 
 
-def _neuropathy_hold_same_dose(
+def _neuropathy_hold(
+    rule: str,
     grade: int,
     pain_text: str,
     evidence: tuple[str, ...],
-    due: Decimal | None,
+    resumption: str,
     drafts: list[MedicationOrder],
 ) -> Decision:
-    """Grade 1 with pain or Grade 2: withhold, then resume at the most recent dose."""
+    """Table 3 neuropathy rows below Grade 4: withhold ixazomib; ``resumption`` says how."""
     return Decision(
-        rule="neuropathy-grade-1-pain-or-2",
+        rule=rule,
         indicator=CRITICAL,
         summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
         ixazomib=DrugAdvice(HOLD),
         evidence=evidence,
-        notes=(
-            f"When it is Grade 1 without pain or baseline, resume at the most recent "
-            f"dose: {mg(due)}.",
-        ),
+        notes=(f"When it is {resumption}.",),
         suggest=Suggest.DELETE_DRAFT,
         targets=tuple(drafts),
     )
