@@ -56,6 +56,11 @@ def closed_port_url() -> str:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # The service opens a connection per query, ~10 at once per hook call. With socketserver's
+    # backlog of 5, a burst that the accept loop (a thread of the busy test process) has not
+    # taken yet overflows it, and the dropped SYN is resent only after 1 s: exactly the
+    # service's timeout, so a fault test would see a timeout instead of the fault it set up.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that gave up (the service's timeout) is expected; anything else is shown."""

@@ -79,9 +79,15 @@ class _ScenarioFhirServer(BaseHTTPRequestHandler):
         return
 
 
+class _BurstServer(ThreadingHTTPServer):
+    # ~10 connections at once per hook call: socketserver's backlog of 5 could drop a SYN,
+    # resent only after 1 s (see tests/faulty_fhir_server.py).
+    request_queue_size = 128
+
+
 @pytest.fixture(scope="module")
 def fhir_server() -> Iterator[type[_ScenarioFhirServer]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScenarioFhirServer)
+    server = _BurstServer(("127.0.0.1", 0), _ScenarioFhirServer)
     _ScenarioFhirServer.base = f"http://127.0.0.1:{server.server_address[1]}/fhir"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
