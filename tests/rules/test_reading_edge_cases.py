@@ -13,7 +13,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from cds_service.rules.cards import with_dose
 from cds_service.rules.facts.orders import read_order
 from cds_service.rules.facts.reading import Problems
-from cds_service.rules.inputs import JsonDict
+from cds_service.rules.inputs import JsonDict, PatientRecord
 from cds_service.rules.units import _UCUM, Kind, factor_for
 
 from .builders import (
@@ -825,3 +825,42 @@ def test_an_ixazomib_order_known_only_by_name_is_not_another_drug() -> None:
     )
     card = one(cards, "other-toxicity-grade-3-4")
     assert recommendation(card)["ixazomib"] == {"action": "review"}
+
+
+def test_an_ixazomib_medication_that_is_not_valid_fhir_is_still_checked() -> None:
+    """A Medication (sent beside the order, as Epic does) with a member FHIR does not define:
+    the order is still ixazomib, so an 8 mg overdose is caught and the Medication named."""
+    medication = {
+        "resourceType": "Medication",
+        "id": "med",
+        "foo": "bar",
+        "code": concept(RXNORM, IXAZOMIB),
+    }
+    draft = order(
+        dose=8, id="draft", medication={"medicationReference": {"reference": "Medication/med"}}
+    )
+    rec = record(history=[order(status="active", days_ago=60, dose=4)])
+    rec = PatientRecord(resources=rec.resources, medications={"Medication/med": medication})
+    cards = sign(draft, rec)
+    assert recommendation(one(cards, "overdose"))["ixazomib"]["action"] == "correct-dose"
+    assert "Medication/med" in one(cards, "data-uninterpretable")["detail"]
+
+
+def test_lab_result_with_an_unreadable_ixazomib_history_is_not_silent() -> None:
+    broken = {**order(status="active", days_ago=20, dose=4, id="ixa"), "foo": 1}
+    new = platelets(20000, 0, id="new")
+    cards = lab_result([new], record(history=[broken], labs=[new]))
+    card = one(cards, "data-uninterpretable")
+    assert recommendation(card)["ixazomib"] == {"action": "review"}
+    assert "MedicationRequest/ixa" in card["detail"]
+
+
+def test_a_medication_whose_codings_are_not_a_list_is_read_without_error() -> None:
+    medication = {"resourceType": "Medication", "id": "med", "code": {"coding": 5}, "ingredient": 1}
+    draft = order(
+        dose=4,
+        id="draft",
+        medication={"contained": [medication], "medicationReference": {"reference": "#med"}},
+    )
+    cards = sign(draft, record(history=[]))
+    assert all(recommendation(c)["ixazomib"]["action"] == "review" for c in cards)

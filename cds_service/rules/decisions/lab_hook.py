@@ -30,6 +30,10 @@ OFF_TREATMENT_AFTER = timedelta(days=56)
 
 def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     course = dose_course(facts, settings.pain_score_max_age)
+    if course.started is None and facts.unreadable_history:
+        # Regimen orders that cannot be read: whether the patient is on ixazomib is unknown,
+        # and silence would pass a low count as if they were not.
+        return shared.data_problems(facts)
     if course.started is None or not _on_treatment(facts):
         return []
     decisions: list[Decision] = []

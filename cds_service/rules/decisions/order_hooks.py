@@ -82,7 +82,9 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
     start_due = due
     # Orders whose medication could not be identified may be earlier ixazomib: then "no
     # earlier ixazomib" is not known, and the starting dose cannot be judged.
-    history_unknown = course.started is None and MEDICATIONS in facts.unavailable
+    history_unknown = course.started is None and (
+        MEDICATIONS in facts.unavailable or bool(facts.unreadable_history)
+    )
     if history_unknown:
         decisions.append(_history_unknown(facts))
     elif course.started is None:
@@ -128,15 +130,19 @@ def _with_lenalidomide_drafts(decision: Decision, facts: Facts) -> Decision:
 
 
 def _history_unknown(facts: Facts) -> Decision:
+    evidence = [f"not valid FHIR: {reference}" for reference in facts.unreadable_history]
+    if MEDICATIONS in facts.unavailable:
+        evidence.append(f"medication references: {facts.unavailable[MEDICATIONS]}")
     return Decision(
         rule="data-unavailable",
         indicator=WARNING,
         summary="Earlier orders could not be identified: starting dose not checked",
         ixazomib=DrugAdvice(REVIEW),
-        evidence=(f"medication references: {facts.unavailable[MEDICATIONS]}",),
+        evidence=tuple(evidence),
         notes=(
-            "No readable earlier ixazomib order was found, but some earlier orders name a "
-            "Medication that could not be read: whether ixazomib was given before, and so "
+            "No readable earlier ixazomib order was found, but some earlier orders could not "
+            "be read or name a Medication that could not be: whether ixazomib was given before, "
+            "and so "
             "whether the hepatic and renal starting-dose rules apply, is unknown.",
         ),
     )

@@ -88,6 +88,9 @@ class Facts:
     toxicities: list[ToxicityFinding]
     unavailable: dict[str, str]
     problems: Problems = field(default_factory=Problems)
+    # Recorded ixazomib/lenalidomide orders that could not be read (not valid FHIR): the
+    # history has gaps, so "never had ixazomib" cannot be concluded.
+    unreadable_history: list[str] = field(default_factory=list)
 
     def ixazomib_history(self) -> list[MedicationOrder]:
         return [order for order in self.history if order.drug is Drug.IXAZOMIB]
@@ -166,13 +169,19 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     draft_references = {
         reference_of(d) for d in of_type(_resources(call.draft_orders), "MedicationRequest")
     }
-    recorded = read_orders(
-        [
-            r
-            for r in of_type(resources.get(keys.MEDICATION_REQUESTS, []), "MedicationRequest")
-            if reference_of(r) not in draft_references
-        ]
-    )
+    recorded_raws = [
+        r
+        for r in of_type(resources.get(keys.MEDICATION_REQUESTS, []), "MedicationRequest")
+        if reference_of(r) not in draft_references
+    ]
+    recorded = read_orders(recorded_raws)
+    # Regimen orders that are not valid FHIR: not history we can read, but history all the same.
+    read_references = {o.reference for o in recorded}
+    unreadable_history = [
+        reference_of(r)
+        for r in recorded_raws
+        if reference_of(r) not in read_references and order_drug(r, medications)[0] in REGIMEN_DRUGS
+    ]
     # Drafts are not history; entered-in-error orders never happened; cancelled ones (FHIR R4:
     # withdrawn before any dose was taken) started nothing, so a patient whose only ixazomib
     # order was cancelled is still starting it (starting-dose rules apply).
@@ -311,6 +320,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         toxicities=toxicities,
         unavailable=dict(record.unavailable),
         problems=problems,
+        unreadable_history=unreadable_history,
     )
 
 

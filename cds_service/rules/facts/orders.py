@@ -30,6 +30,7 @@ from cds_service.rules.codes import (
 from cds_service.rules.facts.reading import (
     Problems,
     as_instant,
+    as_list,
     codes_in,
     codings,
     concept_text,
@@ -137,7 +138,9 @@ def _medication_code(
     """(code, ixazomib mg per capsule from the ingredient strength) of a Medication."""
     parsed = validate(Medication, medication, zone, problems)
     if parsed is None:
-        return None, None
+        # Not valid FHIR (the problem is recorded and shown): the drug it names still counts,
+        # so an ixazomib order is checked, never taken for another drug's in silence.
+        return _raw_medication_concept(medication), None
     code = parsed.code.model_dump(mode="python") if parsed.code else {"coding": []}
     strength = None
     # Ingredient codes count too (a compounded or uncoded product naming its ingredient).
@@ -299,17 +302,22 @@ def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
         medication = _contained(order, reference[1:])
     else:
         medication = medications.get(reference)
-    if not isinstance(medication, dict):
-        return None
+    return _raw_medication_concept(medication) if isinstance(medication, dict) else None
+
+
+def _raw_medication_concept(medication: JsonDict) -> JsonDict | None:
+    """A Medication's code with its ingredients' codings, from the JSON as sent (any shape:
+    this also names the drug of a Medication that is not valid FHIR)."""
     # As _medication_code: the ingredients name the drug too (a Medication may code only them).
-    codings = [c for c in dict_field(medication, "code").get("coding") or [] if c]
-    for ingredient in medication.get("ingredient") or []:
+    code = dict_field(medication, "code")
+    codings = [c for c in as_list(code.get("coding")) if isinstance(c, dict)]
+    for ingredient in as_list(medication.get("ingredient")):
         item = ingredient.get("itemCodeableConcept") if isinstance(ingredient, dict) else None
-        if isinstance(item, dict) and isinstance(item.get("coding"), list):
-            codings += item["coding"]
+        if isinstance(item, dict):
+            codings += [c for c in as_list(item.get("coding")) if isinstance(c, dict)]
     if "code" not in medication and not codings:
         return None
-    return {**dict_field(medication, "code"), "coding": codings}
+    return {**code, "coding": codings}
 
 
 def referenced_medication(raw: JsonDict, medications: dict[str, JsonDict]) -> Any:

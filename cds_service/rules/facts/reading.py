@@ -304,7 +304,8 @@ def _as_dict(concept: Any) -> dict[str, Any]:
     return concept if isinstance(concept, dict) else {}
 
 
-def _list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A JSON value that should be an array, or [] when it is anything else."""
     return value if isinstance(value, list) else []
 
 
@@ -316,7 +317,7 @@ def codings(concept: Any) -> list[tuple[str, str]]:
         ]
     return [
         (str(c.get("system") or ""), str(c.get("code") or ""))
-        for c in _list(_as_dict(concept).get("coding"))
+        for c in as_list(_as_dict(concept).get("coding"))
         if isinstance(c, dict)
     ]
 
@@ -329,7 +330,9 @@ def concept_text(concept: Any) -> str:
     """All human text of a concept (text and displays), lower case, for name fallbacks."""
     raw = _as_dict(concept)
     parts = [str(raw.get("text") or "")]
-    parts += [str(c.get("display") or "") for c in _list(raw.get("coding")) if isinstance(c, dict)]
+    parts += [
+        str(c.get("display") or "") for c in as_list(raw.get("coding")) if isinstance(c, dict)
+    ]
     return " ".join(parts).strip().lower()
 
 
