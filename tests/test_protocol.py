@@ -312,3 +312,10 @@ def test_a_draft_order_about_another_patient_is_400_naming_both(client: FlaskCli
     order["subject"] = {"reference": f"http://ehr.example/fhir/Patient/{PATIENT_ID}"}
     response = client.post("/cds-services/ixazomib-order-sign", json=order_sign_request(order))
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_405_names_the_allowed_methods(client: FlaskClient) -> None:
+    response = client.get("/cds-services/ixazomib-order-sign")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"POST", "OPTIONS"}
+    assert response.get_json()["resourceType"] == "OperationOutcome"

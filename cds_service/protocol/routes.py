@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cds_service import logs, metrics
@@ -160,7 +161,11 @@ def read_json_body(decode: Callable[[bytes], Any]) -> Any:
         raise UnsupportedMediaType(
             f"Send the body as application/json, not {request.mimetype or 'no Content-Type'}."
         )
-    raw = request.get_data(cache=False)
+    try:
+        raw = request.get_data(cache=False)
+    except (ParseException, OSError) as error:
+        # gunicorn reads a chunked body as it is asked for; a broken chunk surfaces here.
+        raise BadRequest(f"The request body is malformed ({type(error).__name__}).") from None
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and len(raw) >= limit:  # chunked: cut at the limit
         raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
@@ -248,7 +253,10 @@ def install_error_handlers(app: Flask) -> None:
         else:
             mapped = BadRequest(error.description or "The request could not be understood.")
             mapped.status = status if 400 <= status < 500 else 400
-        return jsonify(mapped.to_operation_outcome()), mapped.status
+        response = jsonify(mapped.to_operation_outcome())
+        if status == 405 and (allowed := dict(error.get_headers()).get("Allow")):
+            response.headers["Allow"] = allowed  # RFC 9110: a 405 names the methods allowed
+        return response, mapped.status
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[Response, int]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -490,6 +491,32 @@ def test_live_broken_bodies_are_4xx_operation_outcomes(
     response = _post_live(live, data, content_type)
     assert response.status_code == status, response.text
     assert_operation_outcome(response.json(), mentions=mentions)
+
+
+@pytest.mark.parametrize(
+    "chunked",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"],
+    ids=["bad chunk size", "chunk without its CRLF"],
+)
+@pytest.mark.parametrize("path", [SIGN, SIGN + "/feedback"])
+def test_live_malformed_chunked_body_is_400(live: LiveService, chunked: bytes, path: str) -> None:
+    """Sent by hand on a socket: requests would only ever send well-formed chunks."""
+    port = int(live.base_url.rsplit(":", 1)[1])
+    headers = "".join(f"{k}: {v}\r\n" for k, v in live.headers(path).items())
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + chunked)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", answer[:300]
+    body = rest.split(b"\r\n\r\n", 1)[1]
+    assert_operation_outcome(json.loads(body), mentions="malformed")
 
 
 def test_live_service_survived_the_hostile_input(live: LiveService) -> None:
