@@ -184,7 +184,7 @@ def _refuse_other_patients(
     for index, resource in enumerate(resources):
         if resource.get("resourceType") != kind:
             continue
-        named = _subject_patient(resource)
+        named = subject_patient(resource)
         if named is None or named == patient_id:
             continue
         identity = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
@@ -195,9 +195,10 @@ def _refuse_other_patients(
         )
 
 
-def _subject_patient(resource: JsonDict) -> str | None:
-    """The patient id that ``subject.reference`` names, or None when it names none we can read."""
-    subject = resource.get("subject")
+def subject_patient(resource: JsonDict) -> str | None:
+    """The patient id that ``subject.reference`` (``patient`` in AllergyIntolerance) names, or
+    None when it names none we can read."""
+    subject = resource.get("subject", resource.get("patient"))
     reference = subject.get("reference") if isinstance(subject, dict) else None
     if not isinstance(reference, str):
         return None

@@ -522,3 +522,22 @@ def test_live_malformed_chunked_body_is_400(live: LiveService, chunked: bytes, p
 def test_live_service_survived_the_hostile_input(live: LiveService) -> None:
     assert requests.get(live.base_url + "/healthz", timeout=5).status_code == 200
     assert "Traceback" not in live.logs()
+
+
+def test_prefetched_results_of_another_patient_are_400(
+    client: FlaskClient, hep: dict[str, Any]
+) -> None:
+    labs = hep["prefetch"]["labs"]
+    labs["entry"][0]["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    response = client.post(SIGN, json=hep)
+    assert response.status_code == 400
+    assert_operation_outcome(response.get_json(), mentions="Patient/someone-else")
+
+
+def test_a_prefetched_patient_who_is_not_the_context_patient_is_400(
+    client: FlaskClient, hep: dict[str, Any]
+) -> None:
+    hep["prefetch"]["patient"]["id"] = "someone-else"
+    response = client.post(SIGN, json=hep)
+    assert response.status_code == 400
+    assert_operation_outcome(response.get_json(), mentions="prefetch.patient")
