@@ -42,9 +42,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(host: str, port: int, workers: int | None) -> int:
     from cds_service.serve import run_server
 
-    Config.from_env()  # fail here, with a clear message, rather than in every worker
+    # Fail here, once, with a message that names what to fix, rather than in every worker.
+    config = Config.from_env()
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be from 1 to 65535, not {port}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    _check_startup(config)
     run_server(host, port, workers)
     return 0
+
+
+def _check_startup(config: Config) -> None:
+    """What each worker reads at start-up: the trusted issuers and the database."""
+    from cds_service.auth import load_trusted_issuers
+    from cds_service.store import open_store
+
+    if config.auth_required and config.trusted_issuers_path is not None:
+        try:
+            load_trusted_issuers(config.trusted_issuers_path)
+        except ValueError as error:
+            raise ConfigError(f"CDS_TRUSTED_ISSUERS: {error}") from None
+    try:
+        store = open_store(config.database_url)
+        store.migrate()
+        store.close()
+    except Exception as error:  # any driver's error: say which setting, not a traceback
+        raise ConfigError(
+            f"CDS_DATABASE_URL: the database cannot be opened ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _load_fixtures(fhir_server: str, token: str | None, directory: str | None) -> int:

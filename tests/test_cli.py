@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cds_service.app import create_app
 from cds_service.config import Config
 from cds_service.fixtures import load_scenarios
@@ -37,6 +39,28 @@ def test_serve_names_a_bad_variable() -> None:
     result = run("serve", env={"CDS_AUTH": "maybe"})
     assert result.returncode == 2
     assert "CDS_AUTH must be 'required' or 'disabled'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (("serve",), {"CDS_TRUSTED_ISSUERS": "{issuers}"}, "CDS_TRUSTED_ISSUERS"),
+        (("serve",), {"CDS_AUTH": "disabled", "CDS_DATABASE_URL": "mysql://x"}, "CDS_DATABASE_URL"),
+        (("serve", "--port", "99999"), {"CDS_AUTH": "disabled"}, "--port"),
+        (("serve", "--workers", "0"), {"CDS_AUTH": "disabled"}, "--workers"),
+    ],
+    ids=["issuers file lists no issuer", "unsupported database", "port", "workers"],
+)
+def test_serve_start_up_errors_name_what_to_fix(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], names: str
+) -> None:
+    issuers = tmp_path / "issuers.json"
+    issuers.write_text('{"issuers": []}')
+    env = {k: v.replace("{issuers}", str(issuers)) for k, v in env.items()}
+    result = run(*args, env={"CDS_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", **env})
+    assert result.returncode == 2
+    assert f"configuration error: {names}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_report_counts_cards_and_feedback_per_rule(tmp_path: Path) -> None:
