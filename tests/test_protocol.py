@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -319,3 +320,31 @@ def test_405_names_the_allowed_methods(client: FlaskClient) -> None:
     assert response.status_code == 405
     assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"POST", "OPTIONS"}
     assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def _order_select_request(selection: str) -> dict[str, Any]:
+    scenario = next(s for s in load_scenarios() if s.id == "hep-moderate-order-select")
+    request = scenario.cds_request(prefetch=True)
+    body: dict[str, Any] = json.loads(json.dumps(request, default=str))
+    body["context"]["selections"] = [selection]
+    return body
+
+
+def test_order_select_reads_an_absolute_selection_as_the_draft_it_names(
+    client: FlaskClient,
+) -> None:
+    draft = "MedicationRequest/hep-moderate-order-select-ixa-draft"
+    body = _order_select_request(f"https://ehr.example.org/fhir/{draft}")
+    response = client.post("/cds-services/ixazomib-order-select", json=body)
+    assert response.status_code == 200
+    actions = [
+        c["extension"]["org.ixazomib-cds.recommendation"]["ixazomib"]["action"]
+        for c in response.get_json()["cards"]
+    ]
+    assert "start-reduced" in actions
+
+
+def test_order_select_naming_no_draft_is_400_not_silence(client: FlaskClient) -> None:
+    body = _order_select_request("MedicationRequest/not-among-the-drafts")
+    response = client.post("/cds-services/ixazomib-order-select", json=body)
+    assert_operation_outcome(response, 400, "not among context.draftOrders")

@@ -22,6 +22,9 @@ MAX_CONTEXT_ENTRIES = 100  # draft orders or new results in one call; more is no
 # A subject reference that names a patient: relative (`Patient/p1`) or absolute
 # (`https://ehr.example/fhir/Patient/p1`), optionally versioned. The id part is a FHIR id.
 # Any other form (`urn:uuid:...`, `#contained`, a Group) cannot be compared with patientId.
+_RESOURCE_REFERENCE = re.compile(
+    r"(?:https?://\S+/)?([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
+)
 _PATIENT_REFERENCE = re.compile(
     r"(?:https?://\S+/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
 )
@@ -115,7 +118,7 @@ def read_context(hook: str, context: JsonDict) -> HookContext:
                     "context.selections must be a list of references, e.g. "
                     '["MedicationRequest/103"]'
                 )
-            selections = list(raw)
+            selections = _selected_drafts(raw, draft_orders)
     elif hook == HOOK_LAB_RESULT:
         bundle = context.get("observations")
         if isinstance(bundle, dict) and bundle.get("type") not in (None, "collection"):
@@ -167,6 +170,26 @@ def _bundle_resources(context: JsonDict, name: str) -> list[JsonDict]:
         seen[identity] = index
         resources.append(resource)
     return resources
+
+
+def _selected_drafts(selections: list[str], drafts: list[JsonDict]) -> list[str]:
+    """``selections`` as ``Type/id`` of the drafts they name: an absolute URL or a versioned
+    reference to a draft names it too. A selection that names no draft order is refused: the
+    order the clinician selected would otherwise go unchecked, in silence."""
+    present = {
+        f"{d.get('resourceType')}/{d['id']}": d for d in drafts if isinstance(d.get("id"), str)
+    }
+    named = []
+    for selection in selections:
+        match = _RESOURCE_REFERENCE.fullmatch(selection)
+        reference = f"{match.group(1)}/{match.group(2)}" if match else selection
+        if reference not in present:
+            raise BadRequest(
+                f"context.selections names {selection!r}, which is not among "
+                'context.draftOrders (expected e.g. "MedicationRequest/<draft id>")'
+            )
+        named.append(reference)
+    return named
 
 
 def _refuse_other_patients(
