@@ -225,6 +225,10 @@ def test_feedback_is_stored_once_however_often_it_is_reported(client: FlaskClien
         {"feedback": []},
         {"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "2026-11-21T10:00Z"}]},
         {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "yesterday"}]},
+        *(
+            {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": not_rfc3339}]}
+            for not_rfc3339 in ("2026-12-01", "20261201T100000Z", "2026-W48-2T10:00:00Z")
+        ),
         {"nothing": 1},
     ],
 )

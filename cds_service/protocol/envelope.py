@@ -7,6 +7,7 @@ resource the rules never read cannot fail a request.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -96,10 +97,19 @@ class FeedbackRequest(_Envelope):
     feedback: list[FeedbackEntry] = Field(min_length=1, max_length=100)
 
 
+# RFC 3339 date-time; the offset may be left out (read as UTC, as the spec says feedback is).
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?"
+)
+
+
 def parse_timestamp(value: str) -> datetime:
-    """RFC 3339; the spec says UTC, so a timestamp without a zone is read as UTC."""
+    """RFC 3339; the spec says UTC, so a timestamp without a zone is read as UTC. Other ISO
+    8601 shapes (a date alone, week dates, the basic format) are refused."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if not _RFC3339.fullmatch(value):
+            raise ValueError(value)
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError):
         raise ValueError(
