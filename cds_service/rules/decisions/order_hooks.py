@@ -142,8 +142,7 @@ def _history_unknown(facts: Facts) -> Decision:
         notes=(
             "No readable earlier ixazomib order was found, but some earlier orders could not "
             "be read or name a Medication that could not be: whether ixazomib was given before, "
-            "and so "
-            "whether the hepatic and renal starting-dose rules apply, is unknown.",
+            "and so whether the hepatic and renal starting-dose rules apply, is unknown.",
         ),
     )
 

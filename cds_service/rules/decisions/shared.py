@@ -149,6 +149,7 @@ def ongoing_toxicities(
     lower = next_lower(IXAZOMIB_LEVELS, due)
     lower_text = mg(lower) if lower is not None else "none below 2.3 mg: discontinue ixazomib"
 
+    same_dose = f"Grade 1 without pain or baseline, resume at the most recent dose: {mg(due)}"
     neuropathy_4 = _grade_4_since_start(facts, Toxicity.NEUROPATHY, course)
     neuropathy = _open_episodes(facts, Toxicity.NEUROPATHY, 2, course, window)
     pain = _with_pain_now(facts, window, zone)
@@ -169,22 +170,15 @@ def ongoing_toxicities(
             resumption = f"back to Grade 1 or baseline, resume one level lower: {lower_text}"
         else:
             rule = "neuropathy-grade-1-pain-or-2"
-            resumption = (
-                f"Grade 1 without pain or baseline, resume at the most recent dose: {mg(due)}"
-            )
+            resumption = same_dose
         decisions.append(_neuropathy_hold(rule, grade, pain_text, evidence, resumption, drafts))
     elif pain and (current := _current(facts, Toxicity.NEUROPATHY)):
         worst = max(current, key=lambda f: f.grade or 0)
         evidence = (toxicity_line(worst, zone), *(f"pain: {p}" for p in pain))
-        resumption = f"Grade 1 without pain or baseline, resume at the most recent dose: {mg(due)}"
+        grade_now = worst.grade or 1
         decisions.append(
             _neuropathy_hold(
-                "neuropathy-grade-1-pain-or-2",
-                worst.grade or 1,
-                "with pain",
-                evidence,
-                resumption,
-                drafts,
+                "neuropathy-grade-1-pain-or-2", grade_now, "with pain", evidence, same_dose, drafts
             )
         )
 
