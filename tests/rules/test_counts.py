@@ -123,13 +123,26 @@ def test_no_cbc_at_all_is_missing() -> None:
 
 
 def test_preliminary_and_cancelled_results_do_not_count() -> None:
+    """None of them holds; the preliminary one, newer than the final, is named for review (a
+    cancelled or entered-in-error result never was one)."""
     labs = [
-        anc(300, 1, status="preliminary"),
-        anc(300, 1, status="cancelled"),
-        anc(300, 1, status="entered-in-error"),
+        anc(300, 1, status="preliminary", id="prelim"),
+        anc(300, 1, status="cancelled", id="cancelled"),
+        anc(300, 1, status="entered-in-error", id="eie"),
         anc(2000, 2),
         platelets(200000, 2),
     ]
+    cards = _sign_with(labs)
+    assert rules_of(cards) == ["data-uninterpretable"]
+    assert recommendation(cards[0])["ixazomib"] == {"action": "review"}
+    assert "Observation/prelim" in cards[0]["detail"]
+    assert "status preliminary" in cards[0]["detail"]
+    assert "Observation/cancelled" not in cards[0]["detail"]
+    assert "Observation/eie" not in cards[0]["detail"]
+
+
+def test_a_preliminary_count_older_than_the_final_one_is_not_named() -> None:
+    labs = [anc(300, 3, status="preliminary"), anc(2000, 1), platelets(200000, 1)]
     assert _sign_with(labs) == []
 
 

@@ -31,6 +31,7 @@ from cds_service.rules.facts.labs import (
     lab_of,
     overtaken,
     read_lab,
+    unused_latest_count,
     unused_new_result,
 )
 from cds_service.rules.facts.orders import (
@@ -49,7 +50,13 @@ from cds_service.rules.facts.reading import (
     reference_of,
     zone_flag,
 )
-from cds_service.rules.inputs import HOOK_ORDER_SELECT, HookCall, JsonDict, PatientRecord
+from cds_service.rules.inputs import (
+    HOOK_ORDER_SELECT,
+    HOOK_ORDER_SIGN,
+    HookCall,
+    JsonDict,
+    PatientRecord,
+)
 from cds_service.rules.settings import RuleSettings
 
 __all__ = [
@@ -232,6 +239,14 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     for raw in _unique(new_observations):
         if (why := unused_new_result(raw)) is not None and not overtaken(raw, new_labs, zone):
             problems.uninterpretable.append(why)
+    if call.hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
+        # A preliminary count newer than every final one is not used, but it is named: a
+        # preliminary platelet count of 20,000 must not pass an order in silence.
+        counted = [*labs[Lab.ANC], *labs[Lab.PLATELETS]]
+        since = call.now - settings.cbc_max_age
+        for raw in recorded_labs:
+            if (why := unused_latest_count(raw, counted, zone, since)) is not None:
+                problems.uninterpretable.append(why)
 
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
     ixazomib_references |= {

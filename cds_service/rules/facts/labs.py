@@ -236,6 +236,23 @@ def overtaken(raw: JsonDict, counted: Iterable[LabValue], zone: tzinfo) -> bool:
     return any(value.lab is lab and value.at >= taken for value in counted)
 
 
+def unused_latest_count(
+    raw: JsonDict, counted: Iterable[LabValue], zone: tzinfo, since: datetime
+) -> str | None:
+    """Why a recorded ANC or platelet count that is not used for its status (preliminary) is
+    named at an order hook: taken after ``since`` and after every counted result of its lab,
+    it is the latest word on the count. None for anything else."""
+    if raw.get("status") in COUNTING_STATUSES:  # most results: one look, then done
+        return None
+    if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS):
+        return None
+    why = unused_new_result(raw)
+    taken = _instant_sent(raw, zone)
+    if why is None or taken is None or taken < since or overtaken(raw, counted, zone):
+        return None
+    return why
+
+
 def _instant_sent(raw: JsonDict, zone: tzinfo) -> datetime | None:
     """``_time_sent`` as an aware datetime (a naive one in ``zone``), or None if unreadable."""
     text = _time_sent(raw)
