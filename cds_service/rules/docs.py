@@ -82,9 +82,10 @@ DECISIONS = """\
   used (they may change; the final result will fire the lab hook again), but a new result at
   the lab-result hook that is not used for its status is named on a `data-uninterpretable`
   review card, so a preliminary ANC of 200 is never met with silence (unless a final result
-  of the same lab, as new or newer, came with it). At the order hooks, likewise, a preliminary
-  ANC or platelet count within the CBC window and newer than every final one is named. Results with a
-  comparator (`<0.1`) are bounds, not values, and are reported as uninterpretable.
+  of the same lab, as new or newer, came with it). At the order hooks, likewise, a
+  preliminary ANC or platelet count within the CBC window and newer than every final one is
+  named. Results with a comparator (`<0.1`) are bounds, not values, and are reported as
+  uninterpretable.
 - **Units.** Converted exactly by multiplication into cells/uL (= /mm3), umol/L, kg, mL/min.
   A Quantity with a UCUM system and code is read by its code alone, case-sensitively (a sender
   that claims UCUM means UCUM; UCUM's lower-case litre `l` is the same unit as `L`, so

@@ -242,7 +242,7 @@ def unused_latest_count(
     """Why a recorded ANC or platelet count that is not used for its status (preliminary) is
     named at an order hook: taken after ``since`` and after every counted result of its lab,
     it is the latest word on the count. None for anything else."""
-    if raw.get("status") in COUNTING_STATUSES:  # most results: one look, then done
+    if text_field(raw, "status") in COUNTING_STATUSES:  # most results: one look, then done
         return None
     if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS):
         return None
