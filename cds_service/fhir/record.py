@@ -22,7 +22,7 @@ from cds_service.errors import BadRequest, PreconditionFailed
 from cds_service.exact_json import ObjectMemo
 from cds_service.fhir.client import FhirClient, FhirUnavailable, bundle_resources
 from cds_service.protocol.envelope import HookRequest
-from cds_service.protocol.services import HookContext, subject_patient
+from cds_service.protocol.services import HookContext, another_patient, subject_patient
 from cds_service.rules.data_needs import DATA_NEEDS, MEDICATION_REQUESTS, MEDICATIONS
 from cds_service.rules.inputs import DataNeed, JsonDict, PatientRecord
 
@@ -87,13 +87,6 @@ def require(record: PatientRecord) -> None:
         )
 
 
-def _another_patient(where: str, named: str, patient_id: str) -> str:
-    return (
-        f"{where} is about Patient/{named}, but this request is about Patient/{patient_id} "
-        "(context.patientId); a request may carry only the data of the patient it is about"
-    )
-
-
 def _use_prefetch(
     need: DataNeed, prefetch: dict[str, Any], record: PatientRecord, patient_id: str
 ) -> Callable[[FhirClient], list[JsonDict]] | None:
@@ -109,7 +102,7 @@ def _use_prefetch(
         return _fetch_all(need, patient_id)
     if kind == need.resource_type and not need.query.startswith(f"{need.resource_type}?"):
         if kind == "Patient" and isinstance(value.get("id"), str) and value["id"] != patient_id:
-            raise BadRequest(_another_patient(f"prefetch.{need.key}", value["id"], patient_id))
+            raise BadRequest(another_patient(f"prefetch.{need.key}", value["id"], patient_id))
         record.resources[need.key] = [value]
         return None
     if kind != "Bundle" or not isinstance(value.get("entry", []), list):
@@ -135,7 +128,7 @@ def _use_prefetch(
         if named is not None and named != patient_id:
             # Another patient's results would be judged as this patient's: refuse the request.
             where = f"prefetch.{need.key} entry {index}"
-            raise BadRequest(_another_patient(where, named, patient_id))
+            raise BadRequest(another_patient(where, named, patient_id))
     record.resources[need.key] = [r for r in found if r.get("resourceType") == need.resource_type]
     if any(
         link.get("relation") == "next" for link in value.get("link") or [] if isinstance(link, dict)

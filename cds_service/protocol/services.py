@@ -211,11 +211,16 @@ def _refuse_other_patients(
         if named is None or named == patient_id:
             continue
         identity = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
-        raise BadRequest(
-            f"context.{name}.entry[{index}] ({identity}) is about Patient/{named}, but this "
-            f"request is about Patient/{patient_id} (context.patientId); a request may carry "
-            "only the data of the patient it is about"
-        )
+        where = f"context.{name}.entry[{index}] ({identity})"
+        raise BadRequest(another_patient(where, named, patient_id))
+
+
+def another_patient(where: str, named: str, patient_id: str) -> str:
+    """Why data about another patient is refused, in one wording for context and prefetch."""
+    return (
+        f"{where} is about Patient/{named}, but this request is about Patient/{patient_id} "
+        "(context.patientId); a request may carry only the data of the patient it is about"
+    )
 
 
 def subject_patient(resource: JsonDict) -> str | None:

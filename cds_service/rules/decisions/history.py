@@ -133,15 +133,17 @@ class DoseCourse:
 
         def pending(step: Step) -> bool:
             if step.drug is Drug.LENALIDOMIDE and step.to_mg is not None:
-                return not _lenalidomide_step_ordered(step, orders)
+                return not step_ordered(step, orders)
             return after is None or step.at > after
 
         return [s for s in self.steps if pending(s)]
 
 
-def _lenalidomide_step_ordered(step: Step, orders: list[MedicationOrder]) -> bool:
+def step_ordered(step: Step, orders: list[MedicationOrder]) -> bool:
+    """Whether an order of the step's drug at its new level or lower followed it (an order
+    without a start, a draft being signed, follows everything)."""
     return any(
-        o.drug is Drug.LENALIDOMIDE
+        o.drug is step.drug
         and o.dose_mg is not None
         and step.to_mg is not None
         and o.dose_mg <= step.to_mg

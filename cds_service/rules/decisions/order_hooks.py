@@ -25,6 +25,7 @@ from .history import (
     dose_course,
     next_lower,
     series_key,
+    step_ordered,
     toxicity_episodes,
 )
 from .model import (
@@ -107,17 +108,19 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
     decisions += shared.interactions(facts, settings)
     decisions += shared.hypersensitivity(facts, settings)
     decisions += shared.data_problems(facts)
-    return [_with_lenalidomide_drafts(d, facts) for d in decisions]
+    lenalidomide = _lenalidomide_drafts(facts)
+    return [_with_lenalidomide_drafts(d, lenalidomide) for d in decisions]
 
 
 def _lenalidomide_drafts(facts: Facts) -> tuple[MedicationOrder, ...]:
     return tuple(o for o in facts.other_drafts if o.drug is Drug.LENALIDOMIDE)
 
 
-def _with_lenalidomide_drafts(decision: Decision, facts: Facts) -> Decision:
+def _with_lenalidomide_drafts(
+    decision: Decision, lenalidomide: tuple[MedicationOrder, ...]
+) -> Decision:
     """Advice that withholds or stops lenalidomide also removes a lenalidomide draft signed
     with the ixazomib order: Table 3 withholds both drugs, not only the one being checked."""
-    lenalidomide = _lenalidomide_drafts(facts)
     if not lenalidomide or decision.lenalidomide is None:
         return decision
     if decision.lenalidomide.action not in {HOLD, DISCONTINUE}:
@@ -207,16 +210,12 @@ def _cycle_start(
     last = course.last_ixazomib_order
     if last is None or last.starts is None:
         return True, "no earlier ixazomib order: this order begins cycle 1"
-    begins = min((d.starts or now for d in drafts), default=now)
-    days = (begins - last.starts).days
-    if begins - last.starts >= NEW_CYCLE_AFTER:
-        return True, (
-            f"this order begins {days} days after the last ixazomib order began "
-            f"({shown(last.starts)}): read as the start of a new cycle"
-        )
-    return False, (
-        f"this order begins {days} days after the last ixazomib order began "
-        f"({shown(last.starts)}): read as resuming the current cycle"
+    since = min((d.starts or now for d in drafts), default=now) - last.starts
+    new_cycle = since >= NEW_CYCLE_AFTER
+    reading = "the start of a new cycle" if new_cycle else "resuming the current cycle"
+    return new_cycle, (
+        f"this order begins {since.days} days after the last ixazomib order began "
+        f"({shown(last.starts)}): read as {reading}"
     )
 
 
@@ -303,13 +302,11 @@ def _non_hematologic_gate(
     ongoing = [
         f
         for f in facts.toxicities
-        if f.toxicity is Toxicity.OTHER and f.ongoing and (f.grade or 0) == 2
-    ]
-    ongoing = [
-        f
-        for f in ongoing
-        if series_key(f) not in held
-        and (f.grade or 0) > (shared.baseline_grade(facts, series_key(f), course) or 1)
+        if f.toxicity is Toxicity.OTHER
+        and f.ongoing
+        and f.grade == 2
+        and series_key(f) not in held
+        and (shared.baseline_grade(facts, series_key(f), course) or 1) < 2  # worse than baseline
     ]
     if not ongoing:
         return []
@@ -532,10 +529,7 @@ def _reduction_never_ordered(course: DoseCourse, facts: Facts) -> bool:
     step = next((s for s in reversed(course.steps) if s.drug is Drug.IXAZOMIB), None)
     if step is None or step.to_mg is None:
         return False
-    return not any(
-        o.dose_mg is not None and o.dose_mg <= step.to_mg and o.starts and o.starts >= step.at
-        for o in facts.ixazomib_history()
-    )
+    return not step_ordered(step, facts.ixazomib_history())
 
 
 def _dose_due(

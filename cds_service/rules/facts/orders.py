@@ -135,22 +135,28 @@ def _contained(order: JsonDict, local_id: str) -> JsonDict | None:
 def _medication_code(
     medication: JsonDict, zone: tzinfo, problems: Problems
 ) -> tuple[Any, Decimal | None]:
-    """(code, ixazomib mg per capsule from the ingredient strength) of a Medication."""
+    """(code with its ingredients' codings, ixazomib mg per capsule) of a Medication.
+
+    The codes are read from the JSON as sent (``_raw_medication_concept``), so a Medication
+    that is not valid FHIR (its problem is recorded and shown) still names its drug: an
+    ixazomib order is checked, never taken for another drug's in silence. The strength is
+    read only from a valid one."""
     parsed = validate(Medication, medication, zone, problems)
+    code = _raw_medication_concept(medication)
     if parsed is None:
-        # Not valid FHIR (the problem is recorded and shown): the drug it names still counts,
-        # so an ixazomib order is checked, never taken for another drug's in silence.
-        return _raw_medication_concept(medication), None
-    code = parsed.code.model_dump(mode="python") if parsed.code else {"coding": []}
-    strength = None
-    # Ingredient codes count too (a compounded or uncoded product naming its ingredient).
-    for ingredient in parsed.ingredient or []:
-        if ingredient.itemCodeableConcept:
-            item = ingredient.itemCodeableConcept.model_dump(mode="python")
-            code["coding"] = list(code.get("coding") or []) + list(item.get("coding") or [])
-            if codes_in(item, RXNORM) & IXAZOMIB_INGREDIENT_CODES:
-                strength = strength or _per_capsule_mg(ingredient.strength)
-    return code, strength
+        return code, None
+    strength = next(
+        (
+            mg_per_capsule
+            for ingredient in parsed.ingredient or []
+            if ingredient.itemCodeableConcept
+            and codes_in(ingredient.itemCodeableConcept.model_dump(mode="python"), RXNORM)
+            & IXAZOMIB_INGREDIENT_CODES
+            and (mg_per_capsule := _per_capsule_mg(ingredient.strength)) is not None
+        ),
+        None,
+    )
+    return code or {"coding": []}, strength
 
 
 def _per_capsule_mg(ratio: Any) -> Decimal | None:
@@ -307,8 +313,8 @@ def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
 
 def _raw_medication_concept(medication: JsonDict) -> JsonDict | None:
     """A Medication's code with its ingredients' codings, from the JSON as sent (any shape:
-    this also names the drug of a Medication that is not valid FHIR)."""
-    # As _medication_code: the ingredients name the drug too (a Medication may code only them).
+    this also names the drug of a Medication that is not valid FHIR). The ingredients name
+    the drug too: a compounded or uncoded product may code only them."""
     code = dict_field(medication, "code")
     codings = [c for c in as_list(code.get("coding")) if isinstance(c, dict)]
     for ingredient in as_list(medication.get("ingredient")):
