@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, MutableMapping
@@ -183,6 +184,7 @@ def settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Hooks.
         "when_ready": when_ready,
         "child_exit": child_exit,
+        "worker_exit": worker_exit,
         "on_exit": on_exit,
     }
     return values
@@ -246,6 +248,25 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """In a worker that is exiting (its requests answered): exit now, joining no thread.
+
+    The only threads still running then are FHIR fetches whose hook call has already been
+    answered (its deadline let them go). The interpreter's normal exit joins them, so a FHIR
+    server trickling its answer kept a SIGTERM waiting for the whole graceful timeout, until
+    the master killed the worker. gunicorn also calls this hook in the master (for a worker
+    that vanished): there it does nothing.
+    """
+    if os.getpid() != getattr(worker, "pid", None):
+        return
+    stop = sys.exc_info()[1]
+    code = stop.code if isinstance(stop, SystemExit) else 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def on_exit(server: Any) -> None:
