@@ -8,7 +8,8 @@ whole before trickling it back, so a gunicorn thread only ever works on a comple
 
 ``render_config`` writes the one nginx configuration. ``ixazomib-cds serve --front nginx``
 renders it for its own run directory; ``deploy/k8s/nginx.conf`` (the sidecar's configuration)
-is the same function's output for the pod's paths, checked by tests/test_deploy.py.
+is the same function's output for the pod's paths (``KUBERNETES_SIDECAR``), checked by
+tests/test_deploy.py. Regenerate it with ``python -m cds_service.nginx_front``.
 """
 
 from __future__ import annotations
@@ -121,6 +122,20 @@ class FrontSettings:
     tls_key_file: str | None = None
 
 
+# The sidecar in deploy/k8s/deployment.yaml: the app container serves 127.0.0.1:8081 (the pod's
+# loopback, shared by its containers); the certificate and key come from the Secret
+# ixazomib-cds-tls; /tmp is an emptyDir (the root file system is read-only).
+KUBERNETES_SIDECAR = FrontSettings(
+    listen="8443",
+    upstream="127.0.0.1:8081",
+    pid_file="/tmp/nginx.pid",  # noqa: S108 - an emptyDir of the pod
+    temp_dir="/tmp",  # noqa: S108
+    max_body_bytes=8 * 1024 * 1024,  # CDS_MAX_BODY_BYTES' default
+    tls_cert_file="/etc/nginx/tls/tls.crt",
+    tls_key_file="/etc/nginx/tls/tls.key",
+)
+
+
 def render_config(settings: FrontSettings) -> str:
     """The nginx configuration for these settings."""
     if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
@@ -175,3 +190,7 @@ def find_nginx() -> str | None:
     if found:
         return found
     return next((path for path in NGINX_CANDIDATES if Path(path).is_file()), None)
+
+
+if __name__ == "__main__":
+    print(render_config(KUBERNETES_SIDECAR), end="")

@@ -1,4 +1,5 @@
-"""nginx for the tests of the nginx front (``ixazomib-cds serve --front nginx``).
+"""nginx for the tests of the nginx front (``ixazomib-cds serve --front nginx``), and a
+self-signed certificate for its TLS.
 
 ``ensure_nginx()`` returns the nginx binary the service will find (``cds_service.nginx_front.
 find_nginx``); when there is none (a fresh CI machine) it installs Debian's ``nginx`` package
@@ -8,9 +9,17 @@ with apt-get (as root), as tests/pg.py does for PostgreSQL. Installing it does n
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import shutil
 import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cds_service.nginx_front import find_nginx
 
@@ -49,3 +58,40 @@ def ensure_nginx() -> str:
             f"apt-get install nginx failed:\n{attempt.stdout[-2000:]}{attempt.stderr[-2000:]}"
         )
     return found
+
+
+def self_signed(directory: Path, name: str = "cds") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, valid for a day, and its key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file = directory / f"{name}.crt"
+    key_file = directory / f"{name}.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file

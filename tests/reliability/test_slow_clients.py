@@ -108,7 +108,10 @@ def _normal_calls(live: LiveService, scenario: Scenario, seconds: float) -> tupl
                     live.base_url + PATH,
                     data=body,
                     timeout=CALL_TIMEOUT,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": "application/json",
+                    },
                 )
                 ok = response.status_code == 200 and "cards" in response.json()
             except requests.RequestException:

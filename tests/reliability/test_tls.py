@@ -8,8 +8,6 @@ verifying the server against that certificate (and failing against another one).
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
 import ssl
 from collections.abc import Iterator
@@ -19,51 +17,11 @@ import pytest
 import requests
 from cds_assertions import assert_conformant_response
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from live_server import LiveService, start_service
-from nginx_server import ensure_nginx
+from nginx_server import ensure_nginx, self_signed
 
 from cds_service.fixtures import Scenario
 from reliability.support import assert_operation_outcome
-
-
-def self_signed(directory: Path, name: str = "cds") -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, valid for a day, and its key (PEM files)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file = directory / f"{name}.crt"
-    key_file = directory / f"{name}.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return cert_file, key_file
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +81,18 @@ def test_plain_http_on_the_tls_port_is_refused_with_an_operation_outcome(
     response = requests.get(f"{plain}/cds-services", timeout=5)
     assert response.status_code == 400
     assert_operation_outcome(response.json(), mentions="HTTPS")
+
+
+def test_the_front_refuses_an_oversized_body_with_an_operation_outcome(
+    live: LiveService,
+) -> None:
+    path = "/cds-services/ixazomib-order-sign"
+    response = requests.post(
+        live.base_url + path,
+        data=b"{" + b" " * (8 * 1024 * 1024 + 10) + b"}",
+        headers={**live.headers(path), "Content-Type": "application/json"},
+        verify=live.verify,
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert_operation_outcome(response.json(), mentions="larger than 8388608 bytes")
