@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import runpy
 import shlex
@@ -35,6 +36,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
 NGINX_CONF = K8S / "nginx.conf"
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
+COMMAND = str(Path(sys.executable).parent / "ixazomib-cds")
 APP_LABELS = {"app.kubernetes.io/name": "ixazomib-cds", "app.kubernetes.io/component": "api"}
 
 
@@ -748,3 +750,48 @@ def test_nginx_front_without_tls_has_no_tls() -> None:
     assert "listen 8443;" in plain
     with pytest.raises(ValueError, match="both"):
         render_config(replace(KUBERNETES_SIDECAR, tls_key_file=None))
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    from live_server import free_port
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    return subprocess.run(
+        [COMMAND, "serve", "--port", str(free_port()), *args],
+        env={
+            **environment,
+            "CDS_AUTH": "disabled",
+            "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_front_start_up_errors_name_what_to_fix(tmp_path: Path) -> None:
+    from nginx_server import ensure_nginx
+
+    ensure_nginx()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    refused = _serve(
+        tmp_path,
+        "--front",
+        "nginx",
+        env={"CDS_TLS_CERT_FILE": str(cert), "CDS_TLS_KEY_FILE": str(key)},
+    )
+    assert refused.returncode == 2
+    assert "configuration error: --front nginx: nginx refused its configuration" in refused.stderr
+    assert "cannot load certificate" in refused.stderr
+    missing = _serve(
+        tmp_path,
+        env={"CDS_FRONT": "nginx", "CDS_TLS_CERT_FILE": str(cert), "CDS_TLS_KEY_FILE": "/nope"},
+    )
+    assert missing.returncode == 2
+    assert "configuration error: CDS_TLS_KEY_FILE: no such file" in missing.stderr
+    for result in (refused, missing):
+        assert "Traceback" not in result.stderr
