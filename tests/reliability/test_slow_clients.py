@@ -7,7 +7,8 @@ With the nginx front, nginx reads each request whole before gunicorn sees it.
 The test runs the real service behind the real nginx (installed by tests/nginx_server.py
 when missing), measures normal calls' latency quiet, then again while ``SLOW_CLIENTS``
 connections trickle a byte a second (half of them their headers, half their body), and
-requires the p99 under attack within 3x of the quiet p99, with no failed call. Figures:
+requires the p99 under attack within 3x of the quiet p99 (counted as at least 20 ms), with no
+failed call. Figures:
 ``.venv/bin/pytest tests/reliability/test_slow_clients.py -s``.
 """
 
@@ -35,7 +36,11 @@ SLOW_CLIENTS = 16  # twice the slots; the issue's 12 were enough
 CALLERS = 2
 PHASE_SECONDS = 10.0
 CALL_TIMEOUT = 10.0
+CALLS_PER_PHASE = 1000
 P99_FACTOR = 3.0
+# The quiet p99 counts as at least this (ms): below it, a shared 2-core machine's scheduling
+# noise is the figure. Without the front the calls under attack time out (10 s).
+QUIET_P99_FLOOR_MS = 20.0
 
 
 @dataclass
@@ -88,7 +93,7 @@ def _bodies(scenario: Scenario, count: int) -> list[bytes]:
 
 def _normal_calls(live: LiveService, scenario: Scenario, seconds: float) -> tuple[list[float], int]:
     """CALLERS clients calling one after another for ``seconds``: latencies (s), failures."""
-    bodies = _bodies(scenario, 400)
+    bodies = _bodies(scenario, CALLS_PER_PHASE)
     tokens = [live.token(PATH, lifetime_seconds=600) for _ in range(len(bodies))]
     latencies: list[float] = []
     failures = [0]
@@ -163,6 +168,6 @@ def test_slow_clients_do_not_slow_normal_calls(
     assert quiet_failures == 0
     assert still_open == SLOW_CLIENTS, "the slow connections were cut: the test proved nothing"
     assert attacked_failures == 0, f"{attacked_failures} normal calls failed under slow clients"
-    assert attacked_p99 <= P99_FACTOR * quiet_p99, (
+    assert attacked_p99 <= P99_FACTOR * max(quiet_p99, QUIET_P99_FLOOR_MS), (
         f"p99 {attacked_p99:.1f} ms under slow clients, quiet {quiet_p99:.1f} ms"
     )
