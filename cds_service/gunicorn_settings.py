@@ -59,8 +59,11 @@ DEFAULT_THREADS = 4
 # longer than this is stuck and is restarted. The app's own FHIR deadline
 # (CDS_FHIR_DEADLINE_SECONDS, default 3 s) bounds a request's time.
 TIMEOUT_SECONDS = 10
-# Kubernetes' terminationGracePeriodSeconds (30 s in deploy/k8s) must exceed this plus the
-# preStop sleep (5 s).
+# How long a stopping worker waits for the requests it is answering (each is bounded by the
+# FHIR deadline, a few seconds); a worker with none left exits at once (worker_exit), also when
+# fetch threads are still reading. Only a slow client talking to gunicorn directly (no nginx
+# front) can make it wait this long. Kubernetes' terminationGracePeriodSeconds (30 s in
+# deploy/k8s) must exceed this plus the preStop sleep (5 s).
 GRACEFUL_TIMEOUT_SECONDS = 20
 KEEPALIVE_SECONDS = 5
 
