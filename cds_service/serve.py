@@ -15,6 +15,7 @@ the two (see ``run_behind_nginx``). Without it gunicorn listens on host:port its
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ REPO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf
 FRONTS = ("none", "nginx")
 # How long gunicorn may take to load the app and listen before nginx is started anyway.
 GUNICORN_START_SECONDS = 60.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def config_file() -> Path | None:
@@ -222,8 +224,10 @@ def _supervise(gunicorn_overrides: dict[str, Any], nginx_command: list[str], soc
 
     sys.stdout.flush()
     sys.stderr.flush()
+    supervisor = os.getpid()
     gunicorn_pid = os.fork()
     if gunicorn_pid == 0:  # the child: gunicorn's master
+        _stop_with_parent(supervisor, signal.SIGTERM)
         os._exit(_run_gunicorn_child(gunicorn_overrides))
     children[gunicorn_pid] = "gunicorn"
     for signum in stop_signals:
@@ -234,7 +238,10 @@ def _supervise(gunicorn_overrides: dict[str, Any], nginx_command: list[str], soc
     if status is not None:  # gunicorn stopped before it listened
         return 0 if stopping else status
     if not stopping:
-        nginx = subprocess.Popen(nginx_command)  # noqa: S603 - our own binary and arguments
+        nginx = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+            nginx_command,
+            preexec_fn=lambda: _stop_with_parent(supervisor, signal.SIGQUIT),
+        )
         children[nginx.pid] = "nginx"
     first_failure: int | None = None
     while children:
@@ -281,6 +288,18 @@ def _wait_until_listening(sock: Path, gunicorn_pid: int) -> int | None:
                 pass
         time.sleep(0.05)
     return None
+
+
+def _stop_with_parent(parent: int, signum: int) -> None:
+    """In a child: get ``signum`` when the supervisor dies (even by SIGKILL), so neither
+    gunicorn nor nginx outlives it. Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # it died before the call
+        os.kill(os.getpid(), signum)
 
 
 def _signal(pid: int, signum: int) -> None:
