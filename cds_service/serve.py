@@ -43,6 +43,7 @@ FRONTS = ("none", "nginx")
 # How long gunicorn may take to load the app and listen before nginx is started anyway.
 GUNICORN_START_SECONDS = 60.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def config_file() -> Path | None:
@@ -222,6 +223,9 @@ def _supervise(gunicorn_overrides: dict[str, Any], nginx_command: list[str], soc
         for pid in list(children):
             _signal(pid, signal.SIGHUP)
 
+    # Orphans of our children become ours: nginx's workers outlive a master killed by SIGKILL
+    # and keep the port (answering 502); they are found and stopped below.
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     sys.stdout.flush()
     sys.stderr.flush()
     supervisor = os.getpid()
@@ -257,7 +261,21 @@ def _supervise(gunicorn_overrides: dict[str, Any], nginx_command: list[str], soc
             print(f"ixazomib-cds serve: {name} exited ({code}); stopping", file=sys.stderr)
             first_failure = code or 1
             stop_all(signal.SIGTERM)
+    _kill_orphans()
     return first_failure or 0
+
+
+def _kill_orphans() -> None:
+    """SIGKILL and reap whatever children are left (orphans of a child that died)."""
+    pid = os.getpid()
+    try:
+        left = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()
+    except OSError:  # pragma: no cover - not Linux
+        return
+    for orphan in (int(text) for text in left):
+        _signal(orphan, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(orphan, 0)
 
 
 def _run_gunicorn_child(overrides: dict[str, Any]) -> int:
@@ -293,13 +311,16 @@ def _wait_until_listening(sock: Path, gunicorn_pid: int) -> int | None:
 def _stop_with_parent(parent: int, signum: int) -> None:
     """In a child: get ``signum`` when the supervisor dies (even by SIGKILL), so neither
     gunicorn nor nginx outlives it. Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signum)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        return
-    if os.getppid() != parent:  # it died before the call
+    if _prctl(_PR_SET_PDEATHSIG, signum) and os.getppid() != parent:  # it died before
         os.kill(os.getpid(), signum)
+
+
+def _prctl(option: int, value: int) -> bool:
+    """Linux's prctl(2); False where there is none."""
+    try:
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value)) == 0
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return False
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -13,10 +13,13 @@ to send one byte per second, and that is the fault.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,6 +27,7 @@ from live_server import LiveService, start_service
 from nginx_server import ensure_nginx
 
 from cds_service.fixtures import Scenario
+from reliability.support import worker_pids
 
 DEADLINE = 2.0
 PROMPT_SECONDS = 5.0
@@ -120,3 +124,40 @@ def test_sigterm_is_prompt_while_a_fetch_is_stuck(
         assert code == 0, live.logs()[-2000:]
     finally:
         live.stop()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """pid -> command name of the direct children of ``pid``."""
+    found = {}
+    for child in worker_pids(pid):
+        try:
+            found[child] = Path(f"/proc/{child}/comm").read_text().strip()
+        except OSError:
+            continue
+    return found
+
+
+def test_when_nginx_dies_serve_stops_gunicorn_and_fails() -> None:
+    """A front that is gone must not leave a server that answers nothing while looking alive:
+    serve stops gunicorn too and exits non-zero, for its supervisor to restart it."""
+    ensure_nginx()
+    live = start_service(workers=2, env={"CDS_FRONT": "nginx"})
+    try:
+        children = _children(live.process.pid)
+        (nginx,) = [pid for pid, name in children.items() if name.startswith("nginx")]
+        (gunicorn,) = [pid for pid in children if pid != nginx]
+        os.kill(nginx, signal.SIGKILL)
+        code = live.process.wait(timeout=PROMPT_SECONDS + 10)
+        assert code != 0
+        assert not Path(f"/proc/{gunicorn}").exists() or _is_zombie(gunicorn)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{live.base_url}/healthz", timeout=2)
+    finally:
+        live.stop()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
