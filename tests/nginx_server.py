@@ -95,3 +95,29 @@ def self_signed(directory: Path, name: str = "cds") -> tuple[Path, Path]:
     )
     key_file.chmod(0o600)
     return cert_file, key_file
+
+
+def local_copy_of_sidecar_config(
+    directory: Path, *, cert: Path, key: Path, listen_port: int, upstream_port: int = 8081
+) -> Path:
+    """deploy/k8s/nginx.conf (the Kubernetes sidecar's) with the pod's paths moved into
+    ``directory``, listening on 127.0.0.1:listen_port and passing to 127.0.0.1:upstream_port:
+    the committed file itself, runnable here."""
+    committed = Path(__file__).resolve().parent.parent / "deploy" / "k8s" / "nginx.conf"
+    text = committed.read_text(encoding="utf-8").replace(" /tmp/", f" {directory}/")
+    if "/tmp/" in text.replace(str(directory), ""):
+        raise AssertionError("a /tmp path of the pod was not moved")
+    replacements = {
+        "/etc/nginx/tls/tls.crt": str(cert),
+        "/etc/nginx/tls/tls.key": str(key),
+        "listen 8443 ": f"listen 127.0.0.1:{listen_port} ",
+        "server 127.0.0.1:8081;": f"server 127.0.0.1:{upstream_port};",
+    }
+    for old, new in replacements.items():
+        if old not in text:
+            raise AssertionError(f"{old!r} is not in {committed.name}")
+        text = text.replace(old, new)
+    directory.chmod(0o711)  # nginx started as root runs its workers as "nobody"
+    conf = directory / "nginx.conf"
+    conf.write_text(text, encoding="utf-8")
+    return conf

@@ -281,17 +281,11 @@ def test_the_sidecar_config_passes_nginx_t(tmp_path: Path) -> None:
     """The committed nginx.conf, with the pod's paths moved into a temporary directory, is
     accepted by the real nginx (installed when missing, as for the live front tests)."""
     from live_server import free_port
-    from nginx_server import ensure_nginx, self_signed
+    from nginx_server import ensure_nginx, local_copy_of_sidecar_config, self_signed
 
     nginx = ensure_nginx()
     cert, key = self_signed(tmp_path)
-    text = NGINX_CONF.read_text(encoding="utf-8").replace(" /tmp/", f" {tmp_path}/")
-    assert "/tmp/" not in text.replace(str(tmp_path), "")
-    text = text.replace("/etc/nginx/tls/tls.crt", str(cert))
-    text = text.replace("/etc/nginx/tls/tls.key", str(key))
-    text = text.replace("listen 8443", f"listen 127.0.0.1:{free_port()}")
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(text, encoding="utf-8")
+    conf = local_copy_of_sidecar_config(tmp_path, cert=cert, key=key, listen_port=free_port())
     result = subprocess.run(
         [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
         capture_output=True,

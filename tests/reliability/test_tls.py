@@ -3,13 +3,18 @@
 
 A real TLS handshake: the test makes a self-signed certificate for 127.0.0.1 (``cryptography``),
 starts the service behind the real nginx with it, and calls over https with ``requests``
-verifying the server against that certificate (and failing against another one).
+verifying the server against that certificate (and failing against another one). The
+Kubernetes sidecar's configuration (deploy/k8s/nginx.conf, the committed file) is run the same
+way in front of the app on a loopback TCP port, as in the pod.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +22,8 @@ import pytest
 import requests
 from cds_assertions import assert_conformant_response
 from cryptography import x509
-from live_server import LiveService, start_service
-from nginx_server import ensure_nginx, self_signed
+from live_server import LiveService, free_port, start_service
+from nginx_server import ensure_nginx, local_copy_of_sidecar_config, self_signed
 
 from cds_service.fixtures import Scenario
 from reliability.support import assert_operation_outcome
@@ -96,3 +101,46 @@ def test_the_front_refuses_an_oversized_body_with_an_operation_outcome(
     )
     assert response.status_code == 413
     assert_operation_outcome(response.json(), mentions="larger than 8388608 bytes")
+
+
+def test_the_kubernetes_sidecar_config_serves_https(
+    tmp_path: Path, scenarios: dict[str, Scenario]
+) -> None:
+    """deploy/k8s/nginx.conf run by the real nginx in front of the app on a loopback TCP port,
+    as in the pod (paths and ports moved to this machine's)."""
+    nginx = ensure_nginx()
+    front_port = free_port()
+    front_url = f"https://127.0.0.1:{front_port}"
+    app = start_service(workers=2, env={"CDS_BASE_URL": front_url})
+    cert, key = self_signed(tmp_path)
+    conf = local_copy_of_sidecar_config(
+        tmp_path, cert=cert, key=key, listen_port=front_port, upstream_port=_port(app)
+    )
+    sidecar = subprocess.Popen(
+        [nginx, "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"]
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.get(f"{front_url}/healthz", verify=str(cert), timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the sidecar did not start"
+                time.sleep(0.1)
+        scenario = scenarios["hep-moderate"]
+        path = f"/cds-services/{scenario.service}"
+        response = requests.post(
+            front_url + path,
+            json=scenario.cds_request(prefetch=True),
+            headers=app.headers(path, aud=front_url + path),
+            verify=str(cert),
+            timeout=15,
+        )
+        assert response.status_code == 200, response.text[:500]
+        assert_conformant_response(response.json())
+        assert response.json()["cards"]
+    finally:
+        sidecar.send_signal(signal.SIGQUIT)
+        sidecar.wait(timeout=15)
+        app.stop()
