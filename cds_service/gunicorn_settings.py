@@ -33,6 +33,7 @@ imported, so the directory must be prepared first.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import json
 import logging
 import math
@@ -242,6 +243,31 @@ def when_ready(server: Any) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
+    exposed = exposed_addresses(server.cfg.bind)
+    if exposed:
+        server.log.warning(
+            "gunicorn listens on %s with no front: a few slow clients can hold every worker "
+            "thread, and calls are plain HTTP. Put nginx in front (ixazomib-cds serve --front "
+            "nginx, or the Kubernetes sidecar of deploy/k8s) unless another buffering proxy "
+            "that ends TLS is there.",
+            ", ".join(exposed),
+        )
+
+
+def exposed_addresses(binds: list[str]) -> list[str]:
+    """The TCP addresses of ``binds`` that are not loopback ones (Unix sockets are not)."""
+    exposed = []
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue
+        host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            exposed.append(bind)
+    return exposed
 
 
 def child_exit(server: Any, worker: Any) -> None:

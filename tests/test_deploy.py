@@ -10,6 +10,7 @@ by the real nginx (``nginx -t``); the Dockerfile is parsed and, when ``hadolint`
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -789,3 +790,34 @@ def test_serve_front_start_up_errors_name_what_to_fix(tmp_path: Path) -> None:
     assert "configuration error: CDS_TLS_KEY_FILE: no such file" in missing.stderr
     for result in (refused, missing):
         assert "Traceback" not in result.stderr
+
+
+def test_gunicorn_alone_on_a_public_address_warns_that_it_needs_a_front() -> None:
+    from cds_service import gunicorn_settings
+
+    assert gunicorn_settings.exposed_addresses(
+        ["0.0.0.0:8080", "[::]:8080", "10.0.0.5:80", "cds.example.org:8080"]
+    ) == ["0.0.0.0:8080", "[::]:8080", "10.0.0.5:80", "cds.example.org:8080"]
+    assert (
+        gunicorn_settings.exposed_addresses(
+            ["127.0.0.1:8081", "[::1]:8081", "localhost:8080", "unix:/run/cds/gunicorn.sock"]
+        )
+        == []
+    )
+    warnings: list[str] = []
+    server = SimpleNamespace(
+        cfg=SimpleNamespace(bind=["0.0.0.0:8080"]),
+        log=SimpleNamespace(warning=lambda message, *args: warnings.append(message % args)),
+    )
+    threshold = gc.get_threshold()  # when_ready tunes the collector: put it back after
+    try:
+        gunicorn_settings.when_ready(server)
+        assert len(warnings) == 1
+        assert "0.0.0.0:8080" in warnings[0]
+        assert "--front nginx" in warnings[0]
+        server.cfg.bind = ["127.0.0.1:8081"]  # the pod's app container, behind the sidecar
+        gunicorn_settings.when_ready(server)
+        assert len(warnings) == 1
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
