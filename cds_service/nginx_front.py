@@ -3,9 +3,9 @@
 gunicorn's ``gthread`` workers read a request in a worker thread, so a client that sends a
 byte a second holds a thread for as long as it likes: 12 such connections stopped every
 normal call. nginx reads each request whole (headers and body, thousands of connections in
-one event loop) before it hands it to gunicorn (a Unix socket; the pod's loopback in
-Kubernetes), and reads gunicorn's answer
-whole before trickling it back, so a gunicorn thread only ever works on a complete request.
+one event loop) before it hands it to gunicorn (on a Unix socket; on the pod's loopback in
+Kubernetes), and reads gunicorn's answer whole before trickling it back, so a gunicorn thread
+only ever works on a complete request.
 
 ``render_config`` writes the one nginx configuration. ``ixazomib-cds serve --front nginx``
 renders it for its own run directory; ``deploy/k8s/nginx.conf`` (the sidecar's configuration)
