@@ -3,8 +3,10 @@ self-signed certificate for its TLS.
 
 ``ensure_nginx()`` returns the nginx binary the service will find (``cds_service.nginx_front.
 find_nginx``); when there is none (a fresh CI machine) it installs Debian's ``nginx`` package
-with apt-get (as root), as tests/pg.py does for PostgreSQL. Installing it does not start it
-(the tests start their own nginx, on a loopback port, through ``serve``).
+with apt-get (as root), as tests/pg.py does for PostgreSQL. The tests never use a system
+nginx: each starts its own, on a loopback port, through ``serve`` (where the machine lets
+packages start services, Debian's package also starts its default site on port 80; containers
+with a ``policy-rc.d`` that forbids it do not).
 """
 
 from __future__ import annotations
