@@ -18,6 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=None, help="default: from the CPU count")
+    serve.add_argument(
+        "--front", choices=("none", "nginx"), default=None, help="default: CDS_FRONT, else none"
+    )
 
     load = commands.add_parser("load-fixtures", help="upload fhir_fixtures to a FHIR server")
     load.add_argument("--fhir-server", required=True, help="FHIR R4 base URL")
@@ -30,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(args.host, args.port, args.workers)
+            return _serve(args.host, args.port, args.workers, args.front)
         if args.command == "load-fixtures":
             return _load_fixtures(args.fhir_server, args.token, args.fixtures)
         return _report(args.days)
@@ -39,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _serve(host: str, port: int, workers: int | None) -> int:
-    from cds_service.serve import run_server
+def _serve(host: str, port: int, workers: int | None, front: str | None) -> int:
+    from cds_service.serve import front_choice, run_server
 
     # Fail here, once, with a message that names what to fix, rather than in every worker.
     config = Config.from_env()
@@ -48,9 +51,9 @@ def _serve(host: str, port: int, workers: int | None) -> int:
         raise ConfigError(f"--port must be from 1 to 65535, not {port}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
+    chosen_front = front_choice(front)
     _check_startup(config)
-    run_server(host, port, workers)
-    return 0
+    return run_server(host, port, workers, front=chosen_front, max_body_bytes=config.max_body_bytes)
 
 
 def _check_startup(config: Config) -> None:

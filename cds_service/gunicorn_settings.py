@@ -33,11 +33,13 @@ imported, so the directory must be prepared first.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import json
 import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, MutableMapping
@@ -58,8 +60,11 @@ DEFAULT_THREADS = 4
 # longer than this is stuck and is restarted. The app's own FHIR deadline
 # (CDS_FHIR_DEADLINE_SECONDS, default 3 s) bounds a request's time.
 TIMEOUT_SECONDS = 10
-# Kubernetes' terminationGracePeriodSeconds (30 s in deploy/k8s) must exceed this plus the
-# preStop sleep (5 s).
+# How long a stopping worker waits for the requests it is answering (each is bounded by the
+# FHIR deadline, a few seconds); a worker with none left exits at once (worker_exit), also when
+# fetch threads are still reading. Only a slow client talking to gunicorn directly (no nginx
+# front) can make it wait this long. Kubernetes' terminationGracePeriodSeconds (30 s in
+# deploy/k8s) must exceed this plus the preStop sleep (5 s).
 GRACEFUL_TIMEOUT_SECONDS = 20
 KEEPALIVE_SECONDS = 5
 
@@ -183,6 +188,7 @@ def settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Hooks.
         "when_ready": when_ready,
         "child_exit": child_exit,
+        "worker_exit": worker_exit,
         "on_exit": on_exit,
     }
     return values
@@ -237,6 +243,31 @@ def when_ready(server: Any) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
+    exposed = exposed_addresses(server.cfg.bind)
+    if exposed:
+        server.log.warning(
+            "gunicorn listens on %s with no front: a few slow clients can hold every worker "
+            "thread, and calls are plain HTTP. Put nginx in front (ixazomib-cds serve --front "
+            "nginx, or the Kubernetes sidecar of deploy/k8s) unless another buffering proxy "
+            "that ends TLS is there.",
+            ", ".join(exposed),
+        )
+
+
+def exposed_addresses(binds: list[str]) -> list[str]:
+    """The TCP addresses of ``binds`` that are not loopback ones (Unix sockets are not)."""
+    exposed = []
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue
+        host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            exposed.append(bind)
+    return exposed
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -246,6 +277,25 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """In a worker that is exiting (its requests answered): exit now, joining no thread.
+
+    The only threads still running then are FHIR fetches whose hook call has already been
+    answered (its deadline let them go). The interpreter's normal exit joins them, so a FHIR
+    server trickling its answer kept a SIGTERM waiting for the whole graceful timeout, until
+    the master killed the worker. gunicorn also calls this hook in the master (for a worker
+    that vanished): there it does nothing.
+    """
+    if os.getpid() != getattr(worker, "pid", None):
+        return
+    stop = sys.exc_info()[1]
+    code = stop.code if isinstance(stop, SystemExit) else 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def on_exit(server: Any) -> None:

@@ -33,6 +33,8 @@ class LiveService:
     process: subprocess.Popen[bytes]
     workdir: Path
     keys: dict[str, Any] = field(default_factory=dict)
+    verify: str | bool = True
+    """``requests``' ``verify`` for this service: the certificate file when it speaks TLS."""
 
     def token(self, path: str = "", alg: str = "ES384", **claims: Any) -> str:
         kid = "es384-1" if alg == "ES384" else "rs384-1"
@@ -65,10 +67,13 @@ def start_service(
     env: dict[str, str] | None = None,
     auth: bool = True,
     ready_timeout: float = 30.0,
+    tls: tuple[Path, Path] | None = None,
 ) -> LiveService:
+    """``tls``: (certificate, key) PEM files; the service then speaks https only, through
+    the nginx front (``CDS_FRONT=nginx``)."""
     workdir = Path(tempfile.mkdtemp(prefix="ixazomib-cds-live-"))
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     keys: dict[str, Any] = {"es384-1": make_es384_key(), "rs384-1": make_rs384_key()}
     issuers = workdir / "trusted-issuers.json"
     issuers.write_text(
@@ -92,6 +97,10 @@ def start_service(
         "CDS_WORKERS": str(workers),
         **(env or {}),
     }
+    if tls is not None:
+        environment.update(
+            CDS_FRONT="nginx", CDS_TLS_CERT_FILE=str(tls[0]), CDS_TLS_KEY_FILE=str(tls[1])
+        )
     command = [
         str(Path(sys.executable).parent / "ixazomib-cds"),
         "serve",
@@ -102,13 +111,14 @@ def start_service(
     ]
     log = (workdir / "service.log").open("wb")
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    service = LiveService(base_url, process, workdir, keys)
+    service = LiveService(base_url, process, workdir, keys, str(tls[0]) if tls else True)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited at start-up:\n{service.logs()}")
         try:
-            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            healthz = requests.get(f"{base_url}/healthz", timeout=1, verify=service.verify)
+            if healthz.status_code == 200:
                 return service
         except requests.ConnectionError:
             pass

