@@ -37,6 +37,7 @@ from cds_service.protocol.envelope import (
     parse_model,
     parse_timestamp,
 )
+from cds_service.protocol.fhir_policy import check_fhir_server
 from cds_service.protocol.services import SERVICES, ServiceDefinition, read_context
 from cds_service.rules import evaluate, needs_patient_data
 from cds_service.rules.inputs import HookCall, JsonDict
@@ -61,10 +62,13 @@ def authenticate() -> None:
         return
     base = state().config.service_base
     try:
-        authenticator.verify(request.headers.get("Authorization"), [base, base + request.path])
+        claims = authenticator.verify(
+            request.headers.get("Authorization"), [base, base + request.path]
+        )
     except AuthenticationError as error:
         log.info("authentication refused: %s", error)
         raise Unauthorized("Authentication required.") from None
+    g.allowed_fhir_servers = authenticator.fhir_servers(claims["iss"])
 
 
 @cds.get("/cds-services")
@@ -84,10 +88,9 @@ def call_service(service_id: str) -> Response:
         raise BadRequest(
             f"Service {service.id} answers the hook {service.hook!r}, not {hook_request.hook!r}."
         )
-    if hook_request.fhirAuthorization is not None and not hook_request.fhirServer:
-        raise BadRequest("fhirServer is required when fhirAuthorization is sent.")
-    context = read_context(service.hook, hook_request.context)
     current = state()
+    why_not_fetched = check_fhir_server(hook_request, current.config, g.get("allowed_fhir_servers"))
+    context = read_context(service.hook, hook_request.context)
     call = HookCall(
         hook=service.hook,
         service_id=service.id,
@@ -101,7 +104,7 @@ def call_service(service_id: str) -> Response:
     if not needs_patient_data(call, context.bundled_medications):
         metrics.record_request(service.id, 200, time.perf_counter() - g.started)
         return jsonify({"cards": []})  # orders of other drugs only: nothing to fetch or say
-    record = gather_record(hook_request, context, current.fhir)
+    record = gather_record(hook_request, context, current.fhir, no_fetch=why_not_fetched)
     require(record)
     cards = evaluate(call, record, current.rule_settings)
     _audit(call, cards)
