@@ -256,3 +256,61 @@ def test_tokens_signed_with_rotated_keys_pass(trusted: Trusted) -> None:
             assert _get(trusted, trusted.mint(kid)).status_code == 200, kid
     assert trusted.jwks.hits() >= 2
     _assert_bare_401(_get(trusted, trusted.mint("es-1", headers={"kid": "es-3"})))
+
+
+# -- nothing secret in the logs at DEBUG either ---------------------------------------------------
+
+
+def test_at_debug_no_token_or_patient_id_reaches_any_log_line() -> None:
+    """CDS_LOG_LEVEL=DEBUG turns on every library's debug lines (urllib3 logs each request
+    line it sends: the FHIR query with the patient id in it); redaction holds all the same."""
+    access_token = f"fhir-access-{uuid.uuid4().hex}"
+    patient_id = f"pat-debug-{uuid.uuid4().hex[:12]}"
+    service = start_service(workers=1, env={"CDS_LOG_LEVEL": "DEBUG"})
+    tokens: list[str] = []
+    try:
+        with FaultyFhirServer() as fhir:
+            for authorized in (True, False):
+                body = order_sign_request(prefetch={})
+                body["context"]["patientId"] = patient_id
+                draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+                draft["subject"] = {"reference": f"Patient/{patient_id}"}
+                body["fhirServer"] = fhir.base_url
+                if authorized:
+                    body["fhirAuthorization"] = {
+                        "access_token": access_token,
+                        "token_type": "Bearer",
+                        "expires_in": 300,
+                        "scope": "patient/*.read",
+                        "subject": "cds",
+                        "patient": patient_id,
+                    }
+                tokens.append(service.token(SIGN))
+                response = requests.post(
+                    service.base_url + SIGN,
+                    json=body,
+                    timeout=15,
+                    headers={"Authorization": f"Bearer {tokens[-1]}"},
+                )
+                assert response.status_code in (200, 412), response.text
+            asked = [path for path, _ in fhir.requests]
+            assert any(patient_id in path for path in asked), "no FHIR fetch happened"
+        tokens.append(service.token(SIGN, aud="https://elsewhere.example"))  # refused
+        requests.post(
+            service.base_url + SIGN, json={}, timeout=5,
+            headers={"Authorization": f"Bearer {tokens[-1]}"},
+        )
+        time.sleep(0.5)  # let the worker flush its lines
+    finally:
+        service.stop()
+    logs = service.logs()
+    assert '"level": "DEBUG"' in logs, "the service did not log at DEBUG"
+    leaks = [
+        line
+        for line in logs.splitlines()
+        if patient_id in line
+        or access_token in line
+        or "eyJ" in line
+        or any(part in line for token in tokens for part in token.split(".") if len(part) > 16)
+    ]
+    assert not leaks, "\n".join(leaks[:5])
