@@ -32,6 +32,7 @@ from cds_service.errors import (
 from cds_service.exact_json import loads_exact, loads_hook_request, why_invalid
 from cds_service.fhir.record import gather_record, require
 from cds_service.protocol.envelope import (
+    Coding,
     FeedbackRequest,
     HookRequest,
     parse_model,
@@ -118,15 +119,15 @@ def feedback(service_id: str) -> Response:
     body = parse_model(FeedbackRequest, read_json_body(loads_exact), "CDS Hooks feedback request")
     items = []
     for entry in body.feedback:
-        reason = (entry.overrideReason.reason or {}) if entry.overrideReason else {}
+        reason = (entry.overrideReason.reason or Coding()) if entry.overrideReason else Coding()
         items.append(
             FeedbackItem(
                 card_uuid=entry.card,
                 outcome=entry.outcome,
                 accepted_suggestion_ids=tuple(s.id for s in entry.acceptedSuggestions),
-                override_reason_code=_text(reason.get("code")),
-                override_reason_system=_text(reason.get("system")),
-                override_reason_display=_text(reason.get("display")),
+                override_reason_code=reason.code,
+                override_reason_system=reason.system,
+                override_reason_display=reason.display,
                 user_comment=entry.overrideReason.userComment if entry.overrideReason else None,
                 outcome_timestamp=parse_timestamp(entry.outcomeTimestamp),
             )
@@ -193,10 +194,6 @@ def _service(service_id: str) -> ServiceDefinition:
             f"There is no CDS service {service_id!r}; GET /cds-services lists the services."
         )
     return service
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _audit(call: HookCall, cards: list[JsonDict]) -> None:
