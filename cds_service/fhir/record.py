@@ -44,14 +44,10 @@ class FhirAccess:
     deadline_seconds: float
 
 
-def gather_record(
-    request: HookRequest, context: HookContext, access: FhirAccess, *, no_fetch: str | None = None
-) -> PatientRecord:
-    """``no_fetch``: why ``request.fhirServer`` may not be queried (protocol/fhir_policy.py);
-    what was not prefetched is then unavailable for that reason."""
+def gather_record(request: HookRequest, context: HookContext, access: FhirAccess) -> PatientRecord:
     deadline = time.monotonic() + access.deadline_seconds
     client = None
-    if request.fhirServer and no_fetch is None:
+    if request.fhirServer:
         token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
         client = FhirClient(
             request.fhirServer,
@@ -67,13 +63,12 @@ def gather_record(
         job = _use_prefetch(need, prefetch, record, context.patient_id)
         if job is not None:
             jobs[need.key] = job
-    no_client = no_fetch or "not prefetched, and the request named no fhirServer"
-    for key, outcome in _run(jobs, client, access.executor, deadline, no_client).items():
+    for key, outcome in _run(jobs, client, access.executor, deadline).items():
         if isinstance(outcome, str):
             record.unavailable[key] = outcome
         else:
             record.resources[key] = outcome
-    _resolve_medications(record, context, client, access.executor, deadline, no_client)
+    _resolve_medications(record, context, client, access.executor, deadline)
     return record
 
 
@@ -169,14 +164,12 @@ def _run(
     client: FhirClient | None,
     executor: ThreadPoolExecutor,
     deadline: float,
-    no_client: str,
 ) -> dict[str, list[JsonDict] | str]:
-    """Run independent fetches in parallel; a job's outcome is its resources or why not
-    (``no_client`` when there is no client)."""
+    """Run independent fetches in parallel; a job's outcome is its resources or why not."""
     if not jobs:
         return {}
     if client is None:
-        return {key: no_client for key in jobs}
+        return {key: "not prefetched, and the request named no fhirServer" for key in jobs}
     futures: dict[str, Future[list[JsonDict]]] = {
         key: executor.submit(job, client) for key, job in jobs.items()
     }
@@ -215,7 +208,6 @@ def _resolve_medications(
     client: FhirClient | None,
     executor: ThreadPoolExecutor,
     deadline: float,
-    no_client: str,
 ) -> None:
     """Read the Medications that orders point to and that nobody has sent yet."""
     orders = context.draft_orders + record.resources.get(MEDICATION_REQUESTS, [])
@@ -235,7 +227,7 @@ def _resolve_medications(
         return
     jobs = {reference: _read(reference) for reference in wanted[:MAX_MEDICATION_READS]}
     failures: list[str] = []
-    for reference, outcome in _run(jobs, client, executor, deadline, no_client).items():
+    for reference, outcome in _run(jobs, client, executor, deadline).items():
         if isinstance(outcome, str):
             failures.append(f"{reference}: {outcome}")
         elif outcome and outcome[0].get("resourceType") == "Medication":

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from cds_service.config import Config
 from cds_service.errors import BadRequest
 from cds_service.protocol.envelope import HookRequest
+from cds_service.rules.inputs import PatientRecord
 
 OPEN_SERVERS_SETTING = "CDS_ALLOW_OPEN_FHIR_SERVERS"
 PLAIN_HTTP_SETTING = "CDS_ALLOW_PLAIN_HTTP_FHIR"
@@ -65,6 +66,13 @@ def check_fhir_server(
             "is never sent over plain HTTP except to a loopback address."
         )
     return None
+
+
+def not_fetched(record: PatientRecord, why: str) -> None:
+    """Say ``why`` for everything the record lacks: gathered without a FHIR server because the
+    policy forbade querying the one named, it lacks exactly what would have been fetched."""
+    for key in record.unavailable:
+        record.unavailable[key] = why
 
 
 def fhir_base(url: str) -> str:

@@ -38,7 +38,7 @@ from cds_service.protocol.envelope import (
     parse_model,
     parse_timestamp,
 )
-from cds_service.protocol.fhir_policy import check_fhir_server
+from cds_service.protocol.fhir_policy import check_fhir_server, not_fetched
 from cds_service.protocol.services import SERVICES, ServiceDefinition, read_context
 from cds_service.rules import evaluate, needs_patient_data
 from cds_service.rules.inputs import HookCall, JsonDict
@@ -105,7 +105,12 @@ def call_service(service_id: str) -> Response:
     if not needs_patient_data(call, context.bundled_medications):
         metrics.record_request(service.id, 200, time.perf_counter() - g.started)
         return jsonify({"cards": []})  # orders of other drugs only: nothing to fetch or say
-    record = gather_record(hook_request, context, current.fhir, no_fetch=why_not_fetched)
+    if why_not_fetched is None:
+        record = gather_record(hook_request, context, current.fhir)
+    else:  # nothing is fetched: what was not prefetched is unavailable, saying why
+        prefetch_only = hook_request.model_copy(update={"fhirServer": None})
+        record = gather_record(prefetch_only, context, current.fhir)
+        not_fetched(record, why_not_fetched)
     require(record)
     cards = evaluate(call, record, current.rule_settings)
     _audit(call, cards)
