@@ -99,7 +99,7 @@ def _clean_id(value: str | None) -> str | None:
     text = str(value)
     if _PLAIN_ID.fullmatch(text) and "eyJ" not in text:
         # A UUID or a service id, as every call sends: none of the redaction patterns can
-        # match it (they need whitespace, ":" or "=", or "eyJ"), so it is already clean.
+        # match it (they need whitespace, ":", "=", "/" or "eyJ"), so it is already clean.
         return text
     text = redact(text)
     text = "".join(ch for ch in text if ch.isprintable())
