@@ -12,15 +12,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from faulty_fhir_server import FaultyFhirServer, Mode, closed_port_url
 from jwt_tools import jwk_of, jwks_of, make_es384_key, mint
-from live_server import LiveService, start_service
+from live_server import LiveService, free_port, start_service
 
 from cds_service.fixtures import Scenario
 from reliability.support import assert_operation_outcome
@@ -29,6 +34,7 @@ OPEN_ISSUER = "https://ehr.example.org"  # no fhir_servers: any FHIR server
 LISTED_ISSUER = "https://listed.example.org"  # fhir_servers: only the test's FHIR server
 SCENARIO = "hep-moderate"
 SETTING = "CDS_ALLOW_OPEN_FHIR_SERVERS"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -185,3 +191,49 @@ def test_with_open_fhir_servers_allowed_a_request_without_token_is_fetched_for(
             assert all(auth is None for _, auth in fhir.requests)
     finally:
         service.stop()
+
+
+def test_make_serve_allows_open_fhir_servers_as_the_sandbox_needs(
+    tmp_path: Path, scenarios: dict[str, Scenario]
+) -> None:
+    """``make serve`` (development: auth off) queries a FHIR server without a token, as the
+    CDS Hooks Sandbox sends none; production's ``ixazomib-cds serve`` does not (above)."""
+    scenario = scenarios[SCENARIO]
+    port = free_port()
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("CDS_")
+    }
+    environment.update(
+        PORT=str(port), CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}", CDS_WORKERS="1"
+    )
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "serve"], cwd=ROOT, env=environment, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,  # its own group: stopped as one
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        with FaultyFhirServer(scenario) as fhir:
+            response = requests.post(
+                base + "/cds-services/ixazomib-order-sign",
+                json=_request(scenario, fhir.base_url, token=False),
+                timeout=15,
+            )
+            assert response.status_code == 200, response.text
+            assert fhir.requests
+            assert all(auth is None for _, auth in fhir.requests)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
