@@ -117,6 +117,9 @@ class TrustedIssuer:
             )
         if self.jwks_url is not None:
             _check_jwks_url(self.iss, self.jwks_url)
+        if self.fhir_servers is not None:  # kept in one spelling, as requests are compared
+            bases = frozenset(fhir_base(url) for url in self.fhir_servers)
+            object.__setattr__(self, "fhir_servers", bases)
         if self.jwks is not None and not (
             isinstance(self.jwks, dict) and isinstance(self.jwks.get("keys"), list)
         ):
@@ -638,17 +641,14 @@ def _numeric_date(claims: Mapping[str, Any], name: str, iss: str, kid: str) -> f
 
 
 def _fhir_servers(value: object) -> frozenset[str] | None:
-    """The ``fhir_servers`` of a trusted issuer, normalised; raises ValueError if malformed."""
+    """The ``fhir_servers`` of a trusted-issuers file entry; raises ValueError if malformed."""
     if value is None:
         return None
     if not isinstance(value, list) or not value:
         raise ValueError("'fhir_servers' must be a non-empty list of FHIR base URLs")
-    bases = set()
-    for url in value:
-        if not isinstance(url, str):
-            raise ValueError("'fhir_servers' must list FHIR base URLs as strings")
-        bases.add(fhir_base(url))
-    return frozenset(bases)
+    if not all(isinstance(url, str) for url in value):
+        raise ValueError("'fhir_servers' must list FHIR base URLs as strings")
+    return frozenset(value)
 
 
 def _without_trailing_slash(url: str) -> str:

@@ -804,6 +804,8 @@ def test_fhir_servers_of_an_issuer_are_read_in_one_spelling(tmp_path: Path, es_k
     (issuer,) = load_trusted_issuers(str(path))
     assert issuer.fhir_servers == {"https://ehr.example.org/fhir/R4", "http://127.0.0.1:8103/fhir"}
     assert issuer.jwks_url == "https://ehr.example.org/jwks"
+    built = TrustedIssuer("x", jwks_url="https://x/j", fhir_servers=frozenset({"https://X/f/"}))
+    assert built.fhir_servers == {"https://x/f"}
 
 
 @pytest.mark.parametrize(
