@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from integration.sandbox_recording import recorded
 from jwks_server import JwksServer
 from jwt.api_jws import PyJWS
 from jwt_tools import (
@@ -589,6 +590,24 @@ def test_the_cds_hooks_sandbox_token_shape_is_accepted_with_its_key_inline(
     claims = auth.verify(bearer(token), ["http://localhost:8080", "http://localhost:8080/cds-services"])
     assert claims["iss"] == sandbox
     assert "sub" not in claims
+
+
+def test_the_sandboxs_published_key_set_configures_its_issuer_inline(
+    tmp_path: Path, jti_store: MemoryJtiStore, es_key: EsKey
+) -> None:
+    """The operator's configuration as README says: the Sandbox's published key set, inline.
+    Nobody has its private key, so a token under its kid signed with another key is refused
+    for its signature: the recorded key was found by kid, and nothing was fetched."""
+    header, claims = recorded("jwt_header"), recorded("jwt_claims_example")
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [
+        {"iss": claims["iss"], "jwks": recorded("sandbox_public_jwks")},
+    ]}))
+    auth = Authenticator(load_trusted_issuers(str(path)), jti_store)
+    token = mint(es_key, header["kid"], "ES384", iss=claims["iss"], aud=DEFAULT_AUD,
+                 jku=header["jku"])
+    message = refused(auth, token, "signature verification failed")
+    assert "not fetched" in message
 
 
 def test_an_issuer_may_have_inline_keys_and_a_jwks_url(
