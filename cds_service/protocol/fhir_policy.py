@@ -52,9 +52,9 @@ def check_fhir_server(
         if config.allow_open_fhir_servers:
             return None
         return (
-            "not prefetched, and the request sent fhirServer without fhirAuthorization: this "
-            "service queries a FHIR server without the EHR's access token only when "
-            f"{OPEN_SERVERS_SETTING}=true (open test servers)"
+            "the FHIR server was not queried: the request sent fhirServer without "
+            "fhirAuthorization, and this service queries a FHIR server without the EHR's "
+            f"access token only when {OPEN_SERVERS_SETTING}=true (open test servers)"
         )
     if (
         parts.scheme.lower() == "http"
