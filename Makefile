@@ -12,9 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Run the service on embedded defaults (SQLite file, authentication off for development).
+## Run the service on embedded defaults (SQLite file, authentication off for development,
+## FHIR test servers that need no token allowed, as the CDS Hooks Sandbox's).
 serve: $(STAMP)
-	CDS_AUTH=$${CDS_AUTH:-disabled} $(BIN)/ixazomib-cds serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
+	CDS_AUTH=$${CDS_AUTH:-disabled} CDS_ALLOW_OPEN_FHIR_SERVERS=$${CDS_ALLOW_OPEN_FHIR_SERVERS:-true} \
+	  $(BIN)/ixazomib-cds serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
 
 ## Everything CI runs: all tests, ruff and mypy --strict among them (tests/test_code_quality.py);
 ## the tests install what they need on first use (Node FHIR server, PostgreSQL, wrk).

@@ -5,14 +5,18 @@ What is checked (CDS Hooks 2.0, "Trusting CDS Clients"):
 * ``Authorization: Bearer <JWS compact token>``;
 * protected header: ``alg`` among the configured *asymmetric* algorithms (ES384 and RS384 by
   default; ``none`` and HMAC can never be configured), ``kid`` (required, a string), ``typ``
-  ``JWT``, optional ``jku`` which must equal the issuer's allow-listed ``jwks_url`` (no other URL
-  is ever fetched), no ``crit`` extensions;
-* the issuer (``iss``) is on the allow-list; its keys come only from its allow-listed JWKS URL
-  or from keys configured inline. The key is chosen by ``kid`` *and* bound to the header's
-  ``alg`` (a key is only ever used with an algorithm matching its type and curve), so the
-  classic "HS256 signed with the public key" confusion cannot happen;
+  ``JWT``, no ``crit`` extensions;
+* the issuer (``iss``) is on the allow-list; its keys come only from keys configured inline
+  and/or its allow-listed JWKS URL. A header's ``jku`` is never fetched: it only says where the
+  client publishes its keys, and the service uses the keys the operator configured for the
+  issuer whatever it says (the CDS Hooks Sandbox names its public URL while the operator
+  configures its key inline). The key is chosen by ``kid`` *and* bound to the header's ``alg``
+  (a key is only ever used with an algorithm matching its type and curve), so the classic
+  "HS256 signed with the public key" confusion cannot happen;
 * claims ``iss``, ``aud``, ``exp``, ``iat``, ``jti`` are required; ``aud`` must contain one of the
-  audiences the caller accepts (compared exactly, modulo one trailing slash); ``exp`` not past,
+  audiences the caller accepts (compared exactly, modulo one trailing slash); ``exp``, ``iat``
+  and ``nbf`` NumericDates between 1970 and 9999 (a JSON number of any size, NaN or a boolean
+  is refused, never a crash); ``exp`` not past,
   ``iat`` and ``nbf`` not in the future (each with ``leeway_seconds``), ``exp - iat`` at most
   ``max_token_lifetime_seconds``; ``jti`` is claimed once per issuer through ``claim_jti``.
 
@@ -30,10 +34,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -46,6 +48,8 @@ from urllib.parse import urlsplit
 
 import jwt
 import requests
+
+from cds_service.protocol.fhir_policy import fhir_base, is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,10 @@ _MAX_JWKS_BYTES = 1024 * 1024
 _MAX_KID_CHARS = 256
 _MAX_JTI_CHARS = 255
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_ISSUER_FIELDS = frozenset({"iss", "jwks_url", "jwks"})
+_ISSUER_FIELDS = frozenset({"iss", "jwks_url", "jwks", "fhir_servers"})
+# 9999-12-31T23:59:59Z: a NumericDate beyond it is no real token's (and would overflow floats
+# and datetimes); before 1970 neither.
+_MAX_NUMERIC_DATE = 253402300799
 # The JWS extensions a token may declare critical and still be well formed (as PyJWT decides);
 # verify() then refuses every token that declares any.
 _KNOWN_CRIT = frozenset({"b64"})
@@ -88,25 +95,31 @@ class AuthenticationError(Exception):
 
 @dataclass(frozen=True)
 class TrustedIssuer:
-    """A CDS client the service trusts, with exactly one source of its keys.
+    """A CDS client the service trusts, with its keys: inline, by URL, or both.
 
     ``jwks_url`` must be https; plain http is accepted only for loopback hosts (development,
-    tests). ``jwks`` is a JWK Set (``{"keys": [...]}``) configured inline.
+    tests). ``jwks`` is a JWK Set (``{"keys": [...]}``) configured inline; a token's key is
+    looked for there first. ``fhir_servers``, when given, are the only FHIR base URLs this
+    client's requests may name as ``fhirServer`` (see ``protocol/fhir_policy.py``).
     """
 
     iss: str
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
+    fhir_servers: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.iss, str) or not self.iss.strip():
             raise ValueError("a trusted issuer needs a non-empty string 'iss'")
-        if (self.jwks_url is None) == (self.jwks is None):
+        if self.jwks_url is None and self.jwks is None:
             raise ValueError(
-                f"trusted issuer {self.iss!r} needs exactly one of 'jwks_url' or 'jwks'"
+                f"trusted issuer {self.iss!r} needs 'jwks' (its keys inline), 'jwks_url', or both"
             )
         if self.jwks_url is not None:
             _check_jwks_url(self.iss, self.jwks_url)
+        if self.fhir_servers is not None:  # kept in one spelling, as requests are compared
+            bases = frozenset(fhir_base(url) for url in self.fhir_servers)
+            object.__setattr__(self, "fhir_servers", bases)
         if self.jwks is not None and not (
             isinstance(self.jwks, dict) and isinstance(self.jwks.get("keys"), list)
         ):
@@ -119,7 +132,7 @@ def load_trusted_issuers(path: str) -> list[TrustedIssuer]:
     """Read the trusted-issuers file; a bad file raises ValueError saying what is wrong.
 
     Format: ``{"issuers": [{"iss": "...", "jwks_url": "https://..."},
-    {"iss": "...", "jwks": {"keys": [...]}}]}``.
+    {"iss": "...", "jwks": {"keys": [...]}, "fhir_servers": ["https://ehr.example/fhir"]}]}``.
     """
     where = f"trusted issuers file {path!r}"
     try:
@@ -145,12 +158,12 @@ def load_trusted_issuers(path: str) -> list[TrustedIssuer]:
     for index, entry in enumerate(entries):
         at = f"{where}, issuers[{index}]"
         if not isinstance(entry, dict):
-            raise ValueError(f"{at}: must be an object with 'iss' and 'jwks_url' or 'jwks'")
+            raise ValueError(f"{at}: must be an object with 'iss' and 'jwks' and/or 'jwks_url'")
         unknown_fields = set(entry) - _ISSUER_FIELDS
         if unknown_fields:
             raise ValueError(
                 f"{at}: unknown field(s) {', '.join(sorted(unknown_fields))}; "
-                "allowed: iss, jwks_url, jwks"
+                "allowed: iss, jwks_url, jwks, fhir_servers"
             )
         iss, jwks_url, jwks = entry.get("iss"), entry.get("jwks_url"), entry.get("jwks")
         if not isinstance(iss, str):
@@ -158,7 +171,8 @@ def load_trusted_issuers(path: str) -> list[TrustedIssuer]:
         if jwks_url is not None and not isinstance(jwks_url, str):
             raise ValueError(f"{at}: 'jwks_url' must be a string")
         try:
-            issuer = TrustedIssuer(iss=iss, jwks_url=jwks_url, jwks=jwks)
+            fhir_servers = _fhir_servers(entry.get("fhir_servers"))
+            issuer = TrustedIssuer(iss=iss, jwks_url=jwks_url, jwks=jwks, fhir_servers=fhir_servers)
             if issuer.jwks is not None:
                 # Inline keys must be usable by some algorithm that could be configured.
                 _parse_jwks(issuer.jwks, tuple(ASYMMETRIC_ALGORITHMS), strict=True)
@@ -230,6 +244,11 @@ class Authenticator:
     def algorithms(self) -> tuple[str, ...]:
         return self._algorithms
 
+    def fhir_servers(self, iss: str) -> frozenset[str] | None:
+        """The FHIR base URLs the issuer's requests may name (normalised), or None: any."""
+        keys = self._issuers.get(iss)
+        return keys.issuer.fhir_servers if keys is not None else None
+
     def verify(self, authorization_header: str | None, audiences: Sequence[str]) -> dict[str, Any]:
         """Return the verified claims of the Bearer token, or raise AuthenticationError."""
         if isinstance(audiences, str) or not audiences:
@@ -256,18 +275,18 @@ class Authenticator:
         keys = self._issuers.get(iss)
         if keys is None:
             raise _refused("issuer is not trusted", iss, kid)
-        if "jku" in header and (
-            keys.issuer.jwks_url is None or header["jku"] != keys.issuer.jwks_url
-        ):
-            raise _refused("header 'jku' is not the issuer's allow-listed JWKS URL", iss, kid)
 
-        key = keys.key_for(kid, alg)
+        try:
+            key = keys.key_for(kid, alg)
+        except AuthenticationError as error:
+            raise _noting_jku(error, header, keys.issuer) from None
         try:
             authentic = _signature_valid(jws, key, alg)
         except Exception:  # key or encoding problems all mean "not authentic"
             authentic = False
         if not authentic:
-            raise _refused("signature verification failed", iss, kid)
+            refusal = _refused("signature verification failed", iss, kid)
+            raise _noting_jku(refusal, header, keys.issuer)
         # The signature covers the exact payload bytes the claims were decoded from, so the
         # claims read before verification are the verified claims (no second decoding).
         claims = unverified
@@ -368,32 +387,32 @@ class _JwksUnavailable(Exception):
 
 
 class _IssuerKeys:
-    """The keys of one trusted issuer: inline, or fetched and cached with rotation."""
+    """The keys of one trusted issuer: inline ones, and/or fetched and cached with rotation."""
 
     def __init__(self, issuer: TrustedIssuer, owner: Authenticator) -> None:
         self.issuer = issuer
         self._owner = owner
         self._lock = threading.Lock()
         self._last_attempt: float | None = None
+        self._inline: Mapping[tuple[str, str], jwt.PyJWK] = {}
         if issuer.jwks is not None:
-            keys = _parse_jwks(issuer.jwks, owner.algorithms, strict=True)
-            if not keys:
+            self._inline = _parse_jwks(issuer.jwks, owner.algorithms, strict=True)
+            if not self._inline and issuer.jwks_url is None:
                 raise ValueError(
                     f"trusted issuer {issuer.iss!r}: no inline key is usable with the configured "
                     f"algorithms ({', '.join(owner.algorithms)})"
                 )
-            self._keyset = _KeySet(keys, None)
-        else:
-            self._keyset = _KeySet({}, None)
+        self._keyset = _KeySet({}, None)  # fetched from jwks_url
 
     def key_for(self, kid: str, alg: str) -> jwt.PyJWK:
+        inline = self._inline.get((kid, alg))
+        if inline is not None:
+            return inline
         url = self.issuer.jwks_url
+        if url is None:
+            raise _refused("no key with this kid for this algorithm", self.issuer.iss, kid)
         keyset = self._keyset  # replaced atomically, read without the lock
         key = keyset.keys.get((kid, alg))
-        if url is None:
-            if key is None:
-                raise _refused("no key with this kid for this algorithm", self.issuer.iss, kid)
-            return key
         if key is not None and self._fresh(keyset):
             return key
         if key is not None and not self._lock.acquire(blocking=False):
@@ -606,9 +625,30 @@ def _signature_valid(jws: _Jws, key: jwt.PyJWK, alg: str) -> bool:
 
 def _numeric_date(claims: Mapping[str, Any], name: str, iss: str, kid: str) -> float:
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _refused(f"claim {name!r} must be a NumericDate (seconds since the epoch)", iss, kid)
+    # Compared as they are, before any conversion: float() of a huge JSON integer overflows,
+    # and NaN (which Python's json reads) compares False, so it is refused too.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= _MAX_NUMERIC_DATE
+    ):
+        raise _refused(
+            f"claim {name!r} must be a NumericDate (seconds since the epoch, 1970 to 9999)",
+            iss,
+            kid,
+        )
     return float(value)
+
+
+def _fhir_servers(value: object) -> frozenset[str] | None:
+    """The ``fhir_servers`` of a trusted-issuers file entry; raises ValueError if malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValueError("'fhir_servers' must be a non-empty list of FHIR base URLs")
+    if not all(isinstance(url, str) for url in value):
+        raise ValueError("'fhir_servers' must list FHIR base URLs as strings")
+    return frozenset(value)
 
 
 def _without_trailing_slash(url: str) -> str:
@@ -620,6 +660,19 @@ def _shown(value: object) -> str:
     text = value if isinstance(value, str) else repr(value)
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _noting_jku(
+    error: AuthenticationError, header: Mapping[str, Any], issuer: TrustedIssuer
+) -> AuthenticationError:
+    """The refusal, saying also that the token's ``jku`` (if any) was not used: the reason an
+    operator looks for when a client's keys are published only at a URL not configured."""
+    if "jku" not in header or header["jku"] == issuer.jwks_url:
+        return error
+    return AuthenticationError(
+        f"{error}; its header 'jku' is not the issuer's allow-listed JWKS URL, so it was not "
+        "fetched"
+    )
 
 
 def _refused(reason: str, iss: object, kid: object) -> AuthenticationError:
@@ -636,18 +689,9 @@ def _check_jwks_url(iss: str, url: str) -> None:
     host = parts.hostname or ""
     if parts.scheme == "https" and host:
         return
-    if parts.scheme == "http" and _is_loopback(host):
+    if parts.scheme == "http" and is_loopback_host(host):
         return
     raise ValueError(
         f"trusted issuer {iss!r}: jwks_url must be an https URL "
         f"(http only to 127.0.0.1, localhost or ::1), not {url!r}"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -41,6 +41,10 @@ class Config:
     max_body_bytes: int = 8 * 1024 * 1024
     audit_patient_id: bool = False
     log_level: str = "INFO"
+    # Test set-ups only (see protocol/fhir_policy.py): query a fhirServer without a token,
+    # and send the EHR's token over plain http to a host that is not loopback.
+    allow_open_fhir_servers: bool = False
+    allow_plain_http_fhir: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -62,6 +66,8 @@ class Config:
             max_body_bytes=int(_number(env, "CDS_MAX_BODY_BYTES", 8 * 1024 * 1024, 1024, 2**30)),
             audit_patient_id=_flag(env, "CDS_AUDIT_PATIENT_ID"),
             log_level=env.get("CDS_LOG_LEVEL", "INFO").upper(),
+            allow_open_fhir_servers=_flag(env, "CDS_ALLOW_OPEN_FHIR_SERVERS"),
+            allow_plain_http_fhir=_flag(env, "CDS_ALLOW_PLAIN_HTTP_FHIR"),
         )
         config.validate()
         return config

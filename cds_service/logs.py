@@ -14,8 +14,12 @@ Fields passed with ``extra={...}`` are added to the object.
 Every handler installed here carries a ``RedactingFilter``: whatever looks like a bearer
 token, a JWT (``eyJ...``), an ``access_token``/``refresh_token``/``id_token``/
 ``client_secret``/``password`` value or an ``Authorization`` header is replaced by
-``[REDACTED]`` before the line is written, including in extra fields and tracebacks. It is a
-safeguard, not a licence: do not log request bodies or headers.
+``[REDACTED]`` before the line is written, including in extra fields and tracebacks; so are
+the patient-identifying parts of FHIR URLs: a URL's query string (``Observation?patient=...``
+becomes ``Observation?[REDACTED]``), the id after a FHIR resource type in a path
+(``/Patient/[REDACTED]``) and a ``Patient/<id>`` reference. That holds at every level:
+at DEBUG, urllib3 logs the request line of each FHIR query. It is a safeguard, not a
+licence: do not log request bodies, headers or patient data.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def _clean_id(value: str | None) -> str | None:
     text = str(value)
     if _PLAIN_ID.fullmatch(text) and "eyJ" not in text:
         # A UUID or a service id, as every call sends: none of the redaction patterns can
-        # match it (they need whitespace, ":" or "=", or "eyJ"), so it is already clean.
+        # match it (they need whitespace, ":", "=", "/" or "eyJ"), so it is already clean.
         return text
     text = redact(text)
     text = "".join(ch for ch in text if ch.isprintable())
@@ -146,6 +150,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"), r"\1 " + REDACTED),
     # JWT / JWS / JWE compact serialisation, or any base64url JSON object ("eyJ...")
     (re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}(?:\.[A-Za-z0-9_\-]*){0,4}"), REDACTED),
+    # The query string of a URL or request target (FHIR searches name the patient there)
+    (re.compile(r"""(/[^\s"'?<>]*)\?[^\s"'<>]+"""), r"\1?" + REDACTED),
+    # The id in a FHIR RESTful path (/Patient/<id>, /Medication/<id>, /Observation/<id>/...)
+    (re.compile(r"(/[A-Z][A-Za-z]{2,})/(?!\[REDACTED\])[A-Za-z0-9\-.]{1,64}"), r"\1/" + REDACTED),
+    # A reference to a patient outside a path ("Patient/<id>" in a message or an error)
+    (
+        re.compile(r"\b(Patient|Person|RelatedPerson)/(?!\[REDACTED\])[^\s\"'/?#,;)\]}]+"),
+        r"\1/" + REDACTED,
+    ),
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from integration.sandbox_recording import recorded
 from jwks_server import JwksServer
 from jwt.api_jws import PyJWS
 from jwt_tools import (
@@ -440,6 +441,19 @@ def test_missing_required_claim_is_refused(
         ({"jti": "x" * 300}, "'jti'"),
         ({"tenant": {"id": 1}}, "'tenant' must be a string"),
         ({"sub": 42}, "'sub' must be a string"),
+        # NumericDates of any size, NaN, infinities, booleans: refused, never an OverflowError
+        ({"exp": 10**400}, "NumericDate"),
+        ({"iat": 10**400}, "NumericDate"),
+        ({"nbf": 10**400}, "NumericDate"),
+        ({"exp": -(10**400)}, "NumericDate"),
+        ({"exp": 1e300}, "NumericDate"),
+        ({"iat": 1e300, "exp": 1e300 + 1}, "NumericDate"),
+        ({"exp": float("nan")}, "NumericDate"),
+        ({"nbf": float("nan")}, "NumericDate"),
+        ({"exp": float("inf")}, "NumericDate"),
+        ({"iat": float("-inf")}, "NumericDate"),
+        ({"nbf": False}, "NumericDate"),
+        ({"iat": -1}, "NumericDate"),
     ],
 )
 def test_ill_typed_claims_are_refused(
@@ -536,17 +550,77 @@ def test_jku_outside_the_allow_list_is_never_fetched(
     url_auth: tuple[Authenticator, FakeMonotonic], jwks_host: JwksServer,
     es_key: EsKey, other_key: EsKey,
 ) -> None:
-    auth, _ = url_auth
-    with JwksServer(jwks_of(jwk_of(other_key, "es-1"))) as attacker:
+    auth, clock = url_auth
+    with JwksServer(jwks_of(jwk_of(other_key, "es-1"), jwk_of(other_key, "evil"))) as attacker:
         for jku in (attacker.url, jwks_host.url_for("/evil.json"), jwks_host.url + "?x=1"):
             refused(auth, mint(other_key, "es-1", jku=jku), "'jku' is not the issuer's")
-            refused(auth, mint(es_key, "es-1", jku=jku), "'jku' is not the issuer's")
+            refused(auth, mint(other_key, "evil", jku=jku), "'jku' is not the issuer's")
+            clock.advance(60)  # past the re-fetch rate limit: only the allow-listed URL is asked
+            # the issuer's own key verifies it: accepted whatever the jku says
+            assert auth.verify(bearer(mint(es_key, "es-1", jku=jku)), AUDIENCES)
         assert attacker.hits() == 0
-    assert jwks_host.hits() == 0  # refused before any key was needed
+    assert jwks_host.hits() >= 1
+    assert jwks_host.hits() == jwks_host.hits(jwks_host.path)  # never /evil.json, never ?x=1
 
 
-def test_jku_with_inline_keys_is_refused(auth: Authenticator, es_key: EsKey) -> None:
-    refused(auth, mint(es_key, "es-1", jku="https://ehr.example.org/jwks"), "'jku'")
+def test_jku_with_inline_keys_verifies_with_the_inline_key(
+    auth: Authenticator, es_key: EsKey, other_key: EsKey
+) -> None:
+    jku = "https://ehr.example.org/jwks"
+    assert auth.verify(bearer(mint(es_key, "es-1", jku=jku)), AUDIENCES)["iss"] == DEFAULT_ISS
+    refused(auth, mint(other_key, "es-1", jku=jku), "'jku' is not the issuer's")
+    refused(auth, mint(other_key, "other", jku=jku), "so it was not fetched")
+
+
+def test_the_cds_hooks_sandbox_token_shape_is_accepted_with_its_key_inline(
+    jti_store: MemoryJtiStore, es_key: EsKey
+) -> None:
+    """The Sandbox signs ES384 with kid + its public jku, and sends no sub (recorded in the
+    clients' shared recordings); its key is configured inline. Our own key stands in for
+    the Sandbox's private key, which nobody has."""
+    sandbox = "https://sandbox.cds-hooks.org"
+    kid = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
+    issuer = TrustedIssuer(sandbox, jwks=jwks_of(jwk_of(es_key, kid)))
+    auth = Authenticator([issuer], jti_store)
+    token = mint(
+        es_key, kid, "ES384", iss=sandbox, aud="http://localhost:8080/cds-services",
+        jku="https://sandbox.cds-hooks.org/.well-known/jwks.json",
+    )
+    # the recorded example is of a discovery call: aud is the exact URL called
+    claims = auth.verify(bearer(token), ["http://localhost:8080", "http://localhost:8080/cds-services"])
+    assert claims["iss"] == sandbox
+    assert "sub" not in claims
+
+
+def test_the_sandboxs_published_key_set_configures_its_issuer_inline(
+    tmp_path: Path, jti_store: MemoryJtiStore, es_key: EsKey
+) -> None:
+    """The operator's configuration as README says: the Sandbox's published key set, inline.
+    Nobody has its private key, so a token under its kid signed with another key is refused
+    for its signature: the recorded key was found by kid, and nothing was fetched."""
+    header, claims = recorded("jwt_header"), recorded("jwt_claims_example")
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [
+        {"iss": claims["iss"], "jwks": recorded("sandbox_public_jwks")},
+    ]}))
+    auth = Authenticator(load_trusted_issuers(str(path)), jti_store)
+    token = mint(es_key, header["kid"], "ES384", iss=claims["iss"], aud=DEFAULT_AUD,
+                 jku=header["jku"])
+    message = refused(auth, token, "signature verification failed")
+    assert "not fetched" in message
+
+
+def test_an_issuer_may_have_inline_keys_and_a_jwks_url(
+    jti_store: MemoryJtiStore, jwks_host: JwksServer, es_key: EsKey, new_key: EsKey
+) -> None:
+    issuer = TrustedIssuer(
+        DEFAULT_ISS, jwks=jwks_of(jwk_of(new_key, "inline-1")), jwks_url=jwks_host.url
+    )
+    auth = Authenticator([issuer], jti_store)
+    assert auth.verify(bearer(mint(new_key, "inline-1")), AUDIENCES)
+    assert jwks_host.hits() == 0  # an inline key needs no fetch
+    assert auth.verify(bearer(mint(es_key, "es-1")), AUDIENCES)  # from the URL
+    assert jwks_host.hits() == 1
 
 
 def test_unknown_kid_refetches_once_then_is_rate_limited(
@@ -736,6 +810,21 @@ def test_load_trusted_issuers(tmp_path: Path, es_key: EsKey) -> None:
     assert [i.iss for i in issuers] == ["https://sandbox.cds-hooks.org", DEFAULT_ISS, "dev", "dev6"]
     assert issuers[1].jwks is not None
     assert issuers[0].jwks is None
+    assert all(issuer.fhir_servers is None for issuer in issuers)
+
+
+def test_fhir_servers_of_an_issuer_are_read_in_one_spelling(tmp_path: Path, es_key: EsKey) -> None:
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [
+        {"iss": DEFAULT_ISS, "jwks": jwks_of(jwk_of(es_key, "es-1")),
+         "jwks_url": "https://ehr.example.org/jwks",
+         "fhir_servers": ["HTTPS://EHR.example.org:443/fhir/R4/", "http://127.0.0.1:8103/fhir"]},
+    ]}))
+    (issuer,) = load_trusted_issuers(str(path))
+    assert issuer.fhir_servers == {"https://ehr.example.org/fhir/R4", "http://127.0.0.1:8103/fhir"}
+    assert issuer.jwks_url == "https://ehr.example.org/jwks"
+    built = TrustedIssuer("x", jwks_url="https://x/j", fhir_servers=frozenset({"https://X/f/"}))
+    assert built.fhir_servers == {"https://x/f"}
 
 
 @pytest.mark.parametrize(
@@ -746,9 +835,17 @@ def test_load_trusted_issuers(tmp_path: Path, es_key: EsKey) -> None:
         ('{"issuers": []}', "lists no issuers"),
         ('{"issuers": [], "extra": 1}', "unknown top-level"),
         ('{"issuers": ["x"]}', "issuers[0]: must be an object"),
-        ('{"issuers": [{"iss": "a"}]}', "exactly one of"),
-        ('{"issuers": [{"iss": "a", "jwks_url": "https://a/j", "jwks": {"keys": []}}]}',
-         "exactly one of"),
+        ('{"issuers": [{"iss": "a"}]}', "needs 'jwks'"),
+        ('{"issuers": [{"iss": "a", "jwks_url": "https://a/j", "fhir_servers": []}]}',
+         "non-empty list"),
+        ('{"issuers": [{"iss": "a", "jwks_url": "https://a/j", "fhir_servers": "https://f"}]}',
+         "non-empty list"),
+        ('{"issuers": [{"iss": "a", "jwks_url": "https://a/j", "fhir_servers": [5]}]}',
+         "as strings"),
+        ('{"issuers": [{"iss": "a", "jwks_url": "https://a/j", "fhir_servers": ["ftp://f/x"]}]}',
+         "not a FHIR base URL"),
+        ('{"issuers": [{"iss": "a", "jwks_url": "https://a/j", "fhir_servers": ["https://f/?q"]}]}',
+         "not a FHIR base URL"),
         ('{"issuers": [{"iss": "a", "jwks_uri": "https://a/j"}]}', "unknown field(s) jwks_uri"),
         ('{"issuers": [{"iss": "a", "jwks_url": "http://a.example/j"}]}', "must be an https URL"),
         ('{"issuers": [{"iss": "a", "jwks_url": "ftp://127.0.0.1/j"}]}', "must be an https URL"),

@@ -553,9 +553,45 @@ def test_redaction_covers_extras_exceptions_and_the_hook_instance(
     assert third["hook_instance"] == "[REDACTED]"
 
 
+PATIENT = "pat-7f3a9c"
+
+
+@pytest.mark.parametrize(
+    ("careless", "kept"),
+    [
+        # urllib3's DEBUG line for each request it sends
+        (f'http://127.0.0.1:8103 "GET /fhir/Patient/{PATIENT} HTTP/1.1" 200 512',
+         '"GET /fhir/Patient/[REDACTED] HTTP/1.1" 200'),
+        (f'https://ehr.example:443 "GET /fhir/Observation?patient={PATIENT}&code=http://loinc.org'
+         '%7C751-8&_sort=-date HTTP/1.1" 200 72', '"GET /fhir/Observation?[REDACTED] HTTP/1.1"'),
+        (f"GET /fhir/AdverseEvent?subject=Patient/{PATIENT}&_count=100",
+         "/fhir/AdverseEvent?[REDACTED]"),
+        # requests' exception text
+        (f"Max retries exceeded with url: /fhir/Procedure?patient={PATIENT} (Caused by x)",
+         "url: /fhir/Procedure?[REDACTED] (Caused by x)"),
+        (f"read Observation/obs-1 of Patient/{PATIENT}, then", "of Patient/[REDACTED], then"),
+        (f"https://ehr.example/fhir/Observation/{PATIENT}-cbc/_history/2",
+         "/fhir/Observation/[REDACTED]/_history/2"),
+    ],
+)
+def test_patient_ids_in_fhir_urls_are_redacted(
+    log_stream: io.StringIO, careless: str, kept: str
+) -> None:
+    logging.getLogger("urllib3.connectionpool").debug("%s", careless)
+    output = log_stream.getvalue()
+    assert PATIENT not in output
+    assert kept in _lines(log_stream)[0]["message"]
+
+
 def test_redaction_keeps_ordinary_text() -> None:
     text = "Platelets 25 x10^9/L on 2026-11-01; rule ixazomib.platelets-below-30 fired (hold)"
     assert logs.redact(text) == text
+    for text in (
+        "POST /cds-services/ixazomib-order-sign 200",
+        "Starting new HTTP connection (1): 127.0.0.1:8103",
+        "label https://hl7.org/fhir/R4/Bundle.html, what? nothing",
+    ):
+        assert logs.redact(text) == text
 
 
 def test_other_handlers_see_redacted_records_too() -> None:

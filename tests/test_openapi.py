@@ -189,6 +189,66 @@ def test_an_empty_prefetch_is_valid_by_the_description() -> None:
     assert not schema_errors("Prefetch", empty_prefetch())
 
 
+def _with_draft_bundle_member(name: str, value: Any) -> dict[str, Any]:
+    body = order_sign_request()
+    body["context"]["draftOrders"][name] = value
+    return body
+
+
+# Members of a context Bundle no check reads: FHIR R4 constrains them, but a malformed one
+# costs nothing (the service answers 200), and the description says so.
+UNREAD_BUNDLE_MEMBERS = {
+    "link url an object": ("link", [{"relation": "self", "url": {"href": "x"}}]),
+    "link an object": ("link", {"relation": "self"}),
+    "type a number": ("type", 5),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREAD_BUNDLE_MEMBERS), ids=list(UNREAD_BUNDLE_MEMBERS))
+def test_the_description_and_the_service_agree_on_unread_bundle_members(
+    client: FlaskClient, case: str
+) -> None:
+    body = _with_draft_bundle_member(*UNREAD_BUNDLE_MEMBERS[case])
+    assert not schema_errors("OrderSignRequest", body)
+    response = client.post("/cds-services/ixazomib-order-sign", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+FEEDBACK_OVERRIDE_REASONS: dict[str, tuple[Any, int]] = {
+    "userComment null": ({"userComment": None}, 200),
+    "reason null": ({"reason": None, "userComment": "seen"}, 200),
+    "overrideReason null": (None, 200),
+    "reason and comment": ({"reason": {"code": "c", "system": "urn:s"}, "userComment": ""}, 200),
+    "userComment a number": ({"userComment": 5}, 400),
+    "reason code a number": ({"reason": {"code": 5, "system": "urn:s"}}, 400),
+    "reason code empty": ({"reason": {"code": ""}}, 400),
+    "reason a string": ({"reason": "clinical-judgement"}, 400),
+}
+
+
+@pytest.mark.parametrize(
+    "case", list(FEEDBACK_OVERRIDE_REASONS), ids=list(FEEDBACK_OVERRIDE_REASONS)
+)
+def test_the_description_and_the_service_agree_on_override_reasons(
+    client: FlaskClient, case: str
+) -> None:
+    reason, status = FEEDBACK_OVERRIDE_REASONS[case]
+    body = {
+        "feedback": [
+            {
+                "card": str(uuid.uuid4()),
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-21T10:00:00Z",
+                "overrideReason": reason,
+            }
+        ]
+    }
+    described_valid = not schema_errors("FeedbackRequest", body)
+    response = client.post("/cds-services/ixazomib-order-sign/feedback", json=body)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert described_valid == (status == 200), schema_errors("FeedbackRequest", body)
+
+
 # -- 3. schemathesis against the running service -------------------------------------------------
 
 

@@ -70,8 +70,17 @@ class HookRequest(_Envelope):
         return value
 
 
+class Coding(_Envelope):
+    """A FHIR Coding, as feedback's override reason carries it (its members are stored)."""
+
+    system: Annotated[str, StringConstraints(min_length=1)] | None = None
+    code: Annotated[str, StringConstraints(min_length=1)] | None = None
+    display: Annotated[str, StringConstraints(min_length=1)] | None = None
+
+
 class OverrideReason(_Envelope):
-    reason: JsonObject | None = None
+    # null for either member (or for overrideReason) is read as the member left out.
+    reason: Coding | None = None
     userComment: str | None = None
 
 

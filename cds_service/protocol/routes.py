@@ -32,11 +32,13 @@ from cds_service.errors import (
 from cds_service.exact_json import loads_exact, loads_hook_request, why_invalid
 from cds_service.fhir.record import gather_record, require
 from cds_service.protocol.envelope import (
+    Coding,
     FeedbackRequest,
     HookRequest,
     parse_model,
     parse_timestamp,
 )
+from cds_service.protocol.fhir_policy import check_fhir_server, not_fetched
 from cds_service.protocol.services import SERVICES, ServiceDefinition, read_context
 from cds_service.rules import evaluate, needs_patient_data
 from cds_service.rules.inputs import HookCall, JsonDict
@@ -61,10 +63,13 @@ def authenticate() -> None:
         return
     base = state().config.service_base
     try:
-        authenticator.verify(request.headers.get("Authorization"), [base, base + request.path])
+        claims = authenticator.verify(
+            request.headers.get("Authorization"), [base, base + request.path]
+        )
     except AuthenticationError as error:
         log.info("authentication refused: %s", error)
         raise Unauthorized("Authentication required.") from None
+    g.allowed_fhir_servers = authenticator.fhir_servers(claims["iss"])
 
 
 @cds.get("/cds-services")
@@ -84,10 +89,9 @@ def call_service(service_id: str) -> Response:
         raise BadRequest(
             f"Service {service.id} answers the hook {service.hook!r}, not {hook_request.hook!r}."
         )
-    if hook_request.fhirAuthorization is not None and not hook_request.fhirServer:
-        raise BadRequest("fhirServer is required when fhirAuthorization is sent.")
-    context = read_context(service.hook, hook_request.context)
     current = state()
+    why_not_fetched = check_fhir_server(hook_request, current.config, g.get("allowed_fhir_servers"))
+    context = read_context(service.hook, hook_request.context)
     call = HookCall(
         hook=service.hook,
         service_id=service.id,
@@ -101,7 +105,12 @@ def call_service(service_id: str) -> Response:
     if not needs_patient_data(call, context.bundled_medications):
         metrics.record_request(service.id, 200, time.perf_counter() - g.started)
         return jsonify({"cards": []})  # orders of other drugs only: nothing to fetch or say
-    record = gather_record(hook_request, context, current.fhir)
+    if why_not_fetched is None:
+        record = gather_record(hook_request, context, current.fhir)
+    else:  # nothing is fetched: what was not prefetched is unavailable, saying why
+        prefetch_only = hook_request.model_copy(update={"fhirServer": None})
+        record = gather_record(prefetch_only, context, current.fhir)
+        not_fetched(record, why_not_fetched)
     require(record)
     cards = evaluate(call, record, current.rule_settings)
     _audit(call, cards)
@@ -115,15 +124,15 @@ def feedback(service_id: str) -> Response:
     body = parse_model(FeedbackRequest, read_json_body(loads_exact), "CDS Hooks feedback request")
     items = []
     for entry in body.feedback:
-        reason = (entry.overrideReason.reason or {}) if entry.overrideReason else {}
+        reason = (entry.overrideReason.reason or Coding()) if entry.overrideReason else Coding()
         items.append(
             FeedbackItem(
                 card_uuid=entry.card,
                 outcome=entry.outcome,
                 accepted_suggestion_ids=tuple(s.id for s in entry.acceptedSuggestions),
-                override_reason_code=_text(reason.get("code")),
-                override_reason_system=_text(reason.get("system")),
-                override_reason_display=_text(reason.get("display")),
+                override_reason_code=reason.code,
+                override_reason_system=reason.system,
+                override_reason_display=reason.display,
                 user_comment=entry.overrideReason.userComment if entry.overrideReason else None,
                 outcome_timestamp=parse_timestamp(entry.outcomeTimestamp),
             )
@@ -190,10 +199,6 @@ def _service(service_id: str) -> ServiceDefinition:
             f"There is no CDS service {service_id!r}; GET /cds-services lists the services."
         )
     return service
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _audit(call: HookCall, cards: list[JsonDict]) -> None:

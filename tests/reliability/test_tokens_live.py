@@ -2,8 +2,10 @@
 
 Every forged, stale, misdirected or replayed token gets a bare 401 (the generic
 OperationOutcome and ``WWW-Authenticate: Bearer``, nothing about why); ES384 and RS384 tokens
-from the JWKS served by ``jwks_server.JwksServer`` pass, also after the key set rotates; no
-token, FHIR access token or patient identifier ever reaches the logs.
+from the JWKS served by ``jwks_server.JwksServer`` pass, also after the key set rotates; the
+CDS Hooks Sandbox's tokens (its header and claims as recorded, its issuer's key configured
+inline) pass whatever their ``jku`` says, and a ``jku`` is never fetched; no token, FHIR
+access token or patient identifier ever reaches the logs, at any log level.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 import requests
 from builders import order_sign_request
 from faulty_fhir_server import FaultyFhirServer, Mode
+from integration.sandbox_recording import recorded
 from jwks_server import JwksServer
 from jwt_tools import (
     jwk_of,
@@ -30,14 +33,22 @@ from jwt_tools import (
     mint_hmac_with_public_key,
     mint_unsigned,
     tamper,
+    unverified_claims,
 )
 from live_server import LiveService, start_service
 
-from reliability.support import GENERIC_401
+from reliability.support import GENERIC_401, assert_operation_outcome
 
 ISSUER = "https://ehr.example.org"
+# The Sandbox's issuer and header, as recorded; its private key is nobody's, so a key of the
+# test's own stands in for it, configured inline under the recorded kid.
+SANDBOX_HEADER = recorded("jwt_header")
+SANDBOX_ISSUER = recorded("jwt_claims_example")["iss"]
+# An issuer with keys both inline and at the JWKS URL.
+BOTH_ISSUER = "https://two-key-sources.example.org"
 DISCOVERY = "/cds-services"
 SIGN = "/cds-services/ixazomib-order-sign"
+SELECT = "/cds-services/ixazomib-order-select"
 
 
 @dataclass
@@ -46,6 +57,8 @@ class Trusted:
     jwks: JwksServer
     keys: dict[str, Any]
     evil_jwks: JwksServer
+    sandbox_key: Any
+    inline_key: Any
 
     def url(self, path: str = DISCOVERY) -> str:
         return self.service.base_url + path
@@ -64,8 +77,14 @@ def trusted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trusted]:
         JwksServer(jwks_of(*(jwk_of(k, kid) for kid, k in keys.items()))) as jwks,
         JwksServer(jwks_of(jwk_of(make_es384_key(), "evil"))) as evil,
     ):
+        sandbox_key, inline_key = make_es384_key(), make_es384_key()
         issuers = tmp_path_factory.mktemp("issuers") / "trusted-issuers.json"
-        issuers.write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks_url": jwks.url}]}))
+        issuers.write_text(json.dumps({"issuers": [
+            {"iss": ISSUER, "jwks_url": jwks.url},
+            {"iss": SANDBOX_ISSUER, "jwks": jwks_of(jwk_of(sandbox_key, SANDBOX_HEADER["kid"]))},
+            {"iss": BOTH_ISSUER, "jwks": jwks_of(jwk_of(inline_key, "inline-1")),
+             "jwks_url": jwks.url},
+        ]}))
         service = start_service(
             workers=2,
             env={
@@ -76,7 +95,7 @@ def trusted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trusted]:
             },
         )
         try:
-            yield Trusted(service, jwks, keys, evil)
+            yield Trusted(service, jwks, keys, evil, sandbox_key, inline_key)
         finally:
             service.stop()
 
@@ -143,6 +162,20 @@ FORGERIES: dict[str, Callable[[Trusted], str | None]] = {
     "signature stripped": lambda t: t.mint().rsplit(".", 1)[0] + ".",
     "not a JWT": lambda t: "opaque-token-123",
     "huge token": lambda t: "a" * 17000 + ".b.c",
+    # NumericDates no real token has: refused, never an OverflowError (500)
+    "exp 10**400": lambda t: t.mint(exp=10**400),
+    "iat 10**400": lambda t: t.mint(iat=10**400),
+    "nbf 10**400": lambda t: t.mint(nbf=10**400),
+    "exp -10**400": lambda t: t.mint(exp=-(10**400)),
+    "exp 1e300": lambda t: t.mint(exp=1e300),
+    "exp NaN": lambda t: t.mint(exp=float("nan")),
+    "nbf NaN": lambda t: t.mint(nbf=float("nan")),
+    "exp Infinity": lambda t: t.mint(exp=float("inf")),
+    "iat true": lambda t: t.mint(iat=True),
+    "Sandbox header, wrong key": lambda t: mint(
+        make_es384_key(), SANDBOX_HEADER["kid"], "ES384", iss=SANDBOX_ISSUER, aud=t.url(),
+        jku=SANDBOX_HEADER["jku"],
+    ),
 }
 
 
@@ -152,6 +185,65 @@ def test_forged_stale_and_misdirected_tokens_get_a_bare_401(trusted: Trusted, fo
     _assert_bare_401(_get(trusted, token))
     if forgery == "jku outside the allow-list":
         assert trusted.evil_jwks.hits() == 0, "a URL outside the allow-list was contacted"
+
+
+def _sandbox_token(trusted: Trusted, path: str) -> str:
+    """A token as the Sandbox signs it: ES384, header kid + jku as recorded; claims iss, aud
+    (the exact URL called), exp = iat + 300, jti; no sub."""
+    token = mint(
+        trusted.sandbox_key, SANDBOX_HEADER["kid"], "ES384", iss=SANDBOX_ISSUER,
+        aud=trusted.url(path), jku=SANDBOX_HEADER["jku"], lifetime_seconds=300,
+    )
+    assert set(unverified_claims(token)) == set(recorded("jwt_claims_example"))
+    return token
+
+
+def test_the_cds_hooks_sandbox_token_is_accepted_on_every_call(trusted: Trusted) -> None:
+    """Discovery, its recorded order-sign and order-select, and its recorded feedback: none
+    is refused (today all got 401: "header 'jku' is not the issuer's allow-listed JWKS URL")."""
+    assert _get(trusted, _sandbox_token(trusted, DISCOVERY)).status_code == 200
+    for path, name in ((SIGN, "order_sign_request_without_prefetch"),
+                       (SELECT, "order_select_request_without_prefetch_and_drafts")):
+        response = requests.post(
+            trusted.url(path), json=recorded(name), timeout=10,
+            headers={"Authorization": f"Bearer {_sandbox_token(trusted, path)}"},
+        )
+        assert response.status_code != 401, (name, response.text)
+        assert response.status_code < 500, (name, response.text)
+        if path == SIGN:
+            # authenticated; no prefetch, and this server does not query a FHIR server
+            # without the EHR's token: the 412 names the setting that would allow it
+            assert response.status_code == 412, response.text
+            assert_operation_outcome(response.json(), mentions="CDS_ALLOW_OPEN_FHIR_SERVERS")
+    for name in ("feedback_overridden", "feedback_accepted"):
+        response = requests.post(
+            trusted.url(SIGN + "/feedback"), json=recorded(name), timeout=10,
+            headers={"Authorization": f"Bearer {_sandbox_token(trusted, SIGN + '/feedback')}"},
+        )
+        assert response.status_code == 200, (name, response.text)
+    assert trusted.evil_jwks.hits() == 0
+
+
+def test_a_configured_key_verifies_whatever_the_jku_and_no_jku_is_fetched(
+    trusted: Trusted,
+) -> None:
+    fetched_before = trusted.jwks.hits()
+    for jku in (trusted.evil_jwks.url, trusted.jwks.url_for("/elsewhere.json")):
+        assert _get(trusted, trusted.mint(jku=jku)).status_code == 200  # es-1, from jwks_url
+        # a key the operator did not configure: refused, and the jku is never contacted
+        _assert_bare_401(_get(trusted, mint(make_es384_key(), "evil", iss=ISSUER,
+                                            aud=trusted.url(), jku=jku)))
+    assert trusted.evil_jwks.hits() == 0
+    assert trusted.jwks.hits("/elsewhere.json") == 0
+    assert trusted.jwks.hits() - fetched_before <= 2  # the allow-listed URL only (unknown kids)
+
+
+def test_an_issuer_with_inline_keys_and_a_jwks_url_uses_both(trusted: Trusted) -> None:
+    inline = mint(trusted.inline_key, "inline-1", iss=BOTH_ISSUER, aud=trusted.url())
+    assert _get(trusted, inline).status_code == 200
+    for kid in ("es-1", "rs-1"):
+        by_url = mint(trusted.keys[kid], kid, iss=BOTH_ISSUER, aud=trusted.url())
+        assert _get(trusted, by_url).status_code == 200, kid
 
 
 def test_a_reused_jti_is_refused_whichever_worker_answers(trusted: Trusted) -> None:
@@ -256,3 +348,61 @@ def test_tokens_signed_with_rotated_keys_pass(trusted: Trusted) -> None:
             assert _get(trusted, trusted.mint(kid)).status_code == 200, kid
     assert trusted.jwks.hits() >= 2
     _assert_bare_401(_get(trusted, trusted.mint("es-1", headers={"kid": "es-3"})))
+
+
+# -- nothing secret in the logs at DEBUG either ---------------------------------------------------
+
+
+def test_at_debug_no_token_or_patient_id_reaches_any_log_line() -> None:
+    """CDS_LOG_LEVEL=DEBUG turns on every library's debug lines (urllib3 logs each request
+    line it sends: the FHIR query with the patient id in it); redaction holds all the same."""
+    access_token = f"fhir-access-{uuid.uuid4().hex}"
+    patient_id = f"pat-debug-{uuid.uuid4().hex[:12]}"
+    service = start_service(workers=1, env={"CDS_LOG_LEVEL": "DEBUG"})
+    tokens: list[str] = []
+    try:
+        with FaultyFhirServer() as fhir:
+            for authorized in (True, False):
+                body = order_sign_request(prefetch={})
+                body["context"]["patientId"] = patient_id
+                draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+                draft["subject"] = {"reference": f"Patient/{patient_id}"}
+                body["fhirServer"] = fhir.base_url
+                if authorized:
+                    body["fhirAuthorization"] = {
+                        "access_token": access_token,
+                        "token_type": "Bearer",
+                        "expires_in": 300,
+                        "scope": "patient/*.read",
+                        "subject": "cds",
+                        "patient": patient_id,
+                    }
+                tokens.append(service.token(SIGN))
+                response = requests.post(
+                    service.base_url + SIGN,
+                    json=body,
+                    timeout=15,
+                    headers={"Authorization": f"Bearer {tokens[-1]}"},
+                )
+                assert response.status_code in (200, 412), response.text
+            asked = [path for path, _ in fhir.requests]
+            assert any(patient_id in path for path in asked), "no FHIR fetch happened"
+        tokens.append(service.token(SIGN, aud="https://elsewhere.example"))  # refused
+        requests.post(
+            service.base_url + SIGN, json={}, timeout=5,
+            headers={"Authorization": f"Bearer {tokens[-1]}"},
+        )
+        time.sleep(0.5)  # let the worker flush its lines
+    finally:
+        service.stop()
+    logs = service.logs()
+    assert '"level": "DEBUG"' in logs, "the service did not log at DEBUG"
+    leaks = [
+        line
+        for line in logs.splitlines()
+        if patient_id in line
+        or access_token in line
+        or "eyJ" in line
+        or any(part in line for token in tokens for part in token.split(".") if len(part) > 16)
+    ]
+    assert not leaks, "\n".join(leaks[:5])
