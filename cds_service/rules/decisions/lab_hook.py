@@ -44,7 +44,10 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     pregnancy_now = [e for e in facts.pregnancy if e.reference in facts.new_references]
     if pregnancy_now:
         decisions += shared.pregnancy(facts, settings, [])
-    decisions += shared.data_problems(facts, only=facts.new_references)
+    # The new results, and the regimen orders the dose course was read from (one with an
+    # element left out as unreadable is named: the course may rest on what was left out).
+    named = facts.new_references | {order.reference for order in facts.history}
+    decisions += shared.data_problems(facts, only=named)
     if decisions and facts.unavailable:
         decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
     return decisions
