@@ -17,7 +17,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from cds_service.rules.catalog import RULES_BY_ID
+from cds_service.rules.catalog import DATA_CHECK, RULES_BY_ID
 from cds_service.rules.codes import (
     IXAZOMIB_BRANDED_PRODUCTS,
     IXAZOMIB_CODES,
@@ -122,7 +122,10 @@ def card(decision: Decision) -> JsonDict:
     detail = [f"**Advice:** {'; '.join(advice)}."]
     if decision.evidence:
         detail += ["", "**Based on:**", *(f"- {line}" for line in decision.evidence)]
-    detail += ["", f"**Label, section {rule.section}:** {rule.outcome}"]
+    if rule.section == DATA_CHECK:
+        detail += ["", f"**Data check (not a label rule):** {rule.outcome}"]
+    else:
+        detail += ["", f"**Label, section {rule.section}:** {rule.outcome}"]
     detail += [f"\n{note}" for note in decision.notes if note]
     result: JsonDict = {
         "uuid": str(uuid.uuid4()),
@@ -130,7 +133,7 @@ def card(decision: Decision) -> JsonDict:
         "indicator": decision.indicator,
         "detail": "\n".join(detail),
         "source": {
-            "label": f"NINLARO (ixazomib) US prescribing information, section {rule.section}",
+            "label": _source_label(rule.section),
             "url": LABEL_URL,
         },
         "overrideReasons": [
@@ -151,6 +154,12 @@ def card(decision: Decision) -> JsonDict:
         result["suggestions"] = [suggestion]
         result["selectionBehavior"] = "at-most-one"
     return result
+
+
+def _source_label(section: str) -> str:
+    if section == DATA_CHECK:  # a check of the data the label's rules need: no section to cite
+        return "NINLARO (ixazomib) US prescribing information: a check of the data its rules need"
+    return f"NINLARO (ixazomib) US prescribing information, section {section}"
 
 
 def _suggestion(decision: Decision) -> JsonDict | None:
