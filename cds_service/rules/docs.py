@@ -83,6 +83,10 @@ DECISIONS = """\
   other rule still runs. A malformed modifier element (`status`, `clinicalStatus`,
   `verificationStatus`...) or one whose absence would be filled from another element (an
   Observation's `effective[x]`, an AdverseEvent's `outcome`) leaves the resource unread.
+- **Lenalidomide stopped.** When the latest lenalidomide order on record is stopped and none
+  is active, on hold or ordered with the call, no card advises withholding or reducing it: the
+  card says no lenalidomide order is on record (a completed order, as a cycle's order ends, or
+  none at all, keeps the lenalidomide advice).
 - **Results dated in the future.** A result dated more than a minute after now is not used
   (as the latest it would hide the real latest result) and is named on a review card.
 - **CBC window.** ANC or platelets older than `cbc_max_age` (default 7 days) count as missing
