@@ -386,13 +386,11 @@ def _cuts(
     elements = _ELEMENTS.get(resource_type)
     cuts: dict[tuple[str | int, ...], str | None] = {}
     for detail in error.errors():
-        path = _json_path(detail["loc"], prepared)
-        if (
-            not path
-            or not isinstance(path[0], str)
-            or ("missing" in detail["type"] and len(path) < 2)
-        ):
-            return None  # the resource itself, or a required element absent
+        named = _json_path(detail["loc"], prepared)
+        # An absent required element: what is malformed is the element that lacks it.
+        path = named[:-1] if "missing" in detail["type"] else named
+        if not path or not isinstance(path[0], str):
+            return None  # the resource itself, or one of its own required elements absent
         name = path[0]
         if elements is not None and _is_among(name, elements.required_readable):
             return None
@@ -402,8 +400,8 @@ def _cuts(
             continue
         cut = _element_path(path)
         if cut not in cuts or cuts[cut] is None:
-            cuts[cut] = f"{_path_text(path)}: {_expected(detail)}" + (
-                f"; {_path_text(cut)} not read" if cut != path else "; not read"
+            cuts[cut] = f"{_path_text(named)}: {_expected(detail)}" + (
+                f"; {_path_text(cut)} not read" if cut != named else "; not read"
             )
     return list(cuts.items())
 

@@ -1,0 +1,83 @@
+"""One malformed element costs that element, not the resource."""
+
+from __future__ import annotations
+
+from .builders import (
+    anc,
+    good_cbc,
+    lab,
+    one,
+    order,
+    patient,
+    platelets,
+    recommendation,
+    record,
+    rules_of,
+    sign,
+)
+
+BILIRUBIN = "1975-2"
+ON_IXAZOMIB = [order(status="active", days_ago=21, dose=4, id="ixa-c1")]
+HEPATIC = [
+    lab(BILIRUBIN, "2.4", "mg/dL", 3, high={"value": 1.2, "unit": "mg/dL"}),
+    lab("2160-0", "0.9", "mg/dL", 3),  # creatinine
+    lab("29463-7", "70", "kg", 3),  # body weight
+]
+
+
+def details(cards: list[dict]) -> str:  # type: ignore[type-arg]
+    return "\n".join(card["detail"] for card in cards)
+
+
+def test_an_element_no_rule_reads_costs_nothing() -> None:
+    draft = {**order(dose=4, id="d"), "category": {"text": "community"}, "note": "not a list"}
+    cards = sign(draft, record(labs=good_cbc() + HEPATIC))
+    assert rules_of(cards) == ["hepatic-start-dose"]
+    assert recommendation(cards[0])["ixazomib"] == {"action": "start-reduced", "doseMg": 3}
+
+
+def test_a_malformed_element_a_rule_reads_is_named_and_the_other_rules_run() -> None:
+    draft = order(dose=4, id="d")
+    draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = "four"
+    cards = sign(draft, record(labs=good_cbc() + HEPATIC))
+    assert "hepatic-start-dose" in rules_of(cards)
+    assert (
+        "MedicationRequest/d dosageInstruction[0].doseAndRate[0].doseQuantity.value: expected a "
+        "FHIR decimal; dosageInstruction[0].doseAndRate[0] not read" in details(cards)
+    )
+    # Without its dose the order cannot pass: its dose is named as unreadable too.
+    assert "the order states no dose" in details(cards)
+
+
+def test_a_malformed_count_date_is_named_and_the_count_is_not_used() -> None:
+    """effective[x] is an element whose absence would be filled from ``issued``: a result with
+    a malformed one is not read at all (its time would be a guess)."""
+    broken = {**platelets(20000, 0.5, id="plt"), "effectiveDateTime": "yesterday"}
+    broken["issued"] = "2025-03-01T11:00:00Z"
+    cards = sign(order(dose=4, id="d"), record(history=ON_IXAZOMIB, labs=[anc(2000, 1), broken]))
+    assert "platelets-below-30k" not in rules_of(cards)
+    card = one(cards, "data-uninterpretable")
+    assert "Observation/plt (invalid: effectiveDateTime)" in card["detail"]
+
+
+def test_a_malformed_modifier_element_leaves_the_resource_unread() -> None:
+    stopped = {**order(status="active", days_ago=21, dose=4, id="ixa"), "doNotPerform": "maybe"}
+    cards = sign(order(dose=4, id="d"), record(history=[stopped]))
+    assert "MedicationRequest/ixa (invalid: doNotPerform)" in details(cards)
+
+
+def test_a_required_element_absent_inside_a_read_element_is_named() -> None:
+    draft = order(dose=4, id="d")
+    draft["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"] = {"start": "soon"}
+    cards = sign(draft, record(labs=good_cbc() + HEPATIC))
+    assert "hepatic-start-dose" in rules_of(cards)
+    assert "MedicationRequest/d dosageInstruction[0].timing.repeat.boundsPeriod.start" in (
+        details(cards)
+    )
+
+
+def test_a_year_only_birth_date_is_not_malformed() -> None:
+    cards = sign(
+        order(dose=4, id="d"), record(labs=good_cbc() + HEPATIC, patient=[patient("1955")])
+    )
+    assert "Patient/p1" not in details(cards)
