@@ -66,3 +66,20 @@ def test_a_malformed_element_a_rule_reads_is_named_and_every_other_rule_runs(
         in card["detail"]
     ]
     assert len(named) == 1, [card["detail"] for card in cards]
+
+
+def test_sandbox_order_select_with_its_draft_gets_the_start_dose_card(client: FlaskClient) -> None:
+    """The recorded order-select (Rx View) names the draft of the order-sign recording; its
+    draftOrders were left out of the recording and are that same draft."""
+    request = recorded("order_select_request_without_prefetch_and_drafts")
+    drafts = recorded("order_sign_request_without_prefetch")["context"]["draftOrders"]
+    request["context"]["draftOrders"] = drafts
+    request["prefetch"] = hep_moderate_prefetch()
+
+    response = client.post("/cds-services/ixazomib-order-select", json=request)
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    advice = [card["extension"][RECOMMENDATION] for card in response.get_json()["cards"]]
+    assert {"rule": "hepatic-start-dose", "ixazomib": {"action": "start-reduced", "doseMg": 3}} in (
+        advice
+    ), advice
