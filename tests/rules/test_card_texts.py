@@ -132,3 +132,13 @@ def test_a_lenalidomide_order_that_ran_its_course_is_still_advised_on() -> None:
     labs = [anc(400, 1), platelets(200000, 1)]
     card = one(sign(order(dose=4, id="d"), record(history=history, labs=labs)), "anc-below-500")
     assert recommendation(card)["lenalidomide"] == {"action": "hold"}
+
+
+def test_a_new_result_dated_in_the_future_is_named_at_the_lab_result_hook() -> None:
+    tomorrow = (NOW + timedelta(days=1)).isoformat()
+    new = platelets(20000, 0, id="plt-new", effective=tomorrow)
+    cards = lab_result([new], record(history=ON_IXAZOMIB, labs=[anc(2000, 1), new]))
+    card = one(cards, "data-uninterpretable")
+    assert recommendation(card)["ixazomib"] == {"action": "review"}
+    assert "Observation/plt-new" in card["detail"]
+    assert "dated in the future" in card["detail"]
