@@ -29,6 +29,7 @@ from cds_service.rules.codes import (
 from cds_service.rules.decisions import Decision, DrugAdvice, Suggest
 from cds_service.rules.facts import MedicationOrder
 from cds_service.rules.facts.orders import CODE_ELSEWHERE, CODE_IN_CONCEPT, CODE_IN_CONTAINED
+from cds_service.rules.facts.reading import as_list
 from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import plain
 
@@ -233,9 +234,10 @@ def with_dose(order: MedicationOrder, dose: Decimal, fix_frequency: bool) -> Jso
     product code, the dosage text); what cannot (free text, other code systems' codes, an
     ingredient strength) is dropped when it states another amount, and kept otherwise."""
     resource: JsonDict = clean_copy(order.raw)
-    dosages = resource.setdefault("dosageInstruction", [])
-    if not dosages:
-        dosages.append({})
+    # A malformed instruction (an element left out when the order was read) gives way to one
+    # that states the new dose: the update must not carry the old, unreadable one.
+    dosages = [d for d in as_list(resource.get("dosageInstruction")) if isinstance(d, dict)]
+    resource["dosageInstruction"] = dosages = dosages or [{}]
     if fix_frequency:
         # The labelled schedule is the order's whole schedule: a further instruction would add
         # doses to it.
@@ -288,9 +290,8 @@ def _medication_named(resource: JsonDict) -> tuple[JsonDict | None, JsonDict | N
 
 
 def _set_dose(dosage: JsonDict, dose: Decimal, fix_frequency: bool) -> None:
-    rates = dosage.setdefault("doseAndRate", [])
-    if not rates:
-        rates.append({})
+    rates = [r for r in as_list(dosage.get("doseAndRate")) if isinstance(r, dict)] or [{}]
+    dosage["doseAndRate"] = rates
     rates[0].pop("doseRange", None)
     rates[0]["doseQuantity"] = {"value": number(dose), "unit": "mg", "system": UCUM, "code": "mg"}
     # A further dose entry was never read (the first dose is the instruction's dose) and would
@@ -402,8 +403,8 @@ def _product_for(order: MedicationOrder, dose: Decimal) -> str:
 
 
 def _switch_product(concept: dict[str, Any], dose: Decimal) -> None:
-    for coding in concept.get("coding", []):
-        if coding.get("system") != RXNORM:
+    for coding in as_list(concept.get("coding")):
+        if not isinstance(coding, dict) or coding.get("system") != RXNORM:
             continue
         for family in (IXAZOMIB_GENERIC_PRODUCTS, IXAZOMIB_BRANDED_PRODUCTS):
             if coding.get("code") in family:

@@ -43,7 +43,7 @@ def test_a_malformed_element_a_rule_reads_is_named_and_the_other_rules_run() -> 
     assert "hepatic-start-dose" in rules_of(cards)
     assert (
         "MedicationRequest/d dosageInstruction[0].doseAndRate[0].doseQuantity.value: expected a "
-        "FHIR decimal; dosageInstruction[0].doseAndRate[0] not read" in details(cards)
+        "FHIR decimal; dosageInstruction[0].doseAndRate not read" in details(cards)
     )
     # Without its dose the order cannot pass: its dose is named as unreadable too.
     assert "the order states no dose" in details(cards)
@@ -81,3 +81,15 @@ def test_a_year_only_birth_date_is_not_malformed() -> None:
         order(dose=4, id="d"), record(labs=good_cbc() + HEPATIC, patient=[patient("1955")])
     )
     assert "Patient/p1" not in details(cards)
+
+
+def test_a_malformed_list_item_leaves_the_list_out_never_shifts_it() -> None:
+    """Leaving out only dosageInstruction[0] would make the second instruction the first: the
+    dose read would be another instruction's."""
+    draft = order(dose=4, id="d")
+    draft["dosageInstruction"] = ["take as directed", *draft["dosageInstruction"]]
+    cards = sign(draft, record(labs=good_cbc() + HEPATIC))
+    assert "MedicationRequest/d dosageInstruction[0]: " in details(cards)
+    assert "dosageInstruction not read" in details(cards)
+    assert "the order states no dose" in details(cards)
+    assert "hepatic-start-dose" in rules_of(cards)

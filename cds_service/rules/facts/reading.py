@@ -428,8 +428,10 @@ def _json_path(loc: tuple[str | int, ...], document: Any) -> tuple[str | int, ..
 
 def _element_path(path: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """The element left out for an error at ``path``: the top-level element and its child
-    (``dosageInstruction[0].timing``), so no part of a structure is read without the rest
-    (a timing without its malformed frequency would read as once a period)."""
+    (``dosageInstruction[0].timing``), so no part of a structure is read without the rest (a
+    timing without its malformed frequency would read as once a period). A list is left out
+    whole, never one item of it: the next item would take the place (and index) of the one
+    left out, and ``dosageInstruction[0]`` would be another instruction."""
     cut: list[str | int] = []
     names = 0
     for part in path:
@@ -438,6 +440,8 @@ def _element_path(path: tuple[str | int, ...]) -> tuple[str | int, ...]:
                 break
             names += 1
         cut.append(part)
+    while cut and isinstance(cut[-1], int):
+        cut.pop()
     return tuple(cut)
 
 
@@ -475,22 +479,23 @@ def _expected(detail: Any) -> str:
 
 
 def _without(document: JsonDict, path: tuple[str | int, ...]) -> JsonDict:
-    """A copy of ``document`` without the element at ``path`` (the input is never changed:
-    request JSON is shared between calls)."""
+    """A copy of ``document`` without the element at ``path``, which names an element, never a
+    list item (see ``_element_path``); the input is never changed (request JSON is shared
+    between calls). Nothing to leave out when an enclosing element is already left out."""
     head, rest = path[0], path[1:]
+    if head not in document:
+        return document
     if not rest:
         return {key: value for key, value in document.items() if key != head}
     copy = dict(document)
-    copy[head] = _without_in(copy[head], rest)  # type: ignore[index]
+    copy[head] = _without_in(copy[head], rest)
     return copy
 
 
 def _without_in(value: Any, path: tuple[str | int, ...]) -> Any:
-    head, rest = path[0], path[1:]
-    if isinstance(value, list) and isinstance(head, int):
-        if not rest:
-            return [item for index, item in enumerate(value) if index != head]
-        return [_without_in(item, rest) if i == head else item for i, item in enumerate(value)]
+    head = path[0]
+    if isinstance(value, list) and isinstance(head, int) and len(path) > 1:
+        return [_without_in(item, path[1:]) if i == head else item for i, item in enumerate(value)]
     if isinstance(value, dict) and isinstance(head, str):
         return _without(value, path)
     return value
