@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .builders import (
     anc,
     good_cbc,
@@ -93,3 +95,38 @@ def test_a_malformed_list_item_leaves_the_list_out_never_shifts_it() -> None:
     assert "dosageInstruction not read" in details(cards)
     assert "the order states no dose" in details(cards)
     assert "hepatic-start-dose" in rules_of(cards)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = list(value) if isinstance(value, list) else dict(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+WRONG_SHAPES = [7, "x", True, [], {}, ["x"], {"x": 1}]
+
+
+def test_no_malformed_element_of_an_ixazomib_draft_is_met_with_silence_or_an_error() -> None:
+    """Every element of a draft, in turn, replaced by a value of every wrong shape: the draft
+    is still answered (never an exception, never no card at all)."""
+    draft = order(dose=4, id="d")
+    rec = record(labs=good_cbc() + HEPATIC)
+    for path in _paths(draft):
+        if path[0] in {"resourceType", "id", "medicationCodeableConcept"}:
+            continue  # what makes it an ixazomib draft at all (tests/rules/test_robustness.py)
+        for wrong in WRONG_SHAPES:
+            cards = sign(_replaced(draft, path, wrong), rec)
+            assert cards, (path, wrong)
