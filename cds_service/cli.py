@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--front", choices=("none", "nginx"), default=None, help="default: CDS_FRONT, else none"
     )
 
-    load = commands.add_parser("load-fixtures", help="upload fhir_fixtures to a FHIR server")
+    load = commands.add_parser("load-fixtures", help="upload the scenarios to a FHIR server")
     load.add_argument("--fhir-server", required=True, help="FHIR R4 base URL")
     load.add_argument("--token", default=None, help="bearer token for the FHIR server")
     load.add_argument("--fixtures", default=None, help="scenario directory (default: bundled)")
@@ -77,9 +77,13 @@ def _check_startup(config: Config) -> None:
 
 
 def _load_fixtures(fhir_server: str, token: str | None, directory: str | None) -> int:
-    from cds_service.fixtures import upload_scenarios
+    from cds_service.fixtures import ScenarioError, upload_scenarios
 
-    count = upload_scenarios(fhir_server, token, directory)
+    try:
+        count = upload_scenarios(fhir_server, token, directory)
+    except ScenarioError as error:
+        print(f"ixazomib-cds load-fixtures: {error}", file=sys.stderr)
+        return 1
     print(f"loaded {count} scenarios into {fhir_server}")
     return 0
 

@@ -1,6 +1,7 @@
 """Clinical test scenarios: load them, move them to "now" and turn them into requests.
 
-A scenario (``fhir_fixtures/scenarios/<id>.json``, format in ``fhir_fixtures/README.md``) is
+A scenario (``cds_service/scenarios/<id>.json``, package data, so that ``ixazomib-cds
+load-fixtures`` works installed; format in ``fhir_fixtures/README.md``) is
 one patient's FHIR record, one CDS Hooks call and the recommendations the label says the
 answer must carry. The service reads "now" from its clock, so every date, dateTime and instant
 in a scenario is shifted by (real now - the scenario's ``now``) when it is loaded: a CBC
@@ -28,7 +29,7 @@ from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_OR
 
 JsonDict = dict[str, Any]
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "fhir_fixtures" / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 RECOMMENDATION_KEY = "org.ixazomib-cds.recommendation"
 
 HOOK_OF_SERVICE = {
@@ -283,7 +284,7 @@ class Scenario:
 def load_scenarios(
     directory: Path | str | None = None, now: datetime | None = None
 ) -> list[Scenario]:
-    """Every scenario in ``directory`` (default ``fhir_fixtures/scenarios``), sorted by id,
+    """Every scenario in ``directory`` (default: the scenarios in the package), sorted by id,
     with its dates shifted so that the scenario's ``now`` becomes ``now`` (default: the
     real current time, to the second)."""
     folder = Path(directory) if directory is not None else SCENARIO_DIR
@@ -485,6 +486,10 @@ def upload_scenarios(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     scenarios = load_scenarios(directory)
+    if not scenarios:  # a wrong --fixtures path, or a package built without its data
+        folder = Path(directory) if directory is not None else SCENARIO_DIR
+        state = "is not a directory" if not folder.is_dir() else "holds no scenario (*.json)"
+        raise ScenarioError(f"nothing to load: {folder} {state}")
     with requests.Session() as session:
         for scenario in scenarios:
             response = session.post(

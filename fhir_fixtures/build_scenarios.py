@@ -1,4 +1,4 @@
-"""Writes fhir_fixtures/scenarios/*.json: the clinical scenarios, built from the label.
+"""Writes cds_service/scenarios/*.json: the clinical scenarios, built from the label.
 
 The JSON files are what the tests read; this script is how they were written, so that the
 patients' records stay consistent (cycles every 28 days, CBCs on day 1 of each cycle, the
@@ -21,7 +21,8 @@ from typing import Any
 J = dict[str, Any]
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
-OUT = Path(__file__).resolve().parent / "scenarios"
+# The scenarios ship with the package (``ixazomib-cds load-fixtures`` works installed).
+OUT = Path(__file__).resolve().parent.parent / "cds_service" / "scenarios"
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -77,7 +78,9 @@ def patient(pid: str, gender: str, age: int, name: tuple[str, str]) -> J:
         "id": pid,
         "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": f"MRN-{pid}"}],
         "active": True,
-        "name": [{"use": "official", "family": name[0], "given": [name[1]]}],
+        # The first given name is the scenario id: in a client's patient picker each of the
+        # many fixture patients says which scenario it is (names and birth dates repeat).
+        "name": [{"use": "official", "family": name[0], "given": [pid, name[1]]}],
         "gender": gender,
         "birthDate": f"{NOW.year - age - 1}-08-15",
     }

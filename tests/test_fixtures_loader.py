@@ -220,3 +220,23 @@ def test_patient_age_survives_the_shift() -> None:
         today = scenario.now.date()
         age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
         assert age == 70
+
+
+def test_scenarios_ship_inside_the_package() -> None:
+    """The scenario files are package data (``ixazomib-cds load-fixtures`` works installed);
+    none may be left beside the generator, where the installed loader would never see them."""
+    repository = Path(__file__).resolve().parents[1]
+    assert repository / "cds_service" / "scenarios" == SCENARIO_DIR
+    assert not list((repository / "fhir_fixtures").rglob("*.json"))
+
+
+def test_each_fixture_patient_is_told_apart_in_a_patient_picker() -> None:
+    """A picker shows name and birth date: each fixture patient's first given name is its
+    scenario id, so no two of them look alike."""
+    labels = []
+    for scenario in SCENARIOS:
+        (patient,) = [r for r in scenario.resources if r["resourceType"] == "Patient"]
+        name = patient["name"][0]
+        assert name["given"][0] == scenario.id
+        labels.append((" ".join([*name["given"], name["family"]]), patient.get("birthDate")))
+    assert len(set(labels)) == len(labels)

@@ -1,6 +1,6 @@
 """The clinical scenarios, run against the service: the answer must carry what the label says.
 
-Each scenario (fhir_fixtures/scenarios/*.json, written from the label, not from the engine) is
+Each scenario (cds_service/scenarios/*.json, written from the label, not from the engine) is
 posted with every prefetch key filled, as an EHR that prefetches sends it. The runs against a
 real FHIR server, with EHR-filled prefetch and with none, are in
 tests/integration/test_scenarios_on_fhir_server.py.

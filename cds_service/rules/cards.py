@@ -17,7 +17,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from cds_service.rules.catalog import RULES_BY_ID
+from cds_service.rules.catalog import DATA_CHECK, RULES_BY_ID
 from cds_service.rules.codes import (
     IXAZOMIB_BRANDED_PRODUCTS,
     IXAZOMIB_CODES,
@@ -29,6 +29,7 @@ from cds_service.rules.codes import (
 from cds_service.rules.decisions import Decision, DrugAdvice, Suggest
 from cds_service.rules.facts import MedicationOrder
 from cds_service.rules.facts.orders import CODE_ELSEWHERE, CODE_IN_CONCEPT, CODE_IN_CONTAINED
+from cds_service.rules.facts.reading import as_list
 from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import plain
 
@@ -122,7 +123,10 @@ def card(decision: Decision) -> JsonDict:
     detail = [f"**Advice:** {'; '.join(advice)}."]
     if decision.evidence:
         detail += ["", "**Based on:**", *(f"- {line}" for line in decision.evidence)]
-    detail += ["", f"**Label, section {rule.section}:** {rule.outcome}"]
+    if rule.section == DATA_CHECK:
+        detail += ["", f"**Data check (not a label rule):** {rule.outcome}"]
+    else:
+        detail += ["", f"**Label, section {rule.section}:** {rule.outcome}"]
     detail += [f"\n{note}" for note in decision.notes if note]
     result: JsonDict = {
         "uuid": str(uuid.uuid4()),
@@ -130,7 +134,7 @@ def card(decision: Decision) -> JsonDict:
         "indicator": decision.indicator,
         "detail": "\n".join(detail),
         "source": {
-            "label": f"NINLARO (ixazomib) US prescribing information, section {rule.section}",
+            "label": _source_label(rule.section),
             "url": LABEL_URL,
         },
         "overrideReasons": [
@@ -151,6 +155,12 @@ def card(decision: Decision) -> JsonDict:
         result["suggestions"] = [suggestion]
         result["selectionBehavior"] = "at-most-one"
     return result
+
+
+def _source_label(section: str) -> str:
+    if section == DATA_CHECK:  # a check of the data the label's rules need: no section to cite
+        return "NINLARO (ixazomib) US prescribing information: a check of the data its rules need"
+    return f"NINLARO (ixazomib) US prescribing information, section {section}"
 
 
 def _suggestion(decision: Decision) -> JsonDict | None:
@@ -224,9 +234,10 @@ def with_dose(order: MedicationOrder, dose: Decimal, fix_frequency: bool) -> Jso
     product code, the dosage text); what cannot (free text, other code systems' codes, an
     ingredient strength) is dropped when it states another amount, and kept otherwise."""
     resource: JsonDict = clean_copy(order.raw)
-    dosages = resource.setdefault("dosageInstruction", [])
-    if not dosages:
-        dosages.append({})
+    # A malformed instruction (an element left out when the order was read) gives way to one
+    # that states the new dose: the update must not carry the old, unreadable one.
+    dosages = [d for d in as_list(resource.get("dosageInstruction")) if isinstance(d, dict)]
+    resource["dosageInstruction"] = dosages = dosages or [{}]
     if fix_frequency:
         # The labelled schedule is the order's whole schedule: a further instruction would add
         # doses to it.
@@ -279,9 +290,8 @@ def _medication_named(resource: JsonDict) -> tuple[JsonDict | None, JsonDict | N
 
 
 def _set_dose(dosage: JsonDict, dose: Decimal, fix_frequency: bool) -> None:
-    rates = dosage.setdefault("doseAndRate", [])
-    if not rates:
-        rates.append({})
+    rates = [r for r in as_list(dosage.get("doseAndRate")) if isinstance(r, dict)] or [{}]
+    dosage["doseAndRate"] = rates
     rates[0].pop("doseRange", None)
     rates[0]["doseQuantity"] = {"value": number(dose), "unit": "mg", "system": UCUM, "code": "mg"}
     # A further dose entry was never read (the first dose is the instruction's dose) and would
@@ -393,8 +403,8 @@ def _product_for(order: MedicationOrder, dose: Decimal) -> str:
 
 
 def _switch_product(concept: dict[str, Any], dose: Decimal) -> None:
-    for coding in concept.get("coding", []):
-        if coding.get("system") != RXNORM:
+    for coding in as_list(concept.get("coding")):
+        if not isinstance(coding, dict) or coding.get("system") != RXNORM:
             continue
         for family in (IXAZOMIB_GENERIC_PRODUCTS, IXAZOMIB_BRANDED_PRODUCTS):
             if coding.get("code") in family:

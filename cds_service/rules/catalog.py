@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The "section" of a check of the data the rules need rather than of a label row.
+DATA_CHECK = "-"
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -151,17 +154,17 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "data-uninterpretable",
-        "-",
+        DATA_CHECK,
         "any resource a rule read: units, values, malformed resources",
         "A value the service cannot read exactly (unit, dose, malformed resource) is named, "
         "never guessed: review.",
     ),
     Rule(
         "data-unavailable",
-        "-",
-        "PatientRecord.unavailable",
-        "A category of the record could not be fetched; the checks that needed it were not "
-        "made: review.",
+        DATA_CHECK,
+        "PatientRecord.unavailable; the medication of a draft order",
+        "Data a check needs is not available (the card says which, and why); the checks "
+        "that needed it were not made: review.",
     ),
     Rule(
         "severity-without-grade",

@@ -76,6 +76,19 @@ DECISIONS = """\
 - **Unreadable history.** When no readable ixazomib order is on record but some recorded
   orders name a Medication that could not be read, whether ixazomib was given before is
   unknown: no starting-dose advice, a `data-unavailable` review says so.
+- **Malformed elements.** One malformed element costs that element, not the resource: one no
+  rule reads (a MedicationRequest's `category` sent as an object) is left out in silence; one
+  a rule reads is left out and named, with what was expected, on a `data-uninterpretable`
+  review card (`MedicationRequest/x dosageInstruction[0].timing: expected Timing`), and every
+  other rule still runs. A malformed modifier element (`status`, `clinicalStatus`,
+  `verificationStatus`...) or one whose absence would be filled from another element (an
+  Observation's `effective[x]`, an AdverseEvent's `outcome`) leaves the resource unread.
+- **Lenalidomide stopped.** When the latest lenalidomide order on record is stopped and none
+  is active, on hold or ordered with the call, no card advises withholding or reducing it: the
+  card says no lenalidomide order is on record (a completed order, as a cycle's order ends, or
+  none at all, keeps the lenalidomide advice).
+- **Results dated in the future.** A result dated more than a minute after now is not used
+  (as the latest it would hide the real latest result) and is named on a review card.
 - **CBC window.** ANC or platelets older than `cbc_max_age` (default 7 days) count as missing
   (`cbc-missing`). A stale count below the hold threshold still advises the hold.
 - **Lab status.** Only final, amended and corrected results count. Preliminary results are not

@@ -44,7 +44,10 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     pregnancy_now = [e for e in facts.pregnancy if e.reference in facts.new_references]
     if pregnancy_now:
         decisions += shared.pregnancy(facts, settings, [])
-    decisions += shared.data_problems(facts, only=facts.new_references)
+    # The new results, and the regimen orders the dose course was read from (one with an
+    # element left out as unreadable is named: the course may rest on what was left out).
+    named = facts.new_references | {order.reference for order in facts.history}
+    decisions += shared.data_problems(facts, only=named)
     if decisions and facts.unavailable:
         decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
     return decisions
@@ -70,7 +73,12 @@ def _count_advice(
         return []  # filed late: a later result is already on record and had its own call
     if newest.value < threshold:
         number = next((e.number for e in episodes if newest in e.lows), len(episodes) or 1)
-        return [shared.hold_for_low_count(lab, newest, number, zone, Suggest.HOLD_ACTIVE, orders)]
+        stopped = shared.lenalidomide_stopped(facts)
+        return [
+            shared.hold_for_low_count(
+                lab, newest, number, zone, Suggest.HOLD_ACTIVE, orders, stopped
+            )
+        ]
     episode = next((e for e in episodes if e.recovery is newest), None)
     if episode is None:
         return []
@@ -90,6 +98,22 @@ def _count_advice(
         count_line(newest, zone),
         f"occurrence {episode.number} since ixazomib started",
     )
+    if step.drug is Drug.LENALIDOMIDE and shared.lenalidomide_stopped(facts):
+        return [
+            Decision(
+                rule=HOLD_RULES[lab],
+                indicator=INFO,
+                summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}; "
+                "no lenalidomide order on record",
+                ixazomib=DrugAdvice(RESUME, course.ixazomib_level),
+                evidence=evidence,
+                notes=(
+                    f"Occurrence {episode.number}: ixazomib continues at its most recent dose "
+                    "(this recovery's reduction is lenalidomide's).",
+                    shared.LENALIDOMIDE_NOT_ON_RECORD,
+                ),
+            )
+        ]
     if step.drug is Drug.LENALIDOMIDE:
         if step.to_mg is None and step.from_mg is not None:
             # Below lenalidomide's lowest level (2.5 mg): its own label stops it.

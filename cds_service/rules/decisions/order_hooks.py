@@ -71,7 +71,9 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
 
     decisions: list[Decision] = []
     decisions += shared.pregnancy(facts, settings, drafts)
-    decisions += _discontinued_by_history(course, drafts, history)
+    decisions += _discontinued_by_history(
+        course, drafts, history, shared.lenalidomide_stopped(facts)
+    )
     cycle = _cycle_start(course, drafts, facts.now)
     decisions += _counts(facts, settings, course, drafts, cycle)
     decisions += shared.ongoing_toxicities(facts, settings, course, drafts)
@@ -167,7 +169,10 @@ def _course_lines(course: DoseCourse, facts: Facts, zone: str) -> tuple[str, ...
 
 
 def _discontinued_by_history(
-    course: DoseCourse, drafts: list[MedicationOrder], history: tuple[str, ...]
+    course: DoseCourse,
+    drafts: list[MedicationOrder],
+    history: tuple[str, ...],
+    lenalidomide_was_stopped: bool,
 ) -> list[Decision]:
     if not course.ixazomib_discontinued:
         return []
@@ -178,7 +183,7 @@ def _discontinued_by_history(
             indicator=CRITICAL,
             summary="No ixazomib dose below 2.3 mg: discontinue ixazomib",
             ixazomib=DrugAdvice(DISCONTINUE),
-            lenalidomide=_lenalidomide_after(last, course),
+            lenalidomide=_lenalidomide_after(last, course, lenalidomide_was_stopped),
             evidence=history,
             notes=(f"{last.why} owed a reduction below 2.3 mg, the lowest dose level.",),
             suggest=Suggest.DELETE_DRAFT,
@@ -187,13 +192,15 @@ def _discontinued_by_history(
     ]
 
 
-def _lenalidomide_after(step: Step, course: DoseCourse) -> DrugAdvice | None:
+def _lenalidomide_after(step: Step, course: DoseCourse, stopped: bool) -> DrugAdvice | None:
+    """``stopped``: lenalidomide has been stopped (``shared.lenalidomide_stopped``), so no
+    reduction of it is advised."""
     if step.rule not in {"anc-below-500", "platelets-below-30k", "rash-grade-2-3"}:
         return None
     if step.drug is Drug.LENALIDOMIDE:
         if step.to_mg is None and step.from_mg is not None:
             return DrugAdvice(DISCONTINUE)
-        return DrugAdvice(REDUCE, step.to_mg)
+        return None if stopped else DrugAdvice(REDUCE, step.to_mg)
     return DrugAdvice(RESUME, course.lenalidomide_level)
 
 
@@ -260,9 +267,12 @@ def _counts(
                 indicator=CRITICAL,
                 summary=f"New cycle must wait: {'; '.join(gate_failures)}"[:139],
                 ixazomib=DrugAdvice(HOLD),
-                lenalidomide=DrugAdvice(HOLD),
+                lenalidomide=shared.lenalidomide_hold(shared.lenalidomide_stopped(facts)),
                 evidence=(*gate_lines, cycle_line),
-                notes=("Start the cycle when ANC >= 1,000/mm3 and platelets >= 75,000/mm3.",),
+                notes=(
+                    "Start the cycle when ANC >= 1,000/mm3 and platelets >= 75,000/mm3.",
+                    shared.LENALIDOMIDE_NOT_ON_RECORD if shared.lenalidomide_stopped(facts) else "",
+                ),
                 suggest=Suggest.DELETE_DRAFT,
                 targets=tuple(drafts),
             )
@@ -383,7 +393,15 @@ def _hold_for_count(
     since = course.started or latest.at
     episodes = count_episodes(facts.labs[lab], threshold, since)
     number = episodes[-1].number if episodes else 1
-    return shared.hold_for_low_count(lab, latest, number, zone, Suggest.DELETE_DRAFT, tuple(drafts))
+    return shared.hold_for_low_count(
+        lab,
+        latest,
+        number,
+        zone,
+        Suggest.DELETE_DRAFT,
+        tuple(drafts),
+        shared.lenalidomide_stopped(facts),
+    )
 
 
 def _starting_dose(
@@ -562,7 +580,7 @@ def _dose_due(
                     + (" (one level lower)" if lowers_ixazomib else " (most recent dose)")
                 )[:139],
                 ixazomib=DrugAdvice(REDUCE if lowers_ixazomib else RESUME, due),
-                lenalidomide=_lenalidomide_after(step, course),
+                lenalidomide=_lenalidomide_after(step, course, shared.lenalidomide_stopped(facts)),
                 evidence=(*history, order_line(draft, zone)),
                 notes=(f"{step.why}; not yet reflected in an ixazomib order.",),
                 suggest=Suggest.UPDATE_DOSE if lowers_ixazomib else Suggest.NOTHING,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import DATA_NEEDS
-from cds_service.rules.facts import Facts, Lab, LabValue, MedicationOrder
+from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
 from cds_service.rules.settings import RuleSettings
 
@@ -41,6 +41,31 @@ from .model import (
 
 def zone_name(settings: RuleSettings) -> str:
     return str(settings.default_timezone)
+
+
+def lenalidomide_stopped(facts: Facts) -> bool:
+    """Lenalidomide has been stopped: the latest lenalidomide order on record is stopped, and
+    none is active, on hold or being ordered with this call. Then advice to withhold or reduce
+    it would be advice about a drug the patient no longer takes (the card says it is not on
+    record instead). No lenalidomide order at all is not "stopped": the regimen is given with
+    lenalidomide, and its orders may be kept elsewhere (the advice about it stays)."""
+    if any(o.drug is Drug.LENALIDOMIDE for o in facts.other_drafts):
+        return False
+    orders = [o for o in facts.history if o.drug is Drug.LENALIDOMIDE]  # by start
+    if not orders or any(o.status in {"active", "on-hold"} for o in orders):
+        return False
+    return orders[-1].status == "stopped"
+
+
+LENALIDOMIDE_NOT_ON_RECORD = (
+    "No active or on-hold lenalidomide order is on record (the latest one is stopped): no "
+    "lenalidomide advice. If the patient still takes it, the label's lenalidomide steps apply."
+)
+
+
+def lenalidomide_hold(stopped: bool) -> DrugAdvice | None:
+    """Withhold lenalidomide, unless it has been stopped (``lenalidomide_stopped``)."""
+    return None if stopped else DrugAdvice(HOLD)
 
 
 def pregnancy(
@@ -192,17 +217,25 @@ def ongoing_toxicities(
         episode = rash[-1]
         grade, number = episode.worst_grade, episode.number
         evidence = (*_episode_lines(episode, zone), f"occurrence {number} since ixazomib started")
+        stopped = lenalidomide_stopped(facts)
         if number % 2 == 1:
             decisions.append(
                 Decision(
                     rule="rash-grade-2-3",
                     indicator=WARNING,
-                    summary=f"Rash Grade {grade}: withhold lenalidomide; ixazomib continues",
+                    summary=f"Rash Grade {grade}: "
+                    + (
+                        "ixazomib continues; no lenalidomide order on record"
+                        if stopped
+                        else "withhold lenalidomide; ixazomib continues"
+                    ),
                     ixazomib=DrugAdvice(RESUME, due),
-                    lenalidomide=DrugAdvice(HOLD),
+                    lenalidomide=lenalidomide_hold(stopped),
                     evidence=evidence,
                     notes=(
-                        "When the rash is Grade 1 or less, resume lenalidomide one level "
+                        LENALIDOMIDE_NOT_ON_RECORD
+                        if stopped
+                        else "When the rash is Grade 1 or less, resume lenalidomide one level "
                         "lower (lenalidomide label).",
                     ),
                 )
@@ -212,13 +245,15 @@ def ongoing_toxicities(
                 Decision(
                     rule="rash-grade-2-3",
                     indicator=CRITICAL,
-                    summary=f"Rash Grade {grade} again: withhold ixazomib and lenalidomide",
+                    summary=f"Rash Grade {grade} again: withhold ixazomib"
+                    + ("" if stopped else " and lenalidomide"),
                     ixazomib=DrugAdvice(HOLD),
-                    lenalidomide=DrugAdvice(HOLD),
+                    lenalidomide=lenalidomide_hold(stopped),
                     evidence=evidence,
                     notes=(
-                        f"When it is Grade 1 or less: ixazomib one level lower ({lower_text}),"
-                        " lenalidomide at its most recent dose.",
+                        f"When it is Grade 1 or less: ixazomib one level lower ({lower_text})"
+                        + ("." if stopped else ", lenalidomide at its most recent dose."),
+                        LENALIDOMIDE_NOT_ON_RECORD if stopped else "",
                     ),
                     suggest=Suggest.DELETE_DRAFT,
                     targets=tuple(drafts),
@@ -409,27 +444,38 @@ def hold_for_low_count(
     zone: str,
     suggest: Suggest,
     targets: tuple[MedicationOrder, ...],
+    lenalidomide_was_stopped: bool = False,
 ) -> Decision:
     """Label Table 3: ANC < 500 or platelets < 30,000 withholds ixazomib and lenalidomide; the
-    card says which drug is reduced when this ``occurrence`` recovers (they alternate)."""
+    card says which drug is reduced when this ``occurrence`` recovers (they alternate). With
+    lenalidomide stopped (``lenalidomide_stopped``) only ixazomib is withheld; on recovery it
+    resumes at its most recent dose or one level lower, as the occurrence says."""
     threshold = HOLD_THRESHOLDS[lab]
-    on_recovery = (
-        "lenalidomide one level lower, ixazomib at its most recent dose"
-        if occurrence % 2 == 1
-        else "ixazomib one level lower, lenalidomide at its most recent dose"
-    )
+    stopped = lenalidomide_was_stopped
+    if occurrence % 2 == 1:
+        on_recovery = (
+            "ixazomib at its most recent dose"
+            if stopped
+            else "lenalidomide one level lower, ixazomib at its most recent dose"
+        )
+    else:
+        on_recovery = "ixazomib one level lower" + (
+            "" if stopped else ", lenalidomide at its most recent dose"
+        )
     g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
     return Decision(
         rule=HOLD_RULES[lab],
         indicator=CRITICAL,
         summary=f"{lab.value} {count_text(low.value)}/mm3 (< {count_text(threshold)}): "
-        "withhold ixazomib and lenalidomide",
+        + ("withhold ixazomib" if stopped else "withhold ixazomib and lenalidomide"),
         ixazomib=DrugAdvice(HOLD),
-        lenalidomide=DrugAdvice(HOLD),
+        lenalidomide=lenalidomide_hold(stopped),
         evidence=(count_line(low, zone), f"occurrence {occurrence} since ixazomib started"),
         notes=(
-            f"Withhold both until {lab.value} >= {count_text(threshold)}/mm3; on recovery "
-            f"(occurrence {occurrence}): {on_recovery}.{g_csf}",
+            f"Withhold {'ixazomib' if stopped else 'both'} until {lab.value} >= "
+            f"{count_text(threshold)}/mm3; on recovery (occurrence {occurrence}): "
+            f"{on_recovery}.{g_csf}",
+            LENALIDOMIDE_NOT_ON_RECORD if stopped else "",
         ),
         suggest=suggest,
         targets=targets,

@@ -108,17 +108,23 @@ def renal(facts: Facts, settings: RuleSettings) -> Assessment:
         for name, present in (
             ("serum creatinine", _latest(facts, Lab.CREATININE, settings)),
             ("body weight", _latest(facts, Lab.WEIGHT, settings)),
-            ("birth date", facts.patient.birth_date),
         )
         if present is None
     ]
+    inputs = [f"{', '.join(missing)} within the last {settings.chemistry_max_age.days} days"]
+    if facts.patient.partial_birth_date is not None:
+        inputs.append(
+            f"the age: the birth date is recorded as {facts.patient.partial_birth_date} only, "
+            "and Cockcroft-Gault needs the exact age"
+        )
+    elif facts.patient.birth_date is None:
+        inputs.append("the birth date (for the age)")
     return Assessment(
         None,
         (),
         "creatinine clearance, or the Cockcroft-Gault inputs ("
-        + ", ".join(missing)
-        + f" within the last {settings.chemistry_max_age.days} days), "
-        "or an eGFR",
+        + "; ".join(inputs if missing else inputs[1:])
+        + "), or an eGFR",
     )
 
 

@@ -8,7 +8,7 @@ datetimes). Nothing here decides anything clinical.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from cds_service.exact_json import ItemsMemo
 from cds_service.rules import data_needs as keys
@@ -48,6 +48,7 @@ from cds_service.rules.facts.reading import (
     dict_field,
     of_type,
     reference_of,
+    shown,
     zone_flag,
 )
 from cds_service.rules.inputs import (
@@ -75,6 +76,7 @@ __all__ = [
 REGIMEN_DRUGS = (Drug.IXAZOMIB, Drug.LENALIDOMIDE)
 # MedicationRequest statuses that say no dose of the order was ever given (see gather_facts).
 NOT_HISTORY = frozenset({"draft", "entered-in-error", "cancelled"})
+CLOCK_SKEW = timedelta(minutes=1)
 
 
 @dataclass
@@ -227,6 +229,19 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         lab: [_zone_checked(value, problems) for value in series] if zones else list(series)
         for lab, series in series_by_lab.items()
     }
+    # A result dated after now is not the latest word on anything: its date or time zone is
+    # wrong, or the clocks disagree. Used as the latest it would stand in front of the real
+    # latest result (a normal count "from tomorrow" hiding today's low one), so it is not used,
+    # and it is named for review. A minute of clock difference is allowed.
+    for lab, series in labs.items():
+        future = [v for v in series if v.at > call.now + CLOCK_SKEW]
+        if future:
+            labs[lab] = [v for v in series if v.at <= call.now + CLOCK_SKEW]
+            problems.uninterpretable.extend(
+                f"{v.lab.value} {v.reference} ({v.sent}, {shown(v.at)}): dated in the future "
+                f"(now is {shown(call.now)}); not used"
+                for v in future
+            )
     new_references = {reference_of(o) for o in new_observations}
     new_labs = (  # an order hook has no new results: nothing to look for
         [v for series in labs.values() for v in series if v.reference in new_references]

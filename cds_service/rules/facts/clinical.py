@@ -61,6 +61,8 @@ PREGNANCY_LOOKBACK = timedelta(days=280)
 class PatientFacts:
     birth_date: date | None
     sex: str | None  # "female" / "male" / other FHIR gender / None
+    # A birth date with its year (and month) only, as sent: no exact age can be computed.
+    partial_birth_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ def read_patient(raw: JsonDict | None, zone: tzinfo, problems: Problems) -> Pati
     if patient is None:
         return PatientFacts(None, None)
     birth = patient.birthDate if isinstance(patient.birthDate, date) else None
-    return PatientFacts(birth, patient.gender)
+    partial = patient.birthDate if isinstance(patient.birthDate, str) else None
+    return PatientFacts(birth, patient.gender, partial)
 
 
 def _status_code(concept: Any) -> str | None:

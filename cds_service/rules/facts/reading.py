@@ -1,7 +1,12 @@
 """Reading raw FHIR JSON: pick resources by type and code first, then validate only those.
 
-Validation uses ``fhir.resources.R4B``. A resource that fails it is skipped and remembered
-(``Problems.invalid``) so a card can name it when it mattered; it never fails evaluation.
+Validation uses ``fhir.resources.R4B``. One malformed element costs that element, not the
+resource (``_ELEMENTS``): an element no rule reads is left out in silence (the CDS Hooks
+Sandbox sends a MedicationRequest's ``category`` as an object, R4 wants a list); one a rule
+reads is left out and named, with what was expected, in ``Problems.invalid`` so a review card
+shows it; a malformed modifier element (or one whose absence a reading would fill from another
+element) leaves the resource unread, skipped and named in ``Problems.invalid``. It never fails
+evaluation.
 
 FHIR requires a time zone on every date-time with a time, and the models reject zone-less
 ones, but EHRs (Epic) send them. Before validation such date-times are read, deliberately,
@@ -80,9 +85,10 @@ def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problem
             if len(_VALIDATED) >= _VALIDATED_MAX:
                 _VALIDATED.clear()  # crude but safe bound; a miss only costs a validation
             _VALIDATED[key] = outcome
-    parsed, zone_assumed, invalid = outcome
+    parsed, zone_assumed, invalid, left_out = outcome
     if invalid is not None:
         problems.invalid.append(f"{reference_of(resource)} ({invalid})")
+    problems.invalid.extend(f"{reference_of(resource)} {note}" for note in left_out)
     if zone_assumed:
         problems.zone_assumed.add(reference_of(resource))
     return parsed  # type: ignore[return-value]
@@ -93,7 +99,8 @@ def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problem
 # So each process remembers validation outcomes by the resource's exact content: the JSON with
 # keys sorted and Decimals tagged (_tagged), so "0.5" (a string) and 0.5 (a number) never share
 # an entry. Models are never modified after validation, so sharing them between calls is safe.
-_VALIDATED: dict[bytes, tuple[BaseModel | None, bool, str | None]] = {}
+_Outcome = tuple[BaseModel | None, bool, str | None, tuple[str, ...]]
+_VALIDATED: dict[bytes, _Outcome] = {}
 _VALIDATED_MAX = 50_000
 
 
@@ -280,17 +287,218 @@ def _tagged(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _validate(
-    model: type[BaseModel], resource: JsonDict, zone: tzinfo
-) -> tuple[BaseModel | None, bool, str | None]:
+def _validate(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> _Outcome:
+    """(model or None, zone assumed, why invalid, notes on the read elements left out)."""
     found: list[bool] = []
     prepared = _with_zones(resource, zone, found)
-    try:
-        parsed = model.model_validate(prepared)
-    except ValidationError as error:
-        fields = sorted({".".join(str(part) for part in e["loc"][:2]) for e in error.errors()})
-        return None, False, f"invalid: {', '.join(fields[:3])}"
-    return parsed, bool(found), None
+    resource_type = str(resource.get("resourceType") or model.__name__)
+    left_out: list[str] = []
+    for _ in range(_MAX_PASSES):
+        try:
+            parsed = model.model_validate(prepared)
+        except ValidationError as error:
+            cuts = _cuts(error, resource_type, prepared)
+            if cuts is None:
+                fields = sorted(
+                    {".".join(str(part) for part in e["loc"][:2]) for e in error.errors()}
+                )
+                return None, False, f"invalid: {', '.join(fields[:3])}", ()
+            for path, note in cuts:
+                prepared = _without(prepared, path)
+                if note is not None:
+                    left_out.append(note)
+            continue
+        return parsed, bool(found), None, tuple(left_out)
+    return None, False, "invalid: too many malformed elements", ()
+
+
+# Per resource type, the elements the rules read (a choice element by its prefix, "value" for
+# value[x]), and the elements that must be readable for the resource to be used at all: FHIR's
+# modifier elements (they change what the whole resource means) and elements whose absence a
+# reading fills from another one (an Observation's effective[x], else ``issued``; an
+# AdverseEvent's outcome, "ongoing" when absent). A type not listed has every element read.
+@dataclass(frozen=True)
+class _Elements:
+    read: frozenset[str]
+    required_readable: frozenset[str]
+
+
+_ALWAYS_REQUIRED = frozenset({"resourceType", "modifierExtension", "implicitRules"})
+
+
+def _elements(read: set[str], required_readable: set[str]) -> _Elements:
+    return _Elements(frozenset(read), frozenset(required_readable) | _ALWAYS_REQUIRED)
+
+
+_ELEMENTS: dict[str, _Elements] = {
+    "MedicationRequest": _elements(
+        {"id", "subject", "authoredOn", "dosageInstruction", "medication", "contained"},
+        {"status", "intent", "doNotPerform"},
+    ),
+    "Medication": _elements({"id", "code", "ingredient", "form", "amount"}, {"status"}),
+    "Observation": _elements(
+        {
+            "id",
+            "code",
+            "subject",
+            "value",
+            "dataAbsentReason",
+            "referenceRange",
+            "component",
+            "specimen",
+            "hasMember",
+            "derivedFrom",
+            "interpretation",
+        },
+        {"status", "effective", "issued"},
+    ),
+    "Condition": _elements(
+        {"id", "code", "subject", "onset", "abatement", "recordedDate"},
+        {"clinicalStatus", "verificationStatus"},
+    ),
+    "Procedure": _elements({"id", "code", "subject", "performed"}, {"status"}),
+    "AllergyIntolerance": _elements(
+        {"id", "code", "patient", "onset", "recordedDate", "reaction"},
+        {"clinicalStatus", "verificationStatus"},
+    ),
+    "AdverseEvent": _elements(
+        {"id", "event", "subject", "severity", "suspectEntity", "extension", "recordedDate"},
+        {"actuality", "outcome", "date", "detected"},
+    ),
+    "Patient": _elements({"id", "birthDate", "gender", "extension"}, {"active"}),
+}
+_MAX_PASSES = 8  # each pass leaves out at least one element; a resource has few malformed ones
+
+
+def _is_among(name: str, elements: frozenset[str]) -> bool:
+    """Whether an element name is one of ``elements`` or a choice type of one ("valueQuantity"
+    of "value"): a prefix followed by a capital letter."""
+    if name in elements:
+        return True
+    return any(name.startswith(e) and name[len(e) : len(e) + 1].isupper() for e in elements)
+
+
+def _cuts(
+    error: ValidationError, resource_type: str, prepared: JsonDict
+) -> list[tuple[tuple[str | int, ...], str | None]] | None:
+    """What to leave out so that the rest validates: (path, note naming it or None), or None
+    when the resource cannot be used (a malformed element it cannot do without)."""
+    elements = _ELEMENTS.get(resource_type)
+    cuts: dict[tuple[str | int, ...], str | None] = {}
+    for detail in error.errors():
+        named = _json_path(detail["loc"], prepared)
+        # An absent required element: what is malformed is the element that lacks it.
+        path = named[:-1] if "missing" in detail["type"] else named
+        if not path or not isinstance(path[0], str):
+            return None  # the resource itself, or one of its own required elements absent
+        name = path[0]
+        if elements is not None and _is_among(name, elements.required_readable):
+            return None
+        unknown = detail["type"] == "extra_forbidden"  # not FHIR: maybe a misspelt element
+        if elements is not None and not unknown and not _is_among(name, elements.read):
+            cuts.setdefault((name,), None)  # no rule reads it: left out in silence
+            continue
+        cut = _element_path(path)
+        if cut not in cuts or cuts[cut] is None:
+            cuts[cut] = f"{_path_text(named)}: {_expected(detail)}" + (
+                f"; {_path_text(cut)} not read" if cut != named else "; not read"
+            )
+    return list(cuts.items())
+
+
+def _json_path(loc: tuple[str | int, ...], document: Any) -> tuple[str | int, ...]:
+    """The part of a pydantic error location that names JSON in ``document``, with the name of
+    an absent element last (pydantic adds names of its own, such as "root", which are not)."""
+    path: list[str | int] = []
+    value = document
+    for part in loc:
+        if isinstance(value, dict) and isinstance(part, str):
+            if part not in value:
+                if not part.startswith("root"):
+                    path.append(part)  # an absent element that is required
+                break
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            break
+        path.append(part)
+    return tuple(path)
+
+
+def _element_path(path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The element left out for an error at ``path``: the top-level element and its child
+    (``dosageInstruction[0].timing``), so no part of a structure is read without the rest (a
+    timing without its malformed frequency would read as once a period). A list is left out
+    whole, never one item of it: the next item would take the place (and index) of the one
+    left out, and ``dosageInstruction[0]`` would be another instruction."""
+    cut: list[str | int] = []
+    names = 0
+    for part in path:
+        if isinstance(part, str):
+            if names == 2:
+                break
+            names += 1
+        cut.append(part)
+    while cut and isinstance(cut[-1], int):
+        cut.pop()
+    return tuple(cut)
+
+
+def _path_text(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/false"}
+
+
+def _expected(detail: Any) -> str:
+    """What the element should have been, in words, and what was sent (its JSON type only)."""
+    kind = str(detail["type"])
+    context = detail.get("ctx") or {}
+    given = detail.get("input")
+    sent = next((t for cls, t in _JSON_TYPES.items() if isinstance(given, cls)), "a number")
+    if kind == "list_type":
+        return f"expected a list, got {sent}"
+    if kind == "extra_forbidden":
+        return "not an element of this resource type"
+    if "missing" in kind:
+        return "a required element is absent"
+    if kind == "model_validation_format" and "model_class" in context:
+        return f"expected {context['model_class']} (an object), got {sent}"
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    spec = re.match(r"(\w+) value string does not match spec regex", message)
+    if spec:
+        return f"expected a FHIR {spec.group(1)[0].lower()}{spec.group(1)[1:]}"
+    if kind.endswith("_type"):
+        return f"expected {kind.removesuffix('_type').replace('_', ' ')}, got {sent}"
+    return message.rstrip(".")
+
+
+def _without(document: JsonDict, path: tuple[str | int, ...]) -> JsonDict:
+    """A copy of ``document`` without the element at ``path``, which names an element, never a
+    list item (see ``_element_path``); the input is never changed (request JSON is shared
+    between calls). Nothing to leave out when an enclosing element is already left out."""
+    head, rest = path[0], path[1:]
+    if head not in document:
+        return document
+    if not rest:
+        return {key: value for key, value in document.items() if key != head}
+    copy = dict(document)
+    copy[head] = _without_in(copy[head], rest)
+    return copy
+
+
+def _without_in(value: Any, path: tuple[str | int, ...]) -> Any:
+    head = path[0]
+    if isinstance(value, list) and isinstance(head, int) and len(path) > 1:
+        return [_without_in(item, path[1:]) if i == head else item for i, item in enumerate(value)]
+    if isinstance(value, dict) and isinstance(head, str):
+        return _without(value, path)
+    return value
 
 
 def of_type(resources: Iterable[JsonDict], resource_type: str) -> list[JsonDict]:
