@@ -314,7 +314,8 @@ def _grade_of_concept(concept: Any) -> int | None:
 def _grade_extension(raw: Any) -> Any:
     """The valueCodeableConcept of an ae-grade extension anywhere in the resource."""
     if isinstance(raw, dict):
-        if raw.get("url") in AE_GRADE_EXTENSIONS and "valueCodeableConcept" in raw:
+        url = raw.get("url")
+        if isinstance(url, str) and url in AE_GRADE_EXTENSIONS and "valueCodeableConcept" in raw:
             return raw["valueCodeableConcept"]
         items: list[Any] = list(raw.values())
     elif isinstance(raw, list):
