@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, text
+from sqlalchemy import Connection, Engine, bindparam, delete, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -95,6 +95,7 @@ class SqlStore:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._next_purge = 0.0  # time.monotonic() of the next opportunistic jti purge
+        self._statements = _Statements(engine.dialect.name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.where}>"
@@ -109,12 +110,6 @@ class SqlStore:
                     self.engine.dispose(close=False)
                     self._pid = os.getpid()
         return self.engine
-
-    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        """INSERT with the dialect's ON CONFLICT clauses (both databases have them)."""
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
 
     def _run(self, operation: Callable[[Connection], T], *, durable: bool = False) -> T:
         """``operation`` in one transaction; once more after a lost connection; a database
@@ -177,13 +172,9 @@ class SqlStore:
 
     def ping(self) -> bool:
         """True if the database takes a write now (readiness: /healthz)."""
-        now = _now()
-        statement = self._insert(store_probe).values(probe=HEALTH_PROBE, written_at=now)
-        statement = statement.on_conflict_do_update(
-            index_elements=[store_probe.c.probe], set_={"written_at": now}
-        )
+        params = {"probe": HEALTH_PROBE, "written_at": _now()}
         try:
-            self._run(lambda c: c.execute(statement))
+            self._run(lambda c: c.execute(self._statements.probe, params))
         except Exception as error:
             log.warning("database probe failed (%s): %s", self.where, error)
             return False
@@ -202,15 +193,13 @@ class SqlStore:
         """Record (issuer, jti); False if it was already claimed and has not yet expired."""
         expires = utc(expires_at, "expires_at")
         reusable_before = _now() - JTI_GRACE
-        # One atomic statement: a new claim inserts; a claim whose previous holder expired
-        # takes the row over; a live claim changes nothing (no row returned).
-        insert = self._insert(jti_claims).values(issuer=issuer, jti=jti, expires_at=expires)
-        statement = insert.on_conflict_do_update(
-            index_elements=[jti_claims.c.issuer, jti_claims.c.jti],
-            set_={"expires_at": insert.excluded.expires_at},
-            where=jti_claims.c.expires_at < reusable_before,
-        ).returning(jti_claims.c.jti)
-        claimed = self._run(lambda c: c.execute(statement).first() is not None)
+        params = {
+            "issuer": issuer,
+            "jti": jti,
+            "expires_at": expires,
+            "reusable_before": reusable_before,
+        }
+        claimed = self._run(lambda c: c.execute(self._statements.claim, params).first() is not None)
         self._maybe_purge(reusable_before)
         return claimed
 
@@ -220,9 +209,9 @@ class SqlStore:
             if now < self._next_purge:
                 return
             self._next_purge = now + JTI_PURGE_INTERVAL_SECONDS
-        statement = delete(jti_claims).where(jti_claims.c.expires_at < reusable_before)
+        params = {"reusable_before": reusable_before}
         try:
-            self._run(lambda c: c.execute(statement))
+            self._run(lambda c: c.execute(self._statements.purge, params))
         except Exception:  # housekeeping only; the claim itself has been answered
             log.warning("could not purge expired jti claims", exc_info=True)
 
@@ -246,13 +235,10 @@ class SqlStore:
             }
             for e in entries
         ]
-        statement = self._insert(card_audit).on_conflict_do_nothing(
-            index_elements=[card_audit.c.hook_instance, card_audit.c.card_uuid]
-        )
 
         def insert(connection: Connection) -> None:
             for row in rows:
-                connection.execute(statement, row)
+                connection.execute(self._statements.record_card, row)
 
         self._run(insert)
 
@@ -282,10 +268,9 @@ class SqlStore:
             )
         if not rows:
             return FeedbackResult(stored=0, duplicates=0)
-        # A row comes back for each report stored; none for a duplicate.
-        statement = self._insert(feedback).on_conflict_do_nothing().returning(feedback.c.id)
 
         def insert(connection: Connection) -> int:
+            statement = self._statements.record_feedback
             return sum(len(connection.execute(statement, row).all()) for row in rows)
 
         stored = self._run(insert, durable=True)
@@ -329,6 +314,35 @@ class SqlStore:
             )
             for rule in rules
         ]
+
+
+class _Statements:
+    """The store's writes, built once per store (building a statement costs more than
+    running it); parameters are bound by name at execution."""
+
+    def __init__(self, dialect_name: str) -> None:
+        insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+        # One atomic statement: a new claim inserts; a claim whose previous holder expired
+        # takes the row over; a live claim changes nothing (no row returned).
+        claim = insert(jti_claims)
+        self.claim = claim.on_conflict_do_update(
+            index_elements=[jti_claims.c.issuer, jti_claims.c.jti],
+            set_={"expires_at": claim.excluded.expires_at},
+            where=jti_claims.c.expires_at < bindparam("reusable_before", type_=UtcTimestamp()),
+        ).returning(jti_claims.c.jti)
+        self.purge = delete(jti_claims).where(
+            jti_claims.c.expires_at < bindparam("reusable_before", type_=UtcTimestamp())
+        )
+        self.record_card = insert(card_audit).on_conflict_do_nothing(
+            index_elements=[card_audit.c.hook_instance, card_audit.c.card_uuid]
+        )
+        # A row comes back for each report stored; none for a duplicate.
+        self.record_feedback = insert(feedback).on_conflict_do_nothing().returning(feedback.c.id)
+        probe = insert(store_probe)
+        self.probe = probe.on_conflict_do_update(
+            index_elements=[store_probe.c.probe],
+            set_={"written_at": probe.excluded.written_at},
+        )
 
 
 def _now() -> datetime:
