@@ -114,7 +114,8 @@ def prepare_sqlite_file(path: Path) -> None:
             f"log alone takes up to {_size(SQLITE_JOURNAL_SIZE_LIMIT_BYTES)} between "
             "checkpoints). Give the volume more space or point CDS_DATABASE_URL at a bigger one."
         )
-    path.touch(exist_ok=True)  # an empty file is an empty SQLite database
+    if not path.exists():
+        path.touch()  # an empty file is an empty SQLite database
 
 
 def _size(n: int) -> str:
