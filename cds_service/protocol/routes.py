@@ -136,12 +136,12 @@ def feedback(service_id: str) -> Response:
 
 
 @operations.get("/healthz")
-def healthz() -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
+def healthz() -> tuple[Response, int, dict[str, str]]:
     """Readiness: 200 only while the database takes a write (a probe row is written)."""
     if not state().store.ping():
         outage = ServiceUnavailable("The database cannot be reached or written.")
         return jsonify(outage.to_operation_outcome()), outage.status, _retry_after(outage)
-    return jsonify({"status": "ok"}), 200
+    return jsonify({"status": "ok"}), 200, {}
 
 
 @operations.get("/openapi.yaml")
