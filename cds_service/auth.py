@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 
+from cds_service.errors import ServiceUnavailable
 from cds_service.protocol.fhir_policy import fhir_base, is_loopback_host
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,8 @@ class Authenticator:
         jti: str = claims["jti"]
         try:
             fresh = self._claim_jti(iss, jti, expires_at)
+        except ServiceUnavailable:
+            raise  # the replay store is down: a 503 for the caller to retry, not a 401
         except Exception as error:  # the store's message could quote the jti: log only the type
             log.error(
                 "JWT replay check (claim_jti) failed for iss=%r with %s; refusing the token",

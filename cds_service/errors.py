@@ -66,6 +66,17 @@ class PreconditionFailed(CdsError):
     fhir_code = "incomplete"
 
 
+class ServiceUnavailable(CdsError):
+    """A dependency the answer needs (the database) is out of order: try again shortly.
+
+    Answered 503 with ``Retry-After``; never a 401 (the caller's credentials are not at fault)
+    and never a 500 (nothing is wrong with the request or the service's code)."""
+
+    status = 503
+    fhir_code = "transient"
+    retry_after_seconds = 5
+
+
 def operation_outcome(code: str, message: str, details: list[str] | None = None) -> dict[str, Any]:
     issues: list[dict[str, Any]] = [{"severity": "error", "code": code, "diagnostics": message}]
     issues += [

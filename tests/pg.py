@@ -4,7 +4,9 @@
 loopback port (and a Unix socket in the same directory), with durability switched off for
 speed. ``PgServer.create_schema()`` gives each test its own empty schema (cheap),
 ``create_database()`` its own database;
-``PgServer.stop()`` stops the server and removes the directory. ``shared_postgres()`` starts
+``PgServer.stop()`` stops the server and removes the directory; ``halt()`` and ``resume()``
+stop it as a crash or an outage would and start it again on the same port with the same data
+(for outage tests: use a server of your own, not the shared one). ``shared_postgres()`` starts
 one server per test session and stops it at exit.
 
 The binaries are looked up on PATH and in /usr/lib/postgresql/<version>/bin; when missing (a
@@ -76,6 +78,22 @@ class PgServer:
         with psycopg.connect(self.url_for("tests"), autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"')
         return f"{self.url_for('tests')}?options=-c%20search_path%3D{name}"
+
+    def halt(self) -> None:
+        """Stop the server at once (``immediate``: like a crash), keeping its data."""
+        _run(
+            [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.directory / "data"),
+             "-m", "immediate", "-w", "-t", "20"],
+            self.run_as,
+        )
+
+    def resume(self) -> None:
+        """Start the halted server again, on the same port with the same data."""
+        _run(
+            [str(self.bin_dir / "pg_ctl"), "start", "-D", str(self.directory / "data"), "-w",
+             "-t", str(START_TIMEOUT_SECONDS), "-l", str(self.directory / "server.log")],
+            self.run_as,
+        )
 
     def stop(self) -> None:
         if self._stopped:

@@ -6,7 +6,6 @@ mark (deselect with ``-m 'not postgres'``).
 
 from __future__ import annotations
 
-import gc
 import json
 import multiprocessing
 import os
@@ -23,9 +22,9 @@ import psycopg
 import pytest
 from pg import PgServer, shared_postgres, stop_shared_postgres
 
-from cds_service.store import SqlStore, Store, open_store
-from cds_service.store.dialect import Session
-from cds_service.store.migrations import LATEST_VERSION
+from cds_service.store import SqlStore, Store, StoreUnavailable, open_store
+from cds_service.store.engines import POOL_SIZE, postgres_connect_args, postgres_url
+from cds_service.store.migrations import head_revision
 from cds_service.store.models import CardAudit, FeedbackItem, FeedbackResult, RuleStats
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -155,10 +154,13 @@ def test_postgres_scheme_alias_is_accepted() -> None:
     store = open_store("postgres://cds:secret@db.example:5432/cds")
     assert isinstance(store, SqlStore)
     assert repr(store) == "<SqlStore PostgreSQL database cds on db.example:5432>"
-    assert "connect_timeout=5" in store.dialect.conninfo  # type: ignore[attr-defined]
-    tuned = open_store("postgresql://cds@db.example/cds?connect_timeout=11&application_name=x")
-    assert "connect_timeout=11" in tuned.dialect.conninfo  # type: ignore[attr-defined]
-    assert "application_name=x" in tuned.dialect.conninfo  # type: ignore[attr-defined]
+    assert store.engine.url.drivername == "postgresql+psycopg"
+    assert postgres_connect_args(store.engine.url) == {
+        "connect_timeout": 5, "application_name": "ixazomib-cds"
+    }
+    tuned = postgres_url("postgresql://cds@db.example/cds?connect_timeout=11&application_name=x")
+    assert postgres_connect_args(tuned) == {}  # the URL's own values are passed through
+    assert tuned.query == {"connect_timeout": "11", "application_name": "x"}
 
 
 def test_migrate_twice_is_a_no_op(store: Store, database_url: str) -> None:
@@ -166,8 +168,7 @@ def test_migrate_twice_is_a_no_op(store: Store, database_url: str) -> None:
     store.migrate()
     reopened = open_store(database_url)
     reopened.migrate()
-    versions = query(database_url, "SELECT version FROM schema_version ORDER BY version")
-    assert [v for (v,) in versions] == list(range(1, LATEST_VERSION + 1))
+    assert query(database_url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert count(database_url, "feedback") == 1
     reopened.close()
 
@@ -197,7 +198,7 @@ def _exit_codes_when_started_together(database_url: str, processes: int) -> list
 def test_migrations_in_several_processes_at_once(database_url: str) -> None:
     """Every gunicorn worker migrates at start-up, all at the same moment, on a fresh database."""
     assert _exit_codes_when_started_together(database_url, 4) == [0, 0, 0, 0]
-    assert count(database_url, "schema_version") == LATEST_VERSION
+    assert query(database_url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert count(database_url, "feedback") == 4
 
 
@@ -500,23 +501,19 @@ def test_ping_is_false_when_the_database_is_unreachable(tmp_path: Path) -> None:
     assert pg.ping() is False
 
 
-def test_each_thread_gets_its_own_connection_closed_when_the_thread_ends(store: Store) -> None:
+def test_threads_share_a_bounded_pool_and_give_connections_back(store: Store) -> None:
     assert isinstance(store, SqlStore)
-    sessions: list[Session] = []
+    barrier = threading.Barrier(8)
 
-    def work() -> None:
-        store.record_feedback("svc", [accepted(f"c-{threading.get_ident()}")])
-        sessions.append(store._session())
+    def work(n: int) -> None:
+        barrier.wait()
+        for k in range(10):
+            store.record_feedback("svc", [accepted(f"c-{n}-{k}")])
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len({id(s) for s in sessions}) == 3
-    gc.collect()
-    assert all(s.broken for s in sessions)  # closed when their threads ended
-    assert not store._session().broken
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert 1 <= store.engine.pool.checkedin() <= POOL_SIZE  # type: ignore[attr-defined]
 
 
 @pytest.mark.postgres
@@ -537,3 +534,208 @@ def test_postgres_reconnects_after_losing_its_connection(pg_server: PgServer) ->
     assert store.claim_jti("iss", "after-reconnect", NOW + timedelta(minutes=5)) is True
     assert count(url, "feedback") == 2
     store.close()
+
+
+# --- databases made before Alembic --------------------------------------------------------------
+
+# What the hand-written migration 1 of earlier releases created, word for word ({ts}, {json}
+# and {id} as its SQLite and PostgreSQL dialects filled them in).
+LEGACY_TYPES = {
+    "sqlite": {"ts": "TEXT", "json": "TEXT", "id": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {
+        "ts": "TIMESTAMPTZ",
+        "json": "JSONB",
+        "id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    },
+}
+LEGACY_SCHEMA_V1 = [
+    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+    "applied_at {ts} NOT NULL)",
+    "CREATE TABLE jti_claims (issuer TEXT NOT NULL, jti TEXT NOT NULL, expires_at {ts} NOT NULL, "
+    "PRIMARY KEY (issuer, jti))",
+    "CREATE INDEX jti_claims_expires_at ON jti_claims (expires_at)",
+    "CREATE TABLE card_audit (id {id}, hook_instance TEXT NOT NULL, service_id TEXT NOT NULL, "
+    "card_uuid TEXT NOT NULL, rule TEXT, recommendation {json}, suggestion_uuids {json} NOT NULL, "
+    "indicator TEXT NOT NULL, summary TEXT NOT NULL, served_at {ts} NOT NULL, patient_ref TEXT, "
+    "CONSTRAINT card_audit_card UNIQUE (hook_instance, card_uuid))",
+    "CREATE INDEX card_audit_card_uuid ON card_audit (card_uuid)",
+    "CREATE INDEX card_audit_served_at ON card_audit (served_at)",
+    "CREATE TABLE feedback (id {id}, service_id TEXT NOT NULL, card_uuid TEXT NOT NULL, "
+    "outcome TEXT NOT NULL CHECK (outcome IN ('accepted', 'overridden')), "
+    "outcome_timestamp {ts} NOT NULL, accepted_suggestions TEXT NOT NULL, "
+    "override_reason_system TEXT NOT NULL, override_reason_code TEXT NOT NULL, "
+    "override_reason_display TEXT NOT NULL, user_comment TEXT, received_at {ts} NOT NULL, "
+    "CONSTRAINT feedback_report UNIQUE (card_uuid, outcome, outcome_timestamp, "
+    "accepted_suggestions, override_reason_system, override_reason_code, "
+    "override_reason_display))",
+]
+LEGACY_ROWS = [
+    "INSERT INTO schema_version VALUES (1, 'jti claims, card audit trail, feedback', "
+    "'2026-11-01T09:00:00.000000Z')",
+    "INSERT INTO feedback (service_id, card_uuid, outcome, outcome_timestamp, "
+    "accepted_suggestions, override_reason_system, override_reason_code, "
+    "override_reason_display, user_comment, received_at) VALUES ('svc', 'old-card', 'accepted', "
+    "'2026-11-21T10:00:00.000000Z', '[]', '', '', '', NULL, '2026-11-21T10:00:01.000000Z')",
+    "INSERT INTO card_audit (hook_instance, service_id, card_uuid, rule, recommendation, "
+    "suggestion_uuids, indicator, summary, served_at) VALUES ('h0', 'svc', 'old-card', "
+    "'ixazomib.platelets.hold', NULL, '[]', 'warning', 'Hold', '2026-11-21T09:59:00.000000Z')",
+]
+
+
+def _make_legacy_database(database_url: str) -> None:
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for statement in LEGACY_SCHEMA_V1:
+                conn.execute(statement.format(**LEGACY_TYPES["sqlite"]))
+            for statement in LEGACY_ROWS:
+                conn.execute(statement)
+        return
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        for statement in LEGACY_SCHEMA_V1:
+            pg.execute(statement.format(**LEGACY_TYPES["postgresql"]))
+        for statement in LEGACY_ROWS:
+            pg.execute(statement)
+
+
+def test_a_database_made_by_the_hand_written_migrations_is_adopted_and_upgraded(
+    database_url: str,
+) -> None:
+    _make_legacy_database(database_url)
+    assert _exit_codes_when_started_together(database_url, 3) == [0, 0, 0]  # replicas at once
+    assert query(database_url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+    assert count(database_url, "schema_version") == 1  # left as it was
+    store = open_store(database_url)
+    store.migrate()
+    # The old rows are read, and the old unique constraint still makes a repeat a duplicate.
+    assert store.record_feedback("svc", [accepted("old-card", T0)]).duplicates == 1
+    assert count(database_url, "feedback") == 1 + 3
+    assert [(s.rule, s.shown, s.accepted) for s in store.rule_report()] == [
+        ("ixazomib.platelets.hold", 1, 1), ("unknown", 0, 3)
+    ]
+    assert store.ping() is True  # the table added since (store_probe) is there
+    store.close()
+
+
+def test_a_database_of_a_newer_release_is_used_without_migrating(database_url: str) -> None:
+    store = open_store(database_url)
+    store.migrate()
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    else:
+        with psycopg.connect(database_url, autocommit=True) as pg:
+            pg.execute("UPDATE alembic_version SET version_num = '9999'")
+    store.migrate()  # a warning, not a crash: a rollback of the service must still start
+    assert store.record_feedback("svc", [accepted("c1")]).stored == 1
+    store.close()
+
+
+# --- faults: a store that cannot be written is refused, never acknowledged ------------------
+
+
+def _sqlite_files(path: Path) -> list[Path]:
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def test_sqlite_file_deleted_while_running_is_refused_not_acknowledged(tmp_path: Path) -> None:
+    """Before: feedback was acknowledged into the deleted file (lost) and the probe said OK."""
+    path = tmp_path / "cds.sqlite3"
+    store = open_store(f"sqlite:///{path}")
+    store.migrate()
+    assert store.record_feedback("svc", [accepted("before")]).stored == 1
+    for file in _sqlite_files(path):
+        file.unlink(missing_ok=True)
+    with pytest.raises(StoreUnavailable):
+        store.record_feedback("svc", [accepted("into-the-void")])
+    with pytest.raises(StoreUnavailable):
+        store.claim_jti("iss", "j", NOW + timedelta(minutes=5))
+    assert store.ping() is False
+    assert not path.exists()  # no new empty database took its place behind the operator's back
+    # Put back (a new or restored database): the same store writes to the file now there.
+    replacement = open_store(f"sqlite:///{path}")
+    replacement.migrate()
+    replacement.close()
+    assert store.ping() is True
+    assert store.record_feedback("svc", [accepted("after")]).stored == 1
+    assert query(f"sqlite:///{path}", "SELECT card_uuid FROM feedback") == [("after",)]
+    store.close()
+
+
+def _make_unwritable(path: Path) -> Any:
+    """Make ``path`` unwritable for this process; returns the undo. As root, permission bits
+    do not stop writes: the immutable attribute does."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o644)
+    import subprocess
+
+    if subprocess.run(["chattr", "+i", str(path)], check=False).returncode != 0:
+        pytest.skip("running as root on a file system without chattr +i: cannot make a file "
+                    "unwritable for root")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_sqlite_not_writable_at_start_recovers_when_permissions_return(tmp_path: Path) -> None:
+    """Before: a store that started while the file was not writable stayed read-only after the
+    permissions were restored."""
+    path = tmp_path / "cds.sqlite3"
+    setup = open_store(f"sqlite:///{path}")
+    setup.migrate()
+    setup.close()
+    restore = _make_unwritable(path)
+    try:
+        store = open_store(f"sqlite:///{path}")  # a worker starting now
+        with pytest.raises(StoreUnavailable):
+            store.record_feedback("svc", [accepted("while-read-only")])
+        with pytest.raises(StoreUnavailable):
+            store.claim_jti("iss", "j1", NOW + timedelta(minutes=5))
+        assert store.ping() is False
+    finally:
+        restore()
+    assert store.ping() is True
+    assert store.record_feedback("svc", [accepted("after")]).stored == 1
+    assert store.claim_jti("iss", "j1", NOW + timedelta(minutes=5)) is True
+    store.close()
+
+
+def test_sqlite_start_up_on_a_volume_too_small_fails_naming_the_setting(tmp_path: Path) -> None:
+    from cds_service.store import InsufficientSpace
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=256k tmpfs {tiny}") != 0:
+        pytest.skip("needs root to mount a 256 KiB tmpfs")
+    try:
+        with pytest.raises(InsufficientSpace, match="CDS_DATABASE_URL") as raised:
+            open_store(f"sqlite:///{tiny}/cds.sqlite3").migrate()
+        assert "KiB free" in str(raised.value)
+    finally:
+        os.system(f"umount {tiny}")
+
+
+@pytest.mark.postgres
+def test_postgres_outage_is_store_unavailable_and_recovers_without_reopening() -> None:
+    from pg import start_postgres
+
+    server = start_postgres()  # its own server: it is stopped mid-test
+    try:
+        store = open_store(server.create_database())
+        store.migrate()
+        assert store.record_feedback("svc", [accepted("before")]).stored == 1
+        server.halt()
+        with pytest.raises(StoreUnavailable):
+            store.claim_jti("iss", "during", NOW + timedelta(minutes=5))
+        with pytest.raises(StoreUnavailable):
+            store.record_feedback("svc", [accepted("during")])
+        assert store.ping() is False
+        server.resume()
+        # The pooled connections died with the server; pool_pre_ping replaces them.
+        assert store.claim_jti("iss", "after", NOW + timedelta(minutes=5)) is True
+        assert store.record_feedback("svc", [accepted("after")]).stored == 1
+        assert store.ping() is True
+        store.close()
+    finally:
+        server.stop()

@@ -25,6 +25,7 @@ from cds_service.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
     operation_outcome,
@@ -144,10 +145,12 @@ def feedback(service_id: str) -> Response:
 
 
 @operations.get("/healthz")
-def healthz() -> tuple[Response, int]:
+def healthz() -> tuple[Response, int, dict[str, str]]:
+    """Readiness: 200 only while the database takes a write (a probe row is written)."""
     if not state().store.ping():
-        return jsonify(operation_outcome("transient", "The database cannot be reached.")), 503
-    return jsonify({"status": "ok"}), 200
+        outage = ServiceUnavailable("The database cannot be reached or written.")
+        return jsonify(outage.to_operation_outcome()), outage.status, _retry_after(outage)
+    return jsonify({"status": "ok"}), 200, {}
 
 
 @operations.get("/openapi.yaml")
@@ -233,10 +236,16 @@ def _audit(call: HookCall, cards: list[JsonDict]) -> None:
         log.exception("could not record the audit trail for %d cards", len(entries))
 
 
+def _retry_after(error: ServiceUnavailable) -> dict[str, str]:
+    return {"Retry-After": str(error.retry_after_seconds)}
+
+
 def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(CdsError)
     def _cds_error(error: CdsError) -> tuple[Response, int, dict[str, str]]:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        if isinstance(error, ServiceUnavailable):
+            headers = _retry_after(error)
         if request.blueprint == "cds" and request.view_args and "service_id" in request.view_args:
             elapsed = time.perf_counter() - g.get("started", time.perf_counter())
             metrics.record_request(str(request.view_args["service_id"]), error.status, elapsed)

@@ -1,8 +1,10 @@
 """Persistence: JWT replay protection, the card audit trail, feedback and the rule report.
 
 ``open_store(url)`` gives a ``Store`` for SQLite (a local file; fine for one host with several
-gunicorn workers) or PostgreSQL (several hosts). Call ``migrate()`` once at start-up; it is
-idempotent and safe when every worker calls it at the same time.
+gunicorn workers) or PostgreSQL (several hosts, replicas), on SQLAlchemy Core. Call
+``migrate()`` once at start-up (Alembic revisions shipped in ``migrations/``); it is idempotent
+and safe when every worker and replica calls it at the same time. A database that cannot be
+reached or written raises ``StoreUnavailable`` (a ``ServiceUnavailable``: 503, not 401/500).
 
 URLs:
 - ``sqlite:///relative/path.db`` (relative to the working directory) or
@@ -18,7 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from cds_service.store.dialect import PostgresDialect, SqliteDialect
+from cds_service.store.engines import (
+    InsufficientSpace,
+    StoreUnavailable,
+    describe_postgres,
+    postgres_engine,
+    sqlite_engine,
+)
 from cds_service.store.models import CardAudit, FeedbackItem, FeedbackResult, RuleStats
 from cds_service.store.sql_store import SqlStore
 
@@ -26,9 +34,11 @@ __all__ = [
     "CardAudit",
     "FeedbackItem",
     "FeedbackResult",
+    "InsufficientSpace",
     "RuleStats",
     "SqlStore",
     "Store",
+    "StoreUnavailable",
     "open_store",
 ]
 
@@ -53,7 +63,7 @@ class Store(Protocol):
         """Cards shown and outcomes per rule, for the pharmacy committee."""
 
     def ping(self) -> bool:
-        """True if the database answers (for /healthz)."""
+        """True if the database takes a write now (readiness: /healthz)."""
 
     def close(self) -> None:
         """Close this process's connections."""
@@ -66,10 +76,11 @@ def open_store(database_url: str) -> Store:
     """
     url = database_url.strip()
     if url.startswith(SQLITE_PREFIX):
-        return SqlStore(SqliteDialect(_sqlite_path(url[len(SQLITE_PREFIX) :])))
+        path = _sqlite_path(url[len(SQLITE_PREFIX) :])
+        return SqlStore(sqlite_engine(path), f"SQLite file {path}", sqlite_path=path)
     if url.startswith(POSTGRES_PREFIXES):
         _check_postgres_url(url)
-        return SqlStore(PostgresDialect(url))
+        return SqlStore(postgres_engine(url), describe_postgres(url))
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ValueError(
         f"CDS_DATABASE_URL: unsupported database URL (scheme {scheme[:40]!r}); use "

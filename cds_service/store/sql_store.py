@@ -1,26 +1,34 @@
-"""The Store, written once over a Dialect.
+"""The Store on SQLAlchemy Core, written once for SQLite and PostgreSQL.
 
-Connections: one per thread of each process (``threading.local``), opened lazily. A connection
-inherited through ``fork`` (gunicorn with --preload) is never used or closed by the child; the
-child opens its own. When a thread ends its connection is closed. After a lost connection
-(PostgreSQL restarted, network) the next call reconnects and retries once; every write is
-idempotent, so a retry never stores anything twice.
+Connections come from the engine's pool (``engines.py``), one per thread at a time. A pool
+inherited through ``fork`` (gunicorn with --preload) is left to the parent: the child's first
+call starts a pool of its own. Every operation is one short transaction. After a lost
+connection (PostgreSQL restarted, an SQLite file fault) the operation runs once more on a fresh
+connection; every write is idempotent, so a retry never stores anything twice. A database that
+still cannot be reached or written raises ``StoreUnavailable`` (answered 503, never 401/500).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-from cds_service.store.dialect import Dialect, Session, dumps_json, utc
-from cds_service.store.migrations import LATEST_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
+from sqlalchemy import Connection, Engine, bindparam, delete, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from cds_service.store import migrations
+from cds_service.store.engines import StoreUnavailable, is_live_file, prepare_sqlite_file
 from cds_service.store.models import (
     OUTCOMES,
     UNKNOWN_RULE,
@@ -28,6 +36,15 @@ from cds_service.store.models import (
     FeedbackItem,
     FeedbackResult,
     RuleStats,
+)
+from cds_service.store.schema import (
+    UtcTimestamp,
+    card_audit,
+    dumps_json,
+    feedback,
+    jti_claims,
+    store_probe,
+    utc,
 )
 
 log = logging.getLogger(__name__)
@@ -39,14 +56,16 @@ NO_REASON = "(no reason given)"
 JTI_GRACE = timedelta(minutes=5)
 JTI_PURGE_INTERVAL_SECONDS = 60.0
 BEGINNING = datetime(1, 1, 1, tzinfo=UTC)  # "since" when the report covers everything
+HEALTH_PROBE = "healthz"
 
-# Cards shown per rule, served since ?.
-SHOWN_SQL = """
-SELECT COALESCE(rule, 'unknown'), COUNT(*) FROM card_audit WHERE served_at >= ? GROUP BY 1
-"""
+# Cards shown per rule, served since :since.
+SHOWN_SQL = text(
+    "SELECT COALESCE(rule, 'unknown'), COUNT(*) FROM card_audit WHERE served_at >= :since "
+    "GROUP BY 1"
+).bindparams(bindparam("since", type_=UtcTimestamp()))
 # Each card's latest outcome (ties: the later report), attributed to the card's audited rule,
 # or to 'unknown' for a card never audited; counted per rule, outcome and override reason.
-OUTCOMES_SQL = """
+OUTCOMES_SQL = text("""
 WITH ranked AS (
     SELECT card_uuid, outcome, outcome_timestamp, override_reason_code, override_reason_display,
            ROW_NUMBER() OVER (
@@ -61,164 +80,138 @@ SELECT COALESCE(a.rule, 'unknown'), f.outcome,
        COALESCE(NULLIF(f.override_reason_display, ''), NULLIF(f.override_reason_code, '')),
        COUNT(*)
 FROM ranked f LEFT JOIN audited a ON a.card_uuid = f.card_uuid
-WHERE f.rn = 1 AND COALESCE(a.served_at, f.outcome_timestamp) >= ?
+WHERE f.rn = 1 AND COALESCE(a.served_at, f.outcome_timestamp) >= :since
 GROUP BY 1, 2, 3
-"""
-
-
-class _Holder:
-    """Owns one thread's session; when the thread ends, the holder is collected and the
-    session closed (unless it belongs to the parent of a fork)."""
-
-    __slots__ = ("__weakref__", "finalizer", "session")
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.finalizer = weakref.finalize(self, _close_if_ours, session)
-
-
-def _close_if_ours(session: Session) -> None:
-    if session.pid == os.getpid():
-        try:
-            session.close()
-        except Exception:  # closing a dead connection may fail; nothing to do about it
-            log.debug("error closing a database connection", exc_info=True)
+""").bindparams(bindparam("since", type_=UtcTimestamp()))
 
 
 class SqlStore:
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self._local = threading.local()
-        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
+    def __init__(self, engine: Engine, where: str, *, sqlite_path: Path | None = None) -> None:
+        """``where`` names the database in logs (never a password); ``sqlite_path`` is the
+        file of an SQLite engine."""
+        self.engine = engine
+        self.where = where
+        self.sqlite_path = sqlite_path
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._next_purge = 0.0  # time.monotonic() of the next opportunistic jti purge
+        self._statements = _Statements(engine.dialect.name)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.dialect.describe()}>"
+        return f"<{type(self).__name__} {self.where}>"
 
     # --- connections ---------------------------------------------------------------------
 
-    def _session(self) -> Session:
-        holder: _Holder | None = getattr(self._local, "holder", None)
-        if holder is not None:
-            if holder.session.pid != os.getpid():
-                # Inherited through fork: the parent's connection. Leave it alone for good.
-                holder.finalizer.detach()
-                self._local.holder = None
-            elif holder.session.broken:
-                self._discard(holder)
-            else:
-                return holder.session
-        holder = _Holder(self.dialect.connect())
-        self._local.holder = holder
-        with self._lock:
-            self._holders.add(holder)
-        return holder.session
+    def _engine(self) -> Engine:
+        if os.getpid() != self._pid:
+            with self._lock:
+                if os.getpid() != self._pid:
+                    # Forked: the pooled connections are the parent's; leave them alone.
+                    self.engine.dispose(close=False)
+                    self._pid = os.getpid()
+        return self.engine
 
-    def _discard(self, holder: _Holder) -> None:
-        holder.finalizer()
-        self._local.holder = None
+    def _run(self, operation: Callable[[Connection], T], *, durable: bool = False) -> T:
+        """``operation`` in one transaction; once more after a lost connection; a database
+        that cannot be reached or written is ``StoreUnavailable``.
 
-    def _run(self, operation: Callable[[Session], T]) -> T:
-        """Run ``operation`` on this thread's connection; after a lost connection, reconnect
-        and run it once more."""
-        session = self._session()
-        try:
-            return operation(session)
-        except self.dialect.disconnect_errors:
-            if not session.broken:
+        With ``durable``, the commit is on disk (not only in the operating system's cache)
+        when this returns, and in the file that is at the SQLite path now."""
+        for attempt in (1, 2):
+            try:
+                with self._engine().connect() as connection:
+                    with self._durability(connection, durable), connection.begin():
+                        result = operation(connection)
+                    self._check_live_file(connection)
+                    return result
+            except DBAPIError as error:
+                if error.connection_invalidated and attempt == 1:
+                    log.warning("lost the connection to %s; reconnecting", self.where)
+                    continue
+                if isinstance(error, OperationalError | InterfaceError):
+                    raise self._unavailable(error) from None
                 raise
-            log.warning("lost the connection to %s; reconnecting", self.dialect.describe())
-            holder = getattr(self._local, "holder", None)
-            if holder is not None:
-                self._discard(holder)
-            return operation(self._session())
+            except (PoolTimeout, DisconnectionError) as error:
+                raise self._unavailable(error) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unavailable(self, error: Exception) -> StoreUnavailable:
+        # The driver's message names the host or file, never a password or the data.
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:300]
+        log.error("the database %s cannot be used: %s", self.where, reason)
+        return StoreUnavailable(reason)
+
+    @contextmanager
+    def _durability(self, connection: Connection, durable: bool) -> Iterator[None]:
+        """SQLite: synchronous=FULL for this transaction (a clinician's feedback is on disk
+        before it is acknowledged, even on power loss; the JWT replay cache and the audit
+        trail do without that fsync per request). PostgreSQL commits are durable anyway."""
+        if not durable or self.sqlite_path is None:
+            yield
+            return
+        raw = connection.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        raw.execute("PRAGMA synchronous = FULL")  # outside the transaction, as SQLite needs
+        try:
+            yield
+        finally:
+            with suppress(sqlite3.Error):  # the connection was discarded after a fault
+                raw.execute("PRAGMA synchronous = NORMAL")
+
+    def _check_live_file(self, connection: Connection) -> None:
+        """SQLite: the file just written is still the one at the path (not deleted or
+        replaced meanwhile): otherwise nothing may be acknowledged."""
+        if self.sqlite_path is None or is_live_file(connection.connection.info, self.sqlite_path):
+            return
+        connection.invalidate()
+        raise DisconnectionError(f"{self.sqlite_path} was deleted or replaced while in use")
 
     def close(self) -> None:
         """Close this process's connections. The store reconnects if it is used again."""
-        with self._lock:
-            holders = list(self._holders)
-            self._holders.clear()
-        for holder in holders:
-            holder.finalizer()
-        self._local = threading.local()
+        self._engine().dispose()
 
     def ping(self) -> bool:
+        """True if the database takes a write now (readiness: /healthz)."""
+        params = {"probe": HEALTH_PROBE, "written_at": _now()}
         try:
-            return self._run(lambda s: s.execute("SELECT 1").rows == [(1,)])
+            self._run(lambda c: c.execute(self._statements.probe, params))
         except Exception as error:
-            log.warning("database ping failed (%s): %s", self.dialect.describe(), error)
+            log.warning("database probe failed (%s): %s", self.where, error)
             return False
+        return True
 
     # --- schema ----------------------------------------------------------------------------
 
     def migrate(self) -> None:
-        self._run(self._migrate)
-
-    def _migrate(self, session: Session) -> None:
-        d = self.dialect
-        with session.transaction(migration_lock=True):
-            session.execute(d.ddl(SCHEMA_VERSION_TABLE))
-            current = int(
-                session.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").rows[0][0]
-            )
-            if current > LATEST_VERSION:
-                log.warning(
-                    "%s has schema version %d, newer than this release knows (%d); "
-                    "running without migrating",
-                    d.describe(),
-                    current,
-                    LATEST_VERSION,
-                )
-                return
-            for migration in MIGRATIONS:
-                if migration.version <= current:
-                    continue
-                for statement in migration.statements:
-                    session.execute(d.ddl(statement))
-                session.execute(
-                    "INSERT INTO schema_version (version, description, applied_at) "
-                    "VALUES (?, ?, ?)",
-                    (migration.version, migration.description, d.timestamp(_now())),
-                )
-                log.info("%s: applied schema migration %d", d.describe(), migration.version)
+        if self.sqlite_path is not None:
+            prepare_sqlite_file(self.sqlite_path)
+        migrations.upgrade(self._engine(), self.where)
 
     # --- JWT replay protection -------------------------------------------------------------
 
     def claim_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
         """Record (issuer, jti); False if it was already claimed and has not yet expired."""
         expires = utc(expires_at, "expires_at")
-        now = _now()
-        d = self.dialect
-        reusable_before = d.timestamp(now - JTI_GRACE)
-
-        def claim(session: Session) -> bool:
-            # One atomic statement: a new claim inserts; a claim whose previous holder expired
-            # takes the row over; a live claim changes nothing (rowcount 0).
-            result = session.execute(
-                "INSERT INTO jti_claims (issuer, jti, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = excluded.expires_at "
-                "WHERE jti_claims.expires_at < ?",
-                (issuer, jti, d.timestamp(expires), reusable_before),
-            )
-            return result.rowcount == 1
-
-        claimed = self._run(claim)
+        reusable_before = _now() - JTI_GRACE
+        params = {
+            "issuer": issuer,
+            "jti": jti,
+            "expires_at": expires,
+            "reusable_before": reusable_before,
+        }
+        claimed = self._run(lambda c: c.execute(self._statements.claim, params).first() is not None)
         self._maybe_purge(reusable_before)
         return claimed
 
-    def _maybe_purge(self, reusable_before: object) -> None:
+    def _maybe_purge(self, reusable_before: datetime) -> None:
         now = time.monotonic()
         with self._lock:
             if now < self._next_purge:
                 return
             self._next_purge = now + JTI_PURGE_INTERVAL_SECONDS
+        params = {"reusable_before": reusable_before}
         try:
-            self._run(
-                lambda s: s.execute(
-                    "DELETE FROM jti_claims WHERE expires_at < ?", (reusable_before,)
-                )
-            )
+            self._run(lambda c: c.execute(self._statements.purge, params))
         except Exception:  # housekeeping only; the claim itself has been answered
             log.warning("could not purge expired jti claims", exc_info=True)
 
@@ -227,40 +220,31 @@ class SqlStore:
     def record_cards(self, entries: Sequence[CardAudit]) -> None:
         if not entries:
             return
-        d = self.dialect
         rows = [
-            (
-                e.hook_instance,
-                e.service_id,
-                e.card_uuid,
-                e.rule,
-                None if e.recommendation is None else d.json(e.recommendation),
-                d.json(list(e.suggestion_uuids)),
-                e.indicator,
-                e.summary,
-                d.timestamp(utc(e.served_at, "served_at")),
-                e.patient_ref,
-            )
+            {
+                "hook_instance": e.hook_instance,
+                "service_id": e.service_id,
+                "card_uuid": e.card_uuid,
+                "rule": e.rule,
+                "recommendation": e.recommendation,
+                "suggestion_uuids": list(e.suggestion_uuids),
+                "indicator": e.indicator,
+                "summary": e.summary,
+                "served_at": utc(e.served_at, "served_at"),
+                "patient_ref": e.patient_ref,
+            }
             for e in entries
         ]
 
-        def insert(session: Session) -> None:
-            with session.transaction():
-                for row in rows:
-                    session.execute(
-                        "INSERT INTO card_audit (hook_instance, service_id, card_uuid, rule, "
-                        "recommendation, suggestion_uuids, indicator, summary, served_at, "
-                        "patient_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (hook_instance, card_uuid) DO NOTHING",
-                        row,
-                    )
+        def insert(connection: Connection) -> None:
+            for row in rows:
+                connection.execute(self._statements.record_card, row)
 
         self._run(insert)
 
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult:
-        """Store each report once; committed before this returns."""
-        d = self.dialect
-        received = d.timestamp(_now())
+        """Store each report once; durably committed before this returns."""
+        received = _now()
         rows = []
         for item in items:
             if item.outcome not in OUTCOMES:
@@ -268,35 +252,28 @@ class SqlStore:
                     f"outcome must be 'accepted' or 'overridden', not {item.outcome!r}"
                 )
             rows.append(
-                (
-                    service_id,
-                    item.card_uuid,
-                    item.outcome,
-                    d.timestamp(utc(item.outcome_timestamp, "outcome_timestamp")),
+                {
+                    "service_id": service_id,
+                    "card_uuid": item.card_uuid,
+                    "outcome": item.outcome,
+                    "outcome_timestamp": utc(item.outcome_timestamp, "outcome_timestamp"),
                     # A set: the order the EHR lists accepted suggestions in means nothing.
-                    dumps_json(sorted(set(item.accepted_suggestion_ids))),
-                    item.override_reason_system or "",
-                    item.override_reason_code or "",
-                    item.override_reason_display or "",
-                    item.user_comment,
-                    received,
-                )
+                    "accepted_suggestions": dumps_json(sorted(set(item.accepted_suggestion_ids))),
+                    "override_reason_system": item.override_reason_system or "",
+                    "override_reason_code": item.override_reason_code or "",
+                    "override_reason_display": item.override_reason_display or "",
+                    "user_comment": item.user_comment,
+                    "received_at": received,
+                }
             )
+        if not rows:
+            return FeedbackResult(stored=0, duplicates=0)
 
-        def insert(session: Session) -> int:
-            stored = 0
-            with session.transaction(durable=True):
-                for row in rows:
-                    stored += session.execute(
-                        "INSERT INTO feedback (service_id, card_uuid, outcome, outcome_timestamp, "
-                        "accepted_suggestions, override_reason_system, override_reason_code, "
-                        "override_reason_display, user_comment, received_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        row,
-                    ).rowcount
-            return stored
+        def insert(connection: Connection) -> int:
+            statement = self._statements.record_feedback
+            return sum(len(connection.execute(statement, row).all()) for row in rows)
 
-        stored = self._run(insert) if rows else 0
+        stored = self._run(insert, durable=True)
         return FeedbackResult(stored=stored, duplicates=len(rows) - stored)
 
     # --- reporting -------------------------------------------------------------------------
@@ -307,12 +284,11 @@ class SqlStore:
         With ``since``: cards served since then, and their feedback; feedback on cards never
         audited counts when its outcome timestamp is since then.
         """
-        d = self.dialect
-        params = (d.timestamp(utc(since, "since") if since is not None else BEGINNING),)
+        params = {"since": utc(since, "since") if since is not None else BEGINNING}
 
-        def query(session: Session) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-            shown = session.execute(SHOWN_SQL, params).rows
-            return shown, session.execute(OUTCOMES_SQL, params).rows
+        def query(connection: Connection) -> tuple[list[Any], list[Any]]:
+            shown = list(connection.execute(SHOWN_SQL, params))
+            return shown, list(connection.execute(OUTCOMES_SQL, params))
 
         shown_rows, outcome_rows = self._run(query)
         shown: dict[str, int] = defaultdict(int)
@@ -320,13 +296,13 @@ class SqlStore:
         overridden: dict[str, int] = defaultdict(int)
         reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for rule, count in shown_rows:
-            shown[str(rule)] += _int(count)
+            shown[str(rule)] += int(count)
         for rule, outcome, reason, count in outcome_rows:
             if outcome == "accepted":
-                accepted[str(rule)] += _int(count)
+                accepted[str(rule)] += int(count)
             else:
-                overridden[str(rule)] += _int(count)
-                reasons[str(rule)][str(reason) if reason else NO_REASON] += _int(count)
+                overridden[str(rule)] += int(count)
+                reasons[str(rule)][str(reason) if reason else NO_REASON] += int(count)
         rules = sorted(set(shown) | set(accepted) | set(overridden), key=_rule_order)
         return [
             RuleStats(
@@ -340,13 +316,37 @@ class SqlStore:
         ]
 
 
+class _Statements:
+    """The store's writes, built once per store (building a statement costs more than
+    running it); parameters are bound by name at execution."""
+
+    def __init__(self, dialect_name: str) -> None:
+        insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+        # One atomic statement: a new claim inserts; a claim whose previous holder expired
+        # takes the row over; a live claim changes nothing (no row returned).
+        claim = insert(jti_claims)
+        self.claim = claim.on_conflict_do_update(
+            index_elements=[jti_claims.c.issuer, jti_claims.c.jti],
+            set_={"expires_at": claim.excluded.expires_at},
+            where=jti_claims.c.expires_at < bindparam("reusable_before", type_=UtcTimestamp()),
+        ).returning(jti_claims.c.jti)
+        self.purge = delete(jti_claims).where(
+            jti_claims.c.expires_at < bindparam("reusable_before", type_=UtcTimestamp())
+        )
+        self.record_card = insert(card_audit).on_conflict_do_nothing(
+            index_elements=[card_audit.c.hook_instance, card_audit.c.card_uuid]
+        )
+        # A row comes back for each report stored; none for a duplicate.
+        self.record_feedback = insert(feedback).on_conflict_do_nothing().returning(feedback.c.id)
+        probe = insert(store_probe)
+        self.probe = probe.on_conflict_do_update(
+            index_elements=[store_probe.c.probe],
+            set_={"written_at": probe.excluded.written_at},
+        )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
 
 
 def _rule_order(rule: str) -> tuple[bool, str]:
