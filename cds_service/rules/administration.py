@@ -97,8 +97,9 @@ def with_label_instructions(dosage: JsonDict) -> None:
 
 def _same(label: JsonDict, present: Any) -> bool:
     """Does a concept the dosage has already say what the label's concept says: the same
-    SNOMED CT code, or words that contain the concept's display or the label's sentence
-    ("Take on an empty stomach, 1 hour before food" is the empty-stomach instruction)?"""
+    SNOMED CT code, or words that begin with the concept's display or the label's sentence
+    ("Take on an empty stomach, 1 hour before food" is the empty-stomach instruction; "Do not
+    take on an empty stomach" is not, and the label's then stands beside it for all to see)?"""
     if not isinstance(present, dict):
         return False
     (coding,) = label["coding"]
@@ -107,7 +108,7 @@ def _same(label: JsonDict, present: Any) -> bool:
         return True
     said = [_words(present.get("text")), *(_words(c.get("display")) for c in codings)]
     wanted = (_words(coding["display"]), _words(label["text"]))
-    return any(phrase in words for words in said for phrase in wanted)
+    return any(words.startswith(phrase) for words in said for phrase in wanted)
 
 
 def _words(text: object) -> str:

@@ -149,6 +149,15 @@ def test_instructions_the_draft_already_has_are_not_repeated() -> None:
     assert new["additionalInstruction"] == dosage["additionalInstruction"]
 
 
+def test_an_instruction_that_says_otherwise_does_not_count_as_the_labels() -> None:
+    draft = order(dose=4, id="new")
+    contrary = {"text": "Do not take on an empty stomach"}
+    draft["dosageInstruction"][0]["additionalInstruction"] = [contrary]
+    (dosage,) = _start_reduced(draft)["dosageInstruction"]
+    assert dosage["additionalInstruction"][0] == contrary  # the prescriber's, for review
+    assert _codes(dosage) == [SWALLOW_WHOLE, EMPTY_STOMACH]
+
+
 def test_applying_the_suggestion_twice_changes_nothing_more() -> None:
     once = _start_reduced(order(dose=4, id="new"))
     read = read_order(once, {}, UTC, Problems())
