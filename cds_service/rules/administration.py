@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from cds_service.rules.codes import SNOMED
 from cds_service.rules.inputs import JsonDict
@@ -89,19 +88,17 @@ def with_label_instructions(dosage: JsonDict) -> None:
         dosage["patientInstruction"] = f"{own.rstrip()}\n{PATIENT_INSTRUCTION}"
 
     extra = dosage.get("additionalInstruction")
-    present: list[Any] = extra if isinstance(extra, list) else []
+    # An entry that is not a CodeableConcept would make the update invalid FHIR: it goes.
+    present = [c for c in extra if isinstance(c, dict)] if isinstance(extra, list) else []
     added = [c for c in additional_instructions() if not any(_same(c, p) for p in present)]
-    if added:
-        dosage["additionalInstruction"] = [*present, *added]
+    dosage["additionalInstruction"] = [*present, *added]  # never empty: the label's are in it
 
 
-def _same(label: JsonDict, present: Any) -> bool:
+def _same(label: JsonDict, present: JsonDict) -> bool:
     """Does a concept the dosage has already say what the label's concept says: the same
     SNOMED CT code, or words that begin with the concept's display or the label's sentence
     ("Take on an empty stomach, 1 hour before food" is the empty-stomach instruction; "Do not
     take on an empty stomach" is not, and the label's then stands beside it for all to see)?"""
-    if not isinstance(present, dict):
-        return False
     (coding,) = label["coding"]
     codings = [c for c in present.get("coding") or [] if isinstance(c, dict)]
     if any(c.get("system") in _SNOMED_SYSTEMS and c.get("code") == coding["code"] for c in codings):

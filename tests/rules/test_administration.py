@@ -158,6 +158,19 @@ def test_an_instruction_that_says_otherwise_does_not_count_as_the_labels() -> No
     assert _codes(dosage) == [SWALLOW_WHOLE, EMPTY_STOMACH]
 
 
+def test_a_malformed_instruction_entry_gives_way() -> None:
+    # Entries that are not CodeableConcepts (how they get past reading depends on the reader:
+    # here they are put in after it) must not make the update invalid FHIR.
+    read = read_order(order(dose=4, id="new"), {}, UTC, Problems())
+    assert read is not None
+    read.raw["dosageInstruction"][0]["additionalInstruction"] = ["empty stomach", 7]
+    update = with_dose(read, Decimal(3), fix_frequency=False)
+    MedicationRequest.model_validate(update)
+    (dosage,) = update["dosageInstruction"]
+    assert _codes(dosage) == [SWALLOW_WHOLE, EMPTY_STOMACH]
+    assert len(dosage["additionalInstruction"]) == 2
+
+
 def test_applying_the_suggestion_twice_changes_nothing_more() -> None:
     once = _start_reduced(order(dose=4, id="new"))
     read = read_order(once, {}, UTC, Problems())
