@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from builders import PATIENT_ID, empty_prefetch, medication_request, order_sign_request
 from cds_assertions import assert_conformant_response
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from flask.testing import FlaskClient
 
 from cds_service.fixtures import load_scenarios
@@ -352,3 +353,38 @@ def test_order_select_naming_no_draft_is_400_not_silence(client: FlaskClient) ->
     body = _order_select_request("MedicationRequest/not-among-the-drafts")
     response = client.post("/cds-services/ixazomib-order-select", json=body)
     assert_operation_outcome(response, 400, "not among context.draftOrders")
+
+
+@pytest.mark.parametrize(
+    ("service", "scenario_id"),
+    [
+        ("ixazomib-order-sign", "hep-moderate"),
+        ("ixazomib-order-select", "hep-moderate-order-select"),
+    ],
+)
+def test_the_suggested_order_says_how_to_take_ixazomib(
+    client: FlaskClient, service: str, scenario_id: str
+) -> None:
+    """What the EHR files when the clinician accepts: the new dose and the label's
+    administration instructions (section 2.1), in a valid FHIR R4 MedicationRequest."""
+    scenario = next(s for s in load_scenarios() if s.id == scenario_id)
+    body = json.loads(json.dumps(scenario.cds_request(prefetch=True), default=str))
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 200
+    (card,) = [
+        c
+        for c in response.get_json()["cards"]
+        if c["extension"]["org.ixazomib-cds.recommendation"]["ixazomib"]["action"]
+        == "start-reduced"
+    ]
+    (action,) = card["suggestions"][0]["actions"]
+    MedicationRequest.model_validate(action["resource"])
+    (dosage,) = action["resource"]["dosageInstruction"]
+    assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 3
+    assert "empty stomach" in dosage["patientInstruction"]
+    assert "72 hours" in dosage["patientInstruction"]
+    assert {
+        (coding["system"], coding["code"])
+        for extra in dosage["additionalInstruction"]
+        for coding in extra["coding"]
+    } == {("http://snomed.info/sct", "418693002"), ("http://snomed.info/sct", "717154004")}

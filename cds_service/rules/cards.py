@@ -17,6 +17,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from cds_service.rules.administration import with_label_instructions
 from cds_service.rules.catalog import DATA_CHECK, RULES_BY_ID
 from cds_service.rules.codes import (
     IXAZOMIB_BRANDED_PRODUCTS,
@@ -247,6 +248,7 @@ def with_dose(order: MedicationOrder, dose: Decimal, fix_frequency: bool) -> Jso
     # then day 15, say) gets the new dose and keeps its own timing.
     for dosage in dosages:
         _set_dose(dosage, dose, fix_frequency)
+        with_label_instructions(dosage)  # how to take it travels with the dose (label 2.1)
 
     if order.product_code_at == CODE_ELSEWHERE:
         # The Medication lives outside the order; one update of the order cannot change it,

@@ -5,6 +5,7 @@ A test compares the committed file with this output, so the documentation cannot
 
 from __future__ import annotations
 
+from cds_service.rules.administration import INSTRUCTIONS, LABEL_SECTION
 from cds_service.rules.catalog import RULES
 from cds_service.rules.codes import LABEL_URL
 from cds_service.rules.settings import RuleSettings
@@ -181,7 +182,30 @@ def generate() -> str:
         "",
         DECISIONS,
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, *_administration()])
+
+
+def _administration() -> list[str]:
+    lines = [
+        f"## Administration instructions (label {LABEL_SECTION})",
+        "",
+        "Every `update` suggestion that writes an ixazomib order (reduce, start-reduced,",
+        "correct-dose) carries them in each `dosageInstruction`: all as `patientInstruction`",
+        "text (after the prescriber's own, which stays unless it states another dose or the",
+        "frequency being corrected), the coded ones also as",
+        "`additionalInstruction` (SNOMED CT, value set",
+        "`http://hl7.org/fhir/ValueSet/additional-instruction-codes`), each only once. No card",
+        "is shown only to add them. Text and codes: `cds_service.rules.administration`.",
+        "",
+        "| instruction | `additionalInstruction` |",
+        "|---|---|",
+    ]
+    for instruction in INSTRUCTIONS:
+        code = "text only"
+        if instruction.snomed is not None:
+            code = f"SNOMED CT {instruction.snomed[0]} {instruction.snomed[1]}"
+        lines.append(f"| {instruction.text} | {code} |")
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

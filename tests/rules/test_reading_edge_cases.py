@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
+from cds_service.rules.administration import PATIENT_INSTRUCTION
 from cds_service.rules.cards import with_dose
 from cds_service.rules.facts.orders import read_order
 from cds_service.rules.facts.reading import Problems
@@ -444,8 +445,10 @@ def test_update_states_the_new_dose_in_every_text() -> None:
     resource = _start_reduced(draft)
     (new_dosage,) = resource["dosageInstruction"]
     assert new_dosage["text"] == "ixazomib 3 mg by mouth"
-    assert "patientInstruction" not in new_dosage  # stated the old dose: must not reach anyone
-    assert new_dosage["additionalInstruction"] == [EMPTY_STOMACH]
+    # The draft's stated the old dose: it must not reach anyone; the label's takes its place.
+    assert new_dosage["patientInstruction"] == PATIENT_INSTRUCTION
+    assert new_dosage["additionalInstruction"][0] == EMPTY_STOMACH
+    assert "4 mg = one capsule" not in _texts(new_dosage["additionalInstruction"])
     assert new_dosage["timing"] == draft["dosageInstruction"][0]["timing"]
     assert not [t for t in _texts(resource) if OLD_DOSE_TEXT.search(t)]
 
@@ -456,7 +459,9 @@ def test_patient_instruction_without_a_dose_is_kept() -> None:
         "Swallow whole with water; 1 hour before food"
     )
     (dosage,) = _start_reduced(draft)["dosageInstruction"]
-    assert dosage["patientInstruction"] == "Swallow whole with water; 1 hour before food"
+    assert dosage["patientInstruction"] == (
+        f"Swallow whole with water; 1 hour before food\n{PATIENT_INSTRUCTION}"
+    )
     assert "text" not in dosage  # none was sent: the structured dose says it
 
 
@@ -573,7 +578,7 @@ def test_fixed_frequency_keeps_the_dates_and_drops_only_what_set_the_frequency()
         "ixazomib 4 mg by mouth once weekly on days 1, 8 and 15 of a 28-day cycle"
     )
     # The patient's own instructions gave the frequency being corrected: they cannot stay.
-    assert "patientInstruction" not in dosage
+    assert dosage["patientInstruction"] == PATIENT_INSTRUCTION
 
 
 def test_contained_medication_named_only_by_its_old_strength_loses_that_name() -> None:
