@@ -32,8 +32,6 @@ Tokens and claim values other than ``iss`` and ``kid`` never appear in exception
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
@@ -85,9 +83,8 @@ _ISSUER_FIELDS = frozenset({"iss", "jwks_url", "jwks", "fhir_servers"})
 # 9999-12-31T23:59:59Z: a NumericDate beyond it is no real token's (and would overflow floats
 # and datetimes); before 1970 neither.
 _MAX_NUMERIC_DATE = 253402300799
-# The JWS extensions a token may declare critical and still be well formed (as PyJWT decides);
-# verify() then refuses every token that declares any.
-_KNOWN_CRIT = frozenset({"b64"})
+# Decodes and verifies compact JWS; stateless, shared by all threads.
+_JWS = jwt.PyJWS()
 
 
 class AuthenticationError(Exception):
@@ -254,8 +251,8 @@ class Authenticator:
         """Return the verified claims of the Bearer token, or raise AuthenticationError."""
         if isinstance(audiences, str) or not audiences:
             raise ValueError("verify() needs a non-empty list of acceptable audiences")
-        jws = _parse_jws(_bearer_token(authorization_header))
-        header, unverified = jws.header, jws.claims
+        token = _bearer_token(authorization_header)
+        header, unverified = _unverified_parts(token)
 
         kid = header.get("kid")
         iss = unverified.get("iss")
@@ -282,14 +279,15 @@ class Authenticator:
         except AuthenticationError as error:
             raise _noting_jku(error, header, keys.issuer) from None
         try:
-            authentic = _signature_valid(jws, key, alg)
-        except Exception:  # key or encoding problems all mean "not authentic"
-            authentic = False
-        if not authentic:
+            # The PyJWK is bound to the header's alg; PyJWT refuses any other, and short keys.
+            _JWS.decode_complete(
+                token, key=key, algorithms=[alg], options={"enforce_minimum_key_length": True}
+            )
+        except Exception:  # signature, key or encoding problems all mean "not authentic"
             refusal = _refused("signature verification failed", iss, kid)
-            raise _noting_jku(refusal, header, keys.issuer)
-        # The signature covers the exact payload bytes the claims were decoded from, so the
-        # claims read before verification are the verified claims (no second decoding).
+            raise _noting_jku(refusal, header, keys.issuer) from None
+        # PyJWT verified the signature over this token's payload: the very bytes the claims
+        # were read from above, so those are the verified claims.
         claims = unverified
 
         expires_at = self._check_claims(claims, audiences, iss, kid)
@@ -551,79 +549,19 @@ def _bearer_token(authorization_header: str | None) -> str:
     return token
 
 
-class _Jws(NamedTuple):
-    """A compact JWS taken apart once: decoded header and claims, and what the signature
-    covers. Nothing in it is trusted until ``_signature_valid`` says so."""
-
-    header: dict[str, Any]
-    claims: dict[str, Any]
-    signing_input: bytes  # ASCII "<header>.<payload>" exactly as sent
-    signature: bytes
-
-
-def _parse_jws(token: str) -> _Jws:
-    """The header and payload, before any verification: used to pick issuer and key, and
-    (once the signature over them is verified) as the claims.
-
-    One decoding per token, where PyJWT's decode_complete decoded it twice (unverified, then
-    verified) and checked the base64url alphabet character by character in Python (~0.15 ms of
-    a request). Accepts and refuses exactly what PyJWT did for tokens that passed
-    ``_bearer_token`` (which already allows only the base64url alphabet, without padding):
-    the same canonical base64url, JSON-object and header checks (``kid`` a string, ``crit``
-    well formed, no detached ``b64: false`` payload)."""
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims before any verification: used to choose the issuer's key and,
+    once the signature is verified, as the claims. PyJWT refuses what is not a well-formed
+    JWS: non-canonical base64url, a header that is not a JSON object, a ``kid`` that is not a
+    string, a malformed or unsupported ``crit``, a detached (``b64: false``) payload."""
     try:
-        header_text, payload_text, signature_text = token.split(".")
-        header = json.loads(_base64url(header_text))
-        payload = json.loads(_base64url(payload_text)) if isinstance(header, dict) else None
-        signature = _base64url(signature_text)
-    except Exception:  # any malformation: bad base64, bad JSON
+        decoded = _JWS.decode_complete(token, options={"verify_signature": False})
+        claims = json.loads(decoded["payload"])
+    except Exception:  # any malformation: bad base64, bad JSON, odd header values
         raise AuthenticationError("Bearer token is not a well-formed JWT") from None
-    if (
-        not isinstance(header, dict)
-        or not isinstance(payload, dict)
-        or header.get("b64", True) is False  # detached payload: never in a bearer token
-        or ("kid" in header and not isinstance(header["kid"], str))
-        or ("crit" in header and not _crit_well_formed(header))
-    ):
+    if not isinstance(claims, dict):
         raise AuthenticationError("Bearer token is not a well-formed JWT")
-    signing_input = token[: len(header_text) + 1 + len(payload_text)].encode("ascii")
-    return _Jws(header, payload, signing_input, signature)
-
-
-def _base64url(text: str) -> bytes:
-    """Strict base64url without padding: refuses lengths no encoder makes and non-canonical
-    trailing bits, as PyJWT does (a token has one spelling only)."""
-    if len(text) % 4 == 1:
-        raise ValueError("impossible base64url length")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode("ascii"):
-        raise binascii.Error("non-canonical base64url")
-    return data
-
-
-def _crit_well_formed(header: dict[str, Any]) -> bool:
-    crit = header["crit"]
-    return (
-        isinstance(crit, list)
-        and len(crit) > 0
-        and all(isinstance(ext, str) and ext in _KNOWN_CRIT and ext in header for ext in crit)
-    )
-
-
-def _signature_valid(jws: _Jws, key: jwt.PyJWK, alg: str) -> bool:
-    """Whether ``key``, bound to ``alg``, verifies the token's signature: what PyJWT's
-    verification does with a PyJWK (the algorithm named by the key, minimum key length
-    enforced, then the algorithm's own verify)."""
-    if alg != key.algorithm_name:
-        return False
-    algorithm = key.Algorithm
-    prepared = algorithm.prepare_key(key.key)
-    # PyJWT >= 2.10 knows minimum key lengths (a message when the key is too short); older
-    # releases had no such check (RSA keys under 2048 bits are refused when indexed anyway).
-    too_short = getattr(algorithm, "check_key_length", None)
-    if too_short is not None and too_short(prepared):
-        return False
-    return bool(algorithm.verify(jws.signing_input, prepared, jws.signature))
+    return decoded["header"], claims
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str, iss: str, kid: str) -> float:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from integration.sandbox_recording import recorded
@@ -246,38 +247,84 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _pyjwt_well_formed(token: str) -> bool:
-    """What PyJWT (the reference the service's own parser must match) accepts as a JWT."""
+# -- the service against PyJWT's own decoding, on mutated tokens ---------------------------------
+# The reference: a verifier built from PyJWT's public API alone, configured as the service is
+# (the issuer's key chosen by the header's kid from its key set, as PyJWKClient does; the same
+# algorithms, issuer, audiences and leeway; the claims the service requires).
+REFERENCE_AUDIENCES = AUDIENCES + [audience + "/" for audience in AUDIENCES]
+REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+
+
+def _pyjwt_verdict(token: str, key_set: jwt.PyJWKSet) -> str:
+    """``"malformed"`` (not a JWS PyJWT can read), ``"refused"`` or ``"accepted"``."""
     try:
         decoded = PyJWS().decode_complete(token, options={"verify_signature": False})
-        return isinstance(json.loads(decoded["payload"]), dict)
+        if not isinstance(json.loads(decoded["payload"]), dict):
+            return "malformed"
     except Exception:
-        return False
+        return "malformed"
+    try:
+        jwt.decode(
+            token, key=key_set[decoded["header"]["kid"]], algorithms=["ES384", "RS384"],
+            audience=REFERENCE_AUDIENCES, issuer=DEFAULT_ISS, leeway=30,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except (jwt.PyJWTError, KeyError):
+        return "refused"
+    return "accepted"
 
 
-def _malformations(es_key: EsKey) -> list[str]:
+def _service_verdict(issuer: TrustedIssuer, token: str) -> tuple[str, str]:
+    """The service's verdict and its reason; a fresh replay store, as PyJWT keeps none."""
+    try:
+        Authenticator([issuer], MemoryJtiStore()).verify(bearer(token), AUDIENCES)
+    except AuthenticationError as error:
+        reason = str(error)
+        shape = re.match(r"Bearer token is not a (well-formed|signed) JWT", reason)
+        return ("malformed" if shape else "refused"), reason
+    return "accepted", ""
+
+
+def _character_swaps(token: str) -> list[str]:
+    """The token with each character in turn replaced by the next of the base64url alphabet
+    (in the last character of a segment this may only change unused bits)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return [
+        token[:i] + alphabet[(alphabet.index(ch) + 1) % 64] + token[i + 1:]
+        for i, ch in enumerate(token) if ch != "."
+    ]
+
+
+def _mutations(es_key: EsKey, rs_key: RsKey, other_key: EsKey) -> list[str]:
+    """Tokens the service and PyJWT must decide alike: malformed, forged, re-signed with
+    changed claims or headers, and ones both accept."""
     token = mint(es_key, "es-1")
     header, payload, signature = token.split(".")
     real_header = json.loads(base64.urlsafe_b64decode(header + "=="))
+    now = int(time.time())
 
     def with_header(**changes: Any) -> str:
         return ".".join((_b64(json.dumps({**real_header, **changes}).encode()), payload, signature))
 
     flipped = chr(ord(signature[-1]) ^ 1)  # the last character carries unused bits
     return [
+        *_character_swaps(token),
         token,
+        mint(rs_key, "rs-1"),
         f"{header}.{payload}.{signature[:-1]}{flipped}",
         f"{header}.{payload[:-1]}{chr(ord(payload[-1]) ^ 1)}.{signature}",
         f"{header}.{payload}.{signature}A",  # a length no encoder produces
         f"{header}.{payload}x.{signature}",
+        f"{header}.{payload}.{signature[:-4]}",
+        f"{header}.{payload}.{signature}{signature[-4:]}",
         f"{_b64(b'[1]')}.{payload}.{signature}",
         f"{header}.{_b64(b'[1]')}.{signature}",
         f"{header}.{_b64(b'{not json')}.{signature}",
         f"{_b64(b'{not json')}.{payload}.{signature}",
         f"{header}.{_b64(b'7')}.{signature}",
+        f"{header}.{_b64(bytes([0xFF, 0xFE]))}.{signature}",
         with_header(kid=7),
         with_header(kid=None),
-        with_header(crit=["b64"], b64=True),
         with_header(crit=["b64"]),
         with_header(crit=[]),
         with_header(crit="b64", b64=True),
@@ -286,25 +333,79 @@ def _malformations(es_key: EsKey) -> list[str]:
         with_header(b64=False),
         with_header(b64=False, crit=["b64"]),
         with_header(alg=None),
+        with_header(alg="RS384"),
+        tamper(token, tenant="hospital-b"),
+        tamper(token, header={"kid": "rs-1"}),
+        # signed by the issuer's key, so only the service's checks and PyJWT's can refuse them
+        mint(es_key, "es-1", headers={"crit": ["exp"], "exp": 1}),
+        mint(es_key, "es-1", headers={"kid": 7}),
+        mint(es_key, "nope"),
+        mint(es_key, "rs-1", "ES384"),
+        mint(rs_key, "es-1", "RS384"),
+        mint(rs_key, "rs-1", "PS384"),
+        mint(other_key, "es-1"),
+        mint_hmac_with_public_key(es_key, "es-1", "HS384"),
+        mint_unsigned("es-1") + "c2ln",
+        mint(es_key, "es-1", iss="https://evil.example"),
+        mint(es_key, "es-1", aud="https://evil.example"),
+        mint(es_key, "es-1", aud=BASE + ".evil.example"),
+        mint(es_key, "es-1", aud=DEFAULT_AUD + "/x"),
+        mint(es_key, "es-1", aud=["https://other.example", BASE + "/"]),
+        mint(es_key, "es-1", aud=[1]),
+        mint(es_key, "es-1", iat=now - 400, exp=now - 31),
+        mint(es_key, "es-1", iat=now - 300, exp=now - 10),
+        mint(es_key, "es-1", nbf=now + 120),
+        mint(es_key, "es-1", nbf=now + 10),
+        mint(es_key, "es-1", iat=now + 120, exp=now + 400),
+        mint(es_key, "es-1", iat=now + 10, exp=now + 300),
+        mint(es_key, "es-1", exp="soon"),
+        mint(es_key, "es-1", nbf=float("nan")),
+        mint(es_key, "es-1", jti=12345),
+        mint(es_key, "es-1", sub=42),
+        *(mint(es_key, "es-1", omit=(claim,)) for claim in REQUIRED_CLAIMS),
     ]
 
 
-def test_token_parsing_accepts_and_refuses_what_pyjwt_does(
-    auth: Authenticator, es_key: EsKey
+def test_verify_decides_as_pyjwt_decode_on_mutated_tokens(
+    inline_issuer: TrustedIssuer, es_key: EsKey, rs_key: RsKey, other_key: EsKey
 ) -> None:
-    for token in _malformations(es_key):
-        if _pyjwt_well_formed(token):
-            reason = ""
-            try:
-                auth.verify(bearer(token), AUDIENCES)
-            except AuthenticationError as error:  # refused later, e.g. for its signature
-                reason = str(error)
-            assert "well-formed" not in reason, token
-        else:
-            # A flipped character may leave the base64url alphabet ("-" ^ 1 is ","): then the
-            # first check, on the token's shape, refuses it before it is decoded.
-            with pytest.raises(AuthenticationError, match=r"not a (well-formed|signed) JWT"):
-                auth.verify(bearer(token), AUDIENCES)
+    """The service accepts exactly what PyJWT's decode accepts, and calls malformed exactly
+    what PyJWT cannot read (the service's stricter rules are held apart, in the next test)."""
+    key_set = jwt.PyJWKSet.from_dict(inline_issuer.jwks or {})
+    verdicts: dict[str, int] = {}
+    for token in _mutations(es_key, rs_key, other_key):
+        expected = _pyjwt_verdict(token, key_set)
+        verdict, reason = _service_verdict(inline_issuer, token)
+        assert verdict == expected, (token, expected, reason)
+        verdicts[verdict] = verdicts.get(verdict, 0) + 1
+    assert min(verdicts.get(kind, 0) for kind in ("accepted", "refused", "malformed")) >= 5
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"typ": None}, "'typ' must be 'JWT'"),
+        ({"typ": "at+jwt"}, "'typ' must be 'JWT'"),
+        ({"headers": {"crit": ["b64"], "b64": True}}, "critical extensions"),
+        ({"iat": 1_000_000_000, "exp": 4_000_000_000}, "lifetime exceeds"),
+        ({"iat": int(time.time()) + 10, "exp": int(time.time()) + 10}, "'exp' is not after"),
+        ({"exp": 10**400}, "NumericDate"),
+        ({"iat": True}, "NumericDate"),
+        ({"iat": -1}, "NumericDate"),
+        ({"jti": "x" * 300}, "'jti'"),
+        ({"tenant": {"id": 1}}, "'tenant' must be a string"),
+    ],
+)
+def test_where_the_service_is_stricter_than_pyjwt(
+    inline_issuer: TrustedIssuer, es_key: EsKey, changes: dict[str, Any], reason: str
+) -> None:
+    """Tokens PyJWT's decode accepts and the service refuses, by a rule of its own."""
+    token = mint(es_key, "es-1", **changes)
+    key_set = jwt.PyJWKSet.from_dict(inline_issuer.jwks or {})
+    assert _pyjwt_verdict(token, key_set) == "accepted"
+    verdict, message = _service_verdict(inline_issuer, token)
+    assert verdict == "refused"
+    assert reason in message
 
 
 def test_alg_none_is_refused(auth: Authenticator) -> None:
