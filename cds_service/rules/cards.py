@@ -23,12 +23,19 @@ from cds_service.rules.codes import (
     IXAZOMIB_CODES,
     IXAZOMIB_GENERIC_PRODUCTS,
     LABEL_URL,
+    NDC_SYSTEMS,
     RXNORM,
+    RXNORM_SYSTEMS,
     UCUM,
 )
 from cds_service.rules.decisions import Decision, DrugAdvice, Suggest
 from cds_service.rules.facts import MedicationOrder
-from cds_service.rules.facts.orders import CODE_ELSEWHERE, CODE_IN_CONCEPT, CODE_IN_CONTAINED
+from cds_service.rules.facts.orders import (
+    CODE_ELSEWHERE,
+    CODE_IN_CONCEPT,
+    CODE_IN_CONTAINED,
+    ndc_with_strength,
+)
 from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import plain
 
@@ -339,7 +346,7 @@ def _drop_other_amounts(concept: JsonDict, dose: Decimal) -> None:
             c
             for c in codings
             if not isinstance(c, dict)
-            or (c.get("system") == RXNORM and c.get("code") in IXAZOMIB_CODES)
+            or (c.get("system") in RXNORM_SYSTEMS and c.get("code") in IXAZOMIB_CODES)
             or not _states_other_amount(str(c.get("display") or ""), dose)
         ]
         if kept:
@@ -394,7 +401,14 @@ def _product_for(order: MedicationOrder, dose: Decimal) -> str:
 
 def _switch_product(concept: dict[str, Any], dose: Decimal) -> None:
     for coding in concept.get("coding", []):
-        if coding.get("system") != RXNORM:
+        if coding.get("system") in NDC_SYSTEMS and isinstance(coding.get("code"), str):
+            # The same NINLARO package code for the new strength (its display named the old).
+            switched = ndc_with_strength(coding["code"], dose)
+            if switched is not None:
+                coding["code"] = switched
+                coding.pop("display", None)
+            continue
+        if coding.get("system") not in RXNORM_SYSTEMS:
             continue
         for family in (IXAZOMIB_GENERIC_PRODUCTS, IXAZOMIB_BRANDED_PRODUCTS):
             if coding.get("code") in family:

@@ -8,6 +8,13 @@ from cds_service.rules.data_needs import LOINC, MEDDRA, NCIT, SNOMED
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
+NDC = "http://hl7.org/fhir/sid/ndc"
+ATC = "http://www.whocc.no/atc"
+# EHRs also name code systems by their HL7 OIDs (label reference, "Codes"): the same codes.
+RXNORM_SYSTEMS = frozenset({RXNORM, "urn:oid:2.16.840.1.113883.6.88"})
+NDC_SYSTEMS = frozenset({NDC, "urn:oid:2.16.840.1.113883.6.69"})
+LOINC_SYSTEMS = frozenset({LOINC, "urn:oid:2.16.840.1.113883.6.1"})
+UCUM_SYSTEMS = frozenset({UCUM, "urn:oid:2.16.840.1.113883.6.8"})
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 AE_OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 AE_GRADE_EXTENSIONS = frozenset(
@@ -38,6 +45,21 @@ IXAZOMIB_PRODUCT_STRENGTH = {**IXAZOMIB_GENERIC_PRODUCTS, **IXAZOMIB_BRANDED_PRO
 IXAZOMIB_CODES = IXAZOMIB_INGREDIENT_CODES | IXAZOMIB_PRODUCT_STRENGTH.keys()
 LENALIDOMIDE_CODES = frozenset({"342369", "337535"})
 DEXAMETHASONE_CODES = frozenset({"3264"})
+
+# ATC (WHO): ixazomib L01XG03 (formerly L01XX50), lenalidomide L04AX04. Substance level: no
+# strength.
+IXAZOMIB_ATC = frozenset({"L01XG03", "L01XX50"})
+LENALIDOMIDE_ATC = frozenset({"L04AX04"})
+
+# NDC (label section 16): labeler 63020, product code (3 digits in the 10-digit 5-3-2 form) ->
+# capsule strength (mg). Any package of a product is that product (see orders.ndc_strength).
+NINLARO_NDC_LABELER = "63020"
+NINLARO_NDC_PRODUCTS = {"078": Decimal("2.3"), "079": Decimal(3), "080": Decimal(4)}
+
+# Names that identify the drug in free text (order text, code displays), lower case. An order
+# named only so is still checked, and its cards say how it was recognised.
+IXAZOMIB_NAMES = ("ixazomib", "ninlaro")
+LENALIDOMIDE_NAMES = ("lenalidomide", "revlimid")
 
 # Strong CYP3A inducers: RxNorm ingredient code -> name. Names also match order text (fallback).
 STRONG_CYP3A_INDUCERS = {

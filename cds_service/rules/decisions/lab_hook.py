@@ -47,7 +47,7 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     decisions += shared.data_problems(facts, only=facts.new_references)
     if decisions and facts.unavailable:
         decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
-    return decisions
+    return shared.recognised_by_text(decisions, facts.active_orders)
 
 
 def _on_treatment(facts: Facts) -> bool:

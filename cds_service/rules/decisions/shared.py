@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
@@ -377,6 +378,26 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
             )
         )
     return decisions
+
+
+def recognised_by_text(decisions: list[Decision], orders: list[MedicationOrder]) -> list[Decision]:
+    """Each decision with a note naming the orders whose drug no code named, only their text:
+    the prescriber sees that the advice rests on reading a name, and which."""
+    notes = tuple(
+        f"{order.drug.value} order {order.reference} was recognised by its text, "
+        f"'{order.recognised_by_text}' (no RxNorm, NDC or ATC code names the drug)"
+        + (
+            f"; the capsule strength was read from the text: {order.strength_text}"
+            if order.strength_text
+            else ""
+        )
+        + "."
+        for order in orders
+        if order.recognised_by_text is not None
+    )
+    if not notes:
+        return decisions
+    return [replace(d, notes=(*d.notes, *notes)) for d in decisions]
 
 
 def _names(problem: str, reference: str) -> bool:
