@@ -34,6 +34,7 @@ from cds_service.rules.facts.orders import (
     CODE_ELSEWHERE,
     CODE_IN_CONCEPT,
     CODE_IN_CONTAINED,
+    ndc_strength,
     ndc_with_strength,
 )
 from cds_service.rules.inputs import JsonDict
@@ -347,7 +348,12 @@ def _drop_other_amounts(concept: JsonDict, dose: Decimal) -> None:
             for c in codings
             if not isinstance(c, dict)
             or (c.get("system") in RXNORM_SYSTEMS and c.get("code") in IXAZOMIB_CODES)
-            or not _states_other_amount(str(c.get("display") or ""), dose)
+            or (
+                not _states_other_amount(str(c.get("display") or ""), dose)
+                and ndc_strength(str(c.get("code"))) in (None, dose)
+                if c.get("system") in NDC_SYSTEMS
+                else not _states_other_amount(str(c.get("display") or ""), dose)
+            )
         ]
         if kept:
             concept["coding"] = kept
@@ -400,9 +406,17 @@ def _product_for(order: MedicationOrder, dose: Decimal) -> str:
 
 
 def _switch_product(concept: dict[str, Any], dose: Decimal) -> None:
+    # An NDC that is the only code naming the product becomes the same package code of the
+    # new strength; beside an RxNorm code it is dropped instead (_drop_other_amounts).
+    rxnorm_named = any(
+        c.get("system") in RXNORM_SYSTEMS and c.get("code") in IXAZOMIB_CODES
+        for c in concept.get("coding", [])
+        if isinstance(c, dict)
+    )
     for coding in concept.get("coding", []):
         if coding.get("system") in NDC_SYSTEMS and isinstance(coding.get("code"), str):
-            # The same NINLARO package code for the new strength (its display named the old).
+            if rxnorm_named:
+                continue
             switched = ndc_with_strength(coding["code"], dose)
             if switched is not None:
                 coding["code"] = switched

@@ -10,15 +10,14 @@ from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.facts.labs import ANC_NEW_CYCLE_AT_LEAST, PLATELETS_NEW_CYCLE_AT_LEAST
 from cds_service.rules.facts.reading import shown
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import plain
 
 from . import shared, start_dose
 from .history import (
-    ANC_NEW_CYCLE_AT_LEAST,
     HOLD_THRESHOLDS,
-    PLATELETS_NEW_CYCLE_AT_LEAST,
     DoseCourse,
     Step,
     count_episodes,

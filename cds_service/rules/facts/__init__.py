@@ -28,9 +28,10 @@ from cds_service.rules.facts.clinical import (
 from cds_service.rules.facts.labs import (
     Lab,
     LabValue,
-    lab_of,
     overtaken,
-    read_lab,
+    read_labs,
+    reads_labs,
+    specimen_ancs,
     unused_latest_count,
     unused_new_result,
 )
@@ -211,9 +212,12 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     def read_labs(raws: list[JsonDict], noted: Problems) -> dict[Lab, tuple[LabValue, ...]]:
         found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
         for raw in raws:
-            value = readings.read("lab", raw, noted, lambda lab, p: _read_lab(lab, zone, p))
-            if value is not None:
+            for value in readings.read("lab", raw, noted, lambda lab, p: _read_labs(lab, zone, p)):
                 found[value.lab].append(_zone_checked(value, noted))
+        # Neutrophil percentages and WBCs filed as Observations of their own: the ANC of
+        # each specimen they share.
+        for value in specimen_ancs(raws, zone, noted):
+            found[value.lab].append(_zone_checked(value, noted))
         return {
             lab: tuple(sorted(series, key=lambda v: (v.at, v.reference)))
             for lab, series in found.items()
@@ -339,8 +343,8 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     )
 
 
-def _read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None:
-    return None if lab_of(raw) is None else read_lab(raw, zone, problems)
+def _read_labs(raw: JsonDict, zone: tzinfo, problems: Problems) -> tuple[LabValue, ...]:
+    return read_labs(raw, zone, problems) if reads_labs(raw) else ()
 
 
 def _zone_checked(value: LabValue, problems: Problems) -> LabValue:
