@@ -46,7 +46,7 @@ from cds_service.rules.facts.reading import (
     validate,
 )
 from cds_service.rules.inputs import JsonDict
-from cds_service.rules.units import Kind, convert, counts_dose_forms
+from cds_service.rules.units import Kind, convert, counts_dose_forms, plain
 
 
 class Drug(Enum):
@@ -365,7 +365,8 @@ def _dose(dosage: Any, strength: Decimal | None) -> tuple[Decimal | None, str, s
         # "1 {pill}" of a 4 mg product is 4 mg (the CDS Hooks Sandbox doses every order so).
         if strength is None:
             return None, sent, "the dose is in capsules but the capsule strength is not coded"
-        return value * strength, sent, None
+        dose = value * strength
+        return dose, f"{sent} (= {plain(dose)} mg: {plain(strength)} mg each)", None
     converted = convert(Kind.DOSE, value, quantity.code, quantity.system, quantity.unit)
     if converted is None:
         return None, sent, f"the dose unit '{quantity.unit or quantity.code}' is not a mass unit"
