@@ -257,6 +257,8 @@ def with_dose(order: MedicationOrder, dose: Decimal, fix_frequency: bool) -> Jso
         if order.product_code_at in (CODE_IN_CONCEPT, CODE_IN_CONTAINED):
             _switch_product(named, dose)
         _drop_other_amounts(named, dose)
+        if order.strength_text is not None and order.strength_mg != dose:
+            _name_product_by_rxnorm(named, dose)
         if not named and contained is not None:
             contained.pop("code")  # it only named the old strength; the ingredient names the drug
         elif not named:
@@ -361,6 +363,15 @@ def _drop_other_amounts(concept: JsonDict, dose: Decimal) -> None:
             concept.pop("coding")
     if isinstance(concept.get("text"), str) and _states_other_amount(concept["text"], dose):
         concept.pop("text")
+
+
+def _name_product_by_rxnorm(concept: JsonDict, dose: Decimal) -> None:
+    """An order recognised by a text that stated the old strength ("NINLARO 4 MG PO CAPS"):
+    its local codes named that product too, so they go, and the RxNorm product of the new
+    strength names the drug instead (the next call recognises it by code)."""
+    code = next(c for c, strength in IXAZOMIB_GENERIC_PRODUCTS.items() if strength == dose)
+    concept["coding"] = [{"system": RXNORM, "code": code, "display": _PRODUCT_NAMES[code]}]
+    concept["text"] = _PRODUCT_NAMES[code]
 
 
 def _concept_words(concept: Any) -> str:

@@ -249,3 +249,25 @@ def test_a_daily_pill_of_the_4_mg_product_is_an_overdose_of_28_mg_a_week() -> No
 
 def test_a_lenalidomide_code_is_not_taken_for_ixazomib() -> None:
     assert sign(order(code=LENALIDOMIDE, dose=25, timing=DAILY), record(ON_IXAZOMIB)) == []
+
+
+def test_the_update_of_an_order_named_by_text_names_the_new_product_by_code() -> None:
+    bilirubin = lab(
+        "1975-2", "2.4", "mg/dL", 1, high={"value": 1.2, "unit": "mg/dL", "system": UCUM}
+    )
+    crcl = lab("35591-7", 80, "mL/min", 1)
+    draft = counted({"medicationCodeableConcept": text_only("NINLARO 4 MG PO CAPS")})
+    card = one(
+        sign(draft, record(labs=[*LOW_ANC[1:], anc(2000, 1), bilirubin, crcl])),
+        "hepatic-start-dose",
+    )
+    resource = card["suggestions"][0]["actions"][0]["resource"]
+    assert resource["medicationCodeableConcept"] == {
+        "coding": [{"system": RXNORM, "code": "1723765", "display": "ixazomib 3 MG Oral Capsule"}],
+        "text": "ixazomib 3 MG Oral Capsule",
+    }
+    # Applied, the order is recognised by its code and starts at 3 mg: no card comes back.
+    assert not by_rule(
+        sign(resource, record(labs=[*LOW_ANC[1:], anc(2000, 1), bilirubin, crcl])),
+        "hepatic-start-dose",
+    )

@@ -162,3 +162,10 @@ def test_a_high_bound_above_every_threshold_passes() -> None:
     high["valueQuantity"]["comparator"] = ">"
     high["valueQuantity"]["value"] = Decimal(100)
     assert sign(order(dose=4), record(ON_IXAZOMIB, labs=[anc(2000, 1), high])) == []
+
+
+def test_a_preliminary_cbc_panel_at_the_lab_hook_is_named_never_silent() -> None:
+    cbc = panel([component("751-8", "0.2", "10*3/uL")], id="cbc-pre")
+    cbc["status"] = "preliminary"
+    card = one(lab_result([cbc], record(ON_IXAZOMIB)), "data-uninterpretable")
+    assert "blood count panel Observation/cbc-pre" in card["detail"]

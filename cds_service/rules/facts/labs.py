@@ -451,10 +451,15 @@ def unused_new_result(raw: JsonDict) -> str | None:
 
     Read from the raw JSON, unvalidated: the text only names what was sent."""
     lab = lab_of(raw)
+    codes = loinc_codes(raw.get("code"))
     if lab is not None:
         kind = lab.value
-    elif loinc_codes(raw.get("code")) & PREGNANCY_STATUS_CODES:
+    elif codes & PREGNANCY_STATUS_CODES:
         kind = "pregnancy status"
+    elif _component_labs(raw):
+        kind = "blood count panel"
+    elif codes & NEUTROPHIL_PERCENT_CODES:
+        kind = "neutrophil percentage"
     else:
         return None
     status = text_field(raw, "status")
@@ -513,7 +518,7 @@ def unused_latest_count(
     it is the latest word on the count. None for anything else."""
     if text_field(raw, "status") in COUNTING_STATUSES:  # most results: one look, then done
         return None
-    if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS):
+    if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS) and not _component_labs(raw):
         return None
     why = unused_new_result(raw)
     taken = _instant_sent(raw, zone)
