@@ -341,28 +341,29 @@ def _restate_dosage_text(dosage: JsonDict, dose: Decimal, fix_frequency: bool) -
 
 def _drop_other_amounts(concept: JsonDict, dose: Decimal) -> None:
     """A medication concept without text or codings that name another strength: a code of
-    another system (NDC, a local formulary) whose display states the old strength names the old
-    product, and cannot be translated; the RxNorm codes that identify ixazomib stay."""
+    another system (a local formulary) whose display states the old strength, or a NINLARO NDC
+    of another strength left beside an RxNorm code, names the old product; the RxNorm codes
+    that identify ixazomib stay."""
     codings = concept.get("coding")
     if isinstance(codings, list):
-        kept = [
-            c
-            for c in codings
-            if not isinstance(c, dict)
-            or (c.get("system") in RXNORM_SYSTEMS and c.get("code") in IXAZOMIB_CODES)
-            or (
-                not _states_other_amount(str(c.get("display") or ""), dose)
-                and ndc_strength(str(c.get("code"))) in (None, dose)
-                if c.get("system") in NDC_SYSTEMS
-                else not _states_other_amount(str(c.get("display") or ""), dose)
-            )
-        ]
+        kept = [c for c in codings if not isinstance(c, dict) or not _names_other_amount(c, dose)]
         if kept:
             concept["coding"] = kept
         else:
             concept.pop("coding")
     if isinstance(concept.get("text"), str) and _states_other_amount(concept["text"], dose):
         concept.pop("text")
+
+
+def _names_other_amount(coding: JsonDict, dose: Decimal) -> bool:
+    if coding.get("system") in RXNORM_SYSTEMS and coding.get("code") in IXAZOMIB_CODES:
+        return False  # already switched to the product of the new strength
+    if coding.get("system") in NDC_SYSTEMS and ndc_strength(str(coding.get("code"))) not in (
+        None,
+        dose,
+    ):
+        return True
+    return _states_other_amount(str(coding.get("display") or ""), dose)
 
 
 def _name_product_by_rxnorm(concept: JsonDict, dose: Decimal) -> None:

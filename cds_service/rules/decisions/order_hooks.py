@@ -10,7 +10,11 @@ from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity
-from cds_service.rules.facts.labs import ANC_NEW_CYCLE_AT_LEAST, PLATELETS_NEW_CYCLE_AT_LEAST
+from cds_service.rules.facts.labs import (
+    ANC_NEW_CYCLE_AT_LEAST,
+    PLATELETS_NEW_CYCLE_AT_LEAST,
+    count_text,
+)
 from cds_service.rules.facts.reading import shown
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import plain
@@ -42,7 +46,6 @@ from .model import (
     DrugAdvice,
     Suggest,
     count_line,
-    count_text,
     mg,
     order_line,
     toxicity_line,

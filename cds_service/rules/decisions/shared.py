@@ -9,6 +9,7 @@ from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.facts import Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
+from cds_service.rules.facts.labs import count_text
 from cds_service.rules.settings import RuleSettings
 
 from .history import (
@@ -31,7 +32,6 @@ from .model import (
     DrugAdvice,
     Suggest,
     count_line,
-    count_text,
     evidence_line,
     lab_line,
     mg,

@@ -44,7 +44,7 @@ from cds_service.rules.facts.reading import (
     validate,
 )
 from cds_service.rules.inputs import JsonDict
-from cds_service.rules.units import Kind, convert
+from cds_service.rules.units import Kind, convert, plain
 
 COUNTING_STATUSES = frozenset({"final", "amended", "corrected"})
 # A result in one of these never was (not done, or recorded in error): nothing to name.
@@ -120,15 +120,15 @@ def lab_of(raw: JsonDict) -> Lab | None:
     return found.pop() if len(found) == 1 else None
 
 
+_COMPONENT_CODES = ANC_CODES | PLATELET_CODES | NEUTROPHIL_PERCENT_CODES | WBC_CODES
+
+
 def _component_labs(raw: JsonDict) -> bool:
     """Whether a raw Observation carries counts the rules read as components (a CBC panel)."""
     components = raw.get("component")
     return isinstance(components, list) and any(
         isinstance(c, dict) and loinc_codes(c.get("code")) & _COMPONENT_CODES for c in components
     )
-
-
-_COMPONENT_CODES = ANC_CODES | PLATELET_CODES | NEUTROPHIL_PERCENT_CODES | WBC_CODES
 
 
 def reads_labs(raw: JsonDict) -> bool:
@@ -171,6 +171,7 @@ def read_labs(raw: JsonDict, zone: tzinfo, problems: Problems) -> tuple[LabValue
             if percent is not None:
                 percents.append(percent)
         elif codes & WBC_CODES:
+            # A WBC is a cell count read like the ANC (same units), never filed as one.
             wbc = _count_value(component, Lab.ANC, reference, at, zone_assumed, problems, "WBC")
             if wbc is not None:
                 wbcs.append(wbc)
@@ -276,8 +277,9 @@ def _specimen(raw: JsonDict) -> str | None:
 
 
 def count_text(value: Decimal) -> str:
+    """A count in cells/mm3 with thousands separators (exact: no rounding)."""
     whole = value.to_integral_value()
-    return f"{int(whole):,}" if whole == value else format(value.normalize(), "f")
+    return f"{int(whole):,}" if whole == value else plain(value)
 
 
 def _observation_time(observation: Observation, zone: tzinfo) -> datetime | None:
@@ -297,17 +299,15 @@ def _percent(
     if quantity is None or quantity.value is None:
         return None
     sent = f"{quantity.comparator or ''}{quantity.value} {quantity.unit or quantity.code or ''}"
+    # The LOINC code says it is a percentage (Neutrophils/100 leukocytes): a unit, when sent,
+    # must say so too.
     if quantity.comparator or (quantity.code or quantity.unit or "%").strip() != "%":
         problems.uninterpretable.append(
             f"neutrophils {reference} ({sent.strip()}, {at:%Y-%m-%d}): not a percentage of "
             "leukocytes that can be read exactly"
         )
         return None
-    return Decimal(quantity.value), f"{plain_decimal(Decimal(quantity.value))} %"
-
-
-def plain_decimal(value: Decimal) -> str:
-    return format(value.normalize(), "f")
+    return Decimal(quantity.value), f"{plain(Decimal(quantity.value))} %"
 
 
 # A count sent as text: "<20", "< 20 x10^3/uL", ">= 150 K/uL" (a comparator, a number, a unit).
@@ -341,7 +341,7 @@ def _count_value(
         if holder.dataAbsentReason is None:
             problems.uninterpretable.append(f"{shown} {reference}: no numeric value")
         return None
-    sent = f"{comparator or ''}{plain_decimal(number)} {unit or code or ''}".strip()
+    sent = f"{comparator or ''}{plain(number)} {unit or code or ''}".strip()
     converted = convert(Kind.CELL_COUNT, number, code, system, unit)
     if converted is None:
         problems.uninterpretable.append(
