@@ -271,3 +271,27 @@ def test_the_update_of_an_order_named_by_text_names_the_new_product_by_code() ->
         sign(resource, record(labs=[*LOW_ANC[1:], anc(2000, 1), bilirubin, crcl])),
         "hepatic-start-dose",
     )
+
+
+def _by_missing_reference(display: str | None) -> JsonDict:
+    reference: JsonDict = {"reference": "Medication/not-on-record"}
+    if display is not None:
+        reference["display"] = display
+    return {"medicationReference": reference}
+
+
+def test_an_unresolved_medication_named_ninlaro_by_its_display_is_checked() -> None:
+    draft = order(dose=4, medication=_by_missing_reference("NINLARO 4 MG capsule"))
+    cards = sign(draft, record(history=ON_IXAZOMIB, labs=LOW_ANC))
+    card = one(cards, "anc-below-500")
+    assert "recognised by its text, 'NINLARO 4 MG capsule'" in card["detail"]
+
+
+def test_an_unresolved_medication_named_as_another_drug_gets_no_card() -> None:
+    draft = order(dose=81, medication=_by_missing_reference("aspirin 81 mg tablet"))
+    assert sign(draft, record(labs=LOW_ANC)) == []
+
+
+def test_an_unresolved_medication_that_names_nothing_is_still_asked_about() -> None:
+    cards = sign(order(dose=4, medication=_by_missing_reference(None)), record(labs=LOW_ANC))
+    assert rules_of(cards) == ["data-unavailable"]

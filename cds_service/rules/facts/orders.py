@@ -123,13 +123,13 @@ def _medication_concept(
         return dict_field(order, "medicationCodeableConcept"), CODE_IN_CONCEPT, None
     reference = dict_field(order, "medicationReference").get("reference")
     if not isinstance(reference, str):
-        return None, CODE_ELSEWHERE, None
+        return _display_of_reference(order), CODE_ELSEWHERE, None
     if reference.startswith("#"):
         medication, code_at = _contained(order, reference[1:]), CODE_IN_CONTAINED
     else:
         medication, code_at = medications.get(reference), CODE_ELSEWHERE
     if medication is None:
-        return None, code_at, None
+        return _display_of_reference(order), code_at, None
     code, strength = _medication_code(medication, zone, problems)
     return code, code_at, strength
 
@@ -421,18 +421,28 @@ def read_order(
     )
 
 
-def _raw_concept(order: JsonDict, medications: dict[str, JsonDict]) -> Any:
-    """The medication concept straight from the JSON, for selecting before validating."""
+def _raw_concept(order: JsonDict, medications: dict[str, JsonDict], by_display: bool = True) -> Any:
+    """The medication concept straight from the JSON, for selecting before validating; with
+    ``by_display``, the display of a reference that cannot be resolved stands in for it."""
     if "medicationCodeableConcept" in order:
         return dict_field(order, "medicationCodeableConcept")
     reference = dict_field(order, "medicationReference").get("reference")
-    if not isinstance(reference, str):
-        return None
-    if reference.startswith("#"):
+    medication: Any = None
+    if isinstance(reference, str) and reference.startswith("#"):
         medication = _contained(order, reference[1:])
-    else:
+    elif isinstance(reference, str):
         medication = medications.get(reference)
-    return _raw_medication_concept(medication) if isinstance(medication, dict) else None
+    if isinstance(medication, dict):
+        return _raw_medication_concept(medication)
+    return _display_of_reference(order) if by_display else None
+
+
+def _display_of_reference(order: JsonDict) -> JsonDict | None:
+    """The medication a reference that cannot be resolved names in its display ("NINLARO 4 MG
+    capsule"), as a concept of that text; None when it names nothing. The Medication itself,
+    when it can be read, is what counts."""
+    display = dict_field(order, "medicationReference").get("display")
+    return {"text": display} if isinstance(display, str) and display.strip() else None
 
 
 def _raw_medication_concept(medication: JsonDict) -> JsonDict | None:
@@ -466,7 +476,9 @@ def medication_unknown(raw: JsonDict, medications: dict[str, JsonDict]) -> bool:
     be resolved, a malformed medicationCodeableConcept (e.g. a bare string), or neither."""
     if "medicationCodeableConcept" in raw:
         return not isinstance(raw["medicationCodeableConcept"], dict)
-    return not isinstance(_raw_concept(raw, medications), dict)
+    # The reference's display does not count here: the Medication is what the data layer
+    # resolves, and a display ("Medication", a local name) may not name the drug at all.
+    return not isinstance(_raw_concept(raw, medications, by_display=False), dict)
 
 
 def names_other_drug(raw: JsonDict, medications: dict[str, JsonDict]) -> bool:
