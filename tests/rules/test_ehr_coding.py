@@ -22,6 +22,7 @@ from .builders import (
     by_rule,
     concept,
     lab,
+    lab_result,
     one,
     order,
     platelets,
@@ -295,3 +296,30 @@ def test_an_unresolved_medication_named_as_another_drug_gets_no_card() -> None:
 def test_an_unresolved_medication_that_names_nothing_is_still_asked_about() -> None:
     cards = sign(order(dose=4, medication=_by_missing_reference(None)), record(labs=LOW_ANC))
     assert rules_of(cards) == ["data-unavailable"]
+
+
+def test_the_update_of_a_contained_medication_coded_by_ndc_switches_its_ndc() -> None:
+    bilirubin = lab(
+        "1975-2", "2.4", "mg/dL", 1, high={"value": 1.2, "unit": "mg/dL", "system": UCUM}
+    )
+    crcl = lab("35591-7", 80, "mL/min", 1)
+    draft = counted(contained_ndc("6302008002"))
+    card = one(
+        sign(draft, record(labs=[anc(2000, 1), LOW_ANC[1], bilirubin, crcl])), "hepatic-start-dose"
+    )
+    resource = card["suggestions"][0]["actions"][0]["resource"]
+    (medication,) = resource["contained"]
+    assert medication["code"]["coding"] == [{"system": NDC, "code": "6302007902"}]
+    assert resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 3
+
+
+def test_at_the_lab_hook_an_active_order_coded_by_ndc_or_text_is_held_for_a_low_anc() -> None:
+    for medication in (
+        coded(NDC, "63020-080-02"),
+        {"medicationCodeableConcept": text_only("NINLARO 4 MG PO CAPS")},
+    ):
+        active = order(dose=4, status="active", days_ago=7, medication=medication, id="ixa-active")
+        cards = lab_result([anc(300, 0.1)], record(history=[active]))
+        card = one(cards, "anc-below-500")
+        held = [a["resource"]["id"] for s in card["suggestions"] for a in s["actions"]]
+        assert held == ["ixa-active"]
