@@ -323,3 +323,17 @@ def test_at_the_lab_hook_an_active_order_coded_by_ndc_or_text_is_held_for_a_low_
         card = one(cards, "anc-below-500")
         held = [a["resource"]["id"] for s in card["suggestions"] for a in s["actions"]]
         assert held == ["ixa-active"]
+
+
+def test_product_codes_of_different_strengths_give_no_strength() -> None:
+    medication = {
+        "medicationCodeableConcept": {
+            "coding": [
+                {"system": RXNORM, "code": IXAZOMIB_4MG},
+                {"system": NDC, "code": "63020-079-02"},
+            ]
+        }
+    }
+    cards = sign(counted(medication, timing=WEEKLY), record(history=ON_IXAZOMIB))
+    card = one(cards, "data-uninterpretable")
+    assert "different strengths" in card["detail"]

@@ -385,14 +385,17 @@ def read_order(
     identified = identify(concept)
     products = product_strengths(concept)
     product = next((c for c in sorted(products) if c in IXAZOMIB_PRODUCT_STRENGTH), None)
-    strengths = set(products.values())
-    if strengths:  # codes of different strengths: which capsule is meant is not known
-        strength = strengths.pop() if len(strengths) == 1 else None
+    # The capsule strength: from the product codes (when they agree), else the Medication's
+    # ingredient strength, else the one strength the text states.
+    code_strengths = sorted(set(products.values()))
+    from_text = not code_strengths and ingredient_strength is None
+    if code_strengths:
+        strength = code_strengths[0] if len(code_strengths) == 1 else None
     else:
-        strength = ingredient_strength or identified.strength_mg
+        strength = ingredient_strength if not from_text else identified.strength_mg
     dosage = order.dosageInstruction[0] if order.dosageInstruction else None
     dose_mg, dose_sent, dose_problem = _dose(dosage, strength)
-    if len(set(products.values())) > 1 and dose_mg is None:
+    if len(code_strengths) > 1 and dose_mg is None:
         dose_problem = f"the product codes name different strengths ({', '.join(sorted(products))})"
     timing = dosage.timing if dosage else None
     bounds = timing.repeat.boundsPeriod if timing and timing.repeat else None
@@ -417,7 +420,7 @@ def read_order(
         inducer=_inducer_of(rxnorm, name),
         zone_assumed=reference_of(raw) in problems.zone_assumed,
         recognised_by_text=_raw_text(concept) if identified.by_text else None,
-        strength_text=identified.strength_text if strength is identified.strength_mg else None,
+        strength_text=identified.strength_text if from_text else None,
     )
 
 
