@@ -85,7 +85,8 @@ DATA_NEEDS: tuple[DataNeed, ...] = (
         # The rules read only LOINC's codes of what comes back.
         f"Observation?patient={_PATIENT}&code={','.join(LAB_LOINC_CODES)}&_sort=-date&_count=200",
         required=True,
-        description="ANC, platelets, bilirubin, creatinine, CrCl, weight, pregnancy, pain",
+        description="ANC (or neutrophil % and WBC), platelets, CBC panels, bilirubin, creatinine, "
+        "CrCl, weight, pregnancy, pain",
     ),
     DataNeed(
         TOXICITY_GRADES,
