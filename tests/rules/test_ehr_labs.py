@@ -169,3 +169,21 @@ def test_a_preliminary_cbc_panel_at_the_lab_hook_is_named_never_silent() -> None
     cbc["status"] = "preliminary"
     card = one(lab_result([cbc], record(ON_IXAZOMIB)), "data-uninterpretable")
     assert "blood count panel Observation/cbc-pre" in card["detail"]
+
+
+def test_a_differential_filed_result_by_result_beside_a_measured_anc_passes_in_silence() -> None:
+    # Each result its own Observation, same time, no specimen (as many EHR APIs send them):
+    # the measured ANC decides, the percentage needs no WBC.
+    taken = when(1)
+    results = [
+        anc(2000, 1, effective=taken),
+        lab("770-8", 55, "%", 1, effective=taken),
+        lab("6690-2", "3.6", "10*9/L", 1, effective=taken),
+        platelets(200000, 1, effective=taken),
+    ]
+    assert sign(order(dose=4), record(ON_IXAZOMIB, labs=results)) == []
+
+
+def test_an_old_percentage_without_a_wbc_is_overtaken_by_a_newer_count() -> None:
+    results = [lab("770-8", 5, "%", 20), anc(2000, 1), GOOD_PLATELETS]
+    assert sign(order(dose=4), record(ON_IXAZOMIB, labs=results)) == []

@@ -136,9 +136,12 @@ def reads_labs(raw: JsonDict) -> bool:
     return lab_of(raw) is not None or _component_labs(raw)
 
 
-def read_labs(raw: JsonDict, zone: tzinfo, problems: Problems) -> tuple[LabValue, ...]:
+def read_labs(
+    raw: JsonDict, zone: tzinfo, problems: Problems
+) -> tuple[LabValue | AncNotComputed, ...]:
     """The lab values of one Observation: its own value, and the counts among its components
-    (a CBC panel), with the ANC a neutrophil percentage and a WBC among them give."""
+    (a CBC panel), with the ANC a neutrophil percentage and a WBC among them give (or why it
+    could not be computed: see ``anc_not_computed``)."""
     if text_field(raw, "status") not in COUNTING_STATUSES:
         return ()
     lab = lab_of(raw)
@@ -147,7 +150,7 @@ def read_labs(raw: JsonDict, zone: tzinfo, problems: Problems) -> tuple[LabValue
     observation = validate(Observation, raw, zone, problems)
     if observation is None:
         return ()
-    found: list[LabValue] = []
+    found: list[LabValue | AncNotComputed] = []
     if lab is not None:
         value = _read_value(observation, raw, lab, zone, problems)
         if value is not None:
@@ -157,8 +160,7 @@ def read_labs(raw: JsonDict, zone: tzinfo, problems: Problems) -> tuple[LabValue
         return tuple(found)
     reference = reference_of(raw)
     zone_assumed = reference in problems.zone_assumed
-    percents: list[tuple[Decimal, str]] = []
-    wbcs: list[LabValue] = []
+    parts = _SpecimenParts(reference, at, zone_assumed)
     for component in observation.component:
         codes = loinc_codes(component.code)
         component_lab = next((_LAB_BY_CODE[c] for c in codes if c in _LAB_BY_CODE), None)
@@ -167,51 +169,78 @@ def read_labs(raw: JsonDict, zone: tzinfo, problems: Problems) -> tuple[LabValue
             if value is not None:
                 found.append(value)
         elif codes & NEUTROPHIL_PERCENT_CODES:
-            percent = _percent(component, reference, at, problems)
-            if percent is not None:
-                percents.append(percent)
+            parts.percents.append(component)
         elif codes & WBC_CODES:
-            # A WBC is a cell count read like the ANC (same units), never filed as one.
-            wbc = _count_value(component, Lab.ANC, reference, at, zone_assumed, problems, "WBC")
-            if wbc is not None:
-                wbcs.append(wbc)
-    if percents and not any(v.lab is Lab.ANC for v in found):
-        derived = derive_anc(percents, wbcs, reference, at, zone_assumed, problems)
-        if derived is not None:
-            found.append(derived)
+            parts.wbcs.append(component)
+    measured = any(isinstance(v, LabValue) and v.lab is Lab.ANC for v in found)
+    if parts.percents and not measured:
+        found.append(parts.anc())
     return tuple(found)
 
 
-def derive_anc(
-    percents: list[tuple[Decimal, str]],
-    wbcs: list[LabValue],
-    reference: str,
-    at: datetime,
-    zone_assumed: bool,
-    problems: Problems,
-) -> LabValue | None:
-    """The ANC of one specimen: neutrophil percentage / 100 x WBC, exactly (Decimal). Shown
-    with both factors ("ANC 396/mm3 = 12 % x WBC 3.3 10*9/L"); a review when it cannot be
-    made (no WBC, or two different percentages or counts for the same specimen)."""
-    if len({p for p, _ in percents}) != 1 or len({w.value for w in wbcs}) != 1:
-        sent = ", ".join(text for _, text in percents)
-        why = "no WBC count of the same specimen" if not wbcs else "conflicting values"
-        problems.uninterpretable.append(
-            f"neutrophils {reference} ({sent}, {at:%Y-%m-%d}): {why}; the ANC could not be "
-            "computed from the neutrophil percentage"
-        )
-        return None
-    (percent, percent_sent), wbc = percents[0], wbcs[0]
-    value = percent * wbc.value / 100
-    sent = f"{count_text(value)}/mm3 = {percent_sent} x WBC {wbc.sent}"
-    return LabValue(Lab.ANC, value, sent, at, reference, zone_assumed)
+@dataclass(frozen=True)
+class AncNotComputed:
+    """A neutrophil percentage whose ANC could not be computed, and why (for review)."""
+
+    reference: str
+    at: datetime
+    why: tuple[str, ...]
 
 
-def specimen_ancs(raws: list[JsonDict], zone: tzinfo, problems: Problems) -> list[LabValue]:
+@dataclass
+class _SpecimenParts:
+    """The neutrophil percentages and WBCs (Observations or components) of one specimen."""
+
+    reference: str  # where the ANC is filed: the panel, or the first percentage
+    at: datetime
+    zone_assumed: bool
+    percents: list[Any] = field(default_factory=list)
+    wbcs: list[Any] = field(default_factory=list)
+
+    def anc(self) -> LabValue | AncNotComputed:
+        """Neutrophil percentage / 100 x WBC, exactly (Decimal), shown with both factors
+        ("396/mm3 = 12 % x WBC 3.3 10*9/L"); or why not (no WBC, a value that cannot be read,
+        two different percentages or counts for one specimen)."""
+        noted = Problems()
+        read = [_percent(holder, self.reference, self.at, noted) for holder in self.percents]
+        percents = [p for p in read if p is not None]
+        counted = [
+            # A WBC is a cell count read like the ANC (same units), never filed as one.
+            _count_value(holder, Lab.ANC, self.reference, self.at, self.zone_assumed, noted, "WBC")
+            for holder in self.wbcs
+        ]
+        wbcs = [w for w in counted if w is not None]
+        if len({p for p, _ in percents}) == 1 and len({w.value for w in wbcs}) == 1:
+            (percent, percent_sent), wbc = percents[0], wbcs[0]
+            value = percent * wbc.value / 100
+            sent = f"{count_text(value)}/mm3 = {percent_sent} x WBC {wbc.sent}"
+            return LabValue(Lab.ANC, value, sent, self.at, self.reference, self.zone_assumed)
+        if not noted.uninterpretable:
+            why = "no WBC count of the same specimen" if not wbcs else "conflicting values"
+            shown = ", ".join(text for _, text in percents)
+            noted.uninterpretable.append(
+                f"neutrophils {self.reference} ({shown}, {self.at:%Y-%m-%d}): {why}; the ANC "
+                "could not be computed from the neutrophil percentage"
+            )
+        return AncNotComputed(self.reference, self.at, tuple(noted.uninterpretable))
+
+
+def anc_not_computed(attempts: list[AncNotComputed], ancs: list[LabValue]) -> list[str]:
+    """Why the ANC of a percentage could not be computed, for the percentages that would be
+    the latest word on the ANC (newer than every ANC read). An older one is overtaken by a
+    count that was read; naming it would ask, on every call, to review a superseded result."""
+    latest = max((v.at for v in ancs), default=None)
+    return [
+        why for attempt in attempts if latest is None or attempt.at > latest for why in attempt.why
+    ]
+
+
+def specimen_ancs(
+    raws: list[JsonDict], zone: tzinfo, problems: Problems
+) -> list[LabValue | AncNotComputed]:
     """The ANC of each specimen whose neutrophil percentage and WBC were filed as Observations
     of their own: the same specimen reference, or members of one panel (hasMember) taken at
-    the same time. A percentage with no WBC to go with it is named for review. A specimen
-    with a measured ANC keeps that one."""
+    the same time. A specimen, or a time, with a measured ANC keeps that one."""
     parts = [
         raw
         for raw in raws
@@ -226,48 +255,40 @@ def specimen_ancs(raws: list[JsonDict], zone: tzinfo, problems: Problems) -> lis
         for member in as_list(panel.get("hasMember"))
         if isinstance(member, dict)
     }
-    measured = {_specimen(raw) for raw in raws if lab_of(raw) is Lab.ANC}
-    # Specimen (or panel and time) -> (percentages, WBCs, the first percentage's time and id).
-    groups: dict[tuple[str, ...], _SpecimenParts] = {}
+    measured = [raw for raw in raws if lab_of(raw) is Lab.ANC]
+    measured_specimens = {_specimen(raw) for raw in measured} - {None}
+    measured_times = {_instant_sent(raw, zone) for raw in measured} - {None}
+    # Specimen (or panel and time) -> its percentages and WBCs, with their references and times.
+    groups: dict[tuple[str, ...], tuple[list[tuple[Any, str, datetime]], list[Any]]] = {}
     for raw in parts:
         observation = validate(Observation, raw, zone, problems)
         at = _observation_time(observation, zone) if observation is not None else None
-        if observation is None or at is None:
+        specimen = _specimen(raw)
+        if observation is None or at is None or at in measured_times:
+            continue
+        if specimen in measured_specimens:
             continue
         reference = reference_of(raw)
-        specimen = _specimen(raw)
         if specimen is not None:
-            if specimen in measured:
-                continue
             key: tuple[str, ...] = ("specimen", specimen)
         elif reference in panel_of:
             key = ("panel", panel_of[reference], at.isoformat())
         else:
             key = ("alone", reference)  # nothing ties it to a WBC
-        group = groups.setdefault(key, _SpecimenParts())
-        zone_assumed = reference in problems.zone_assumed
+        percents, wbcs = groups.setdefault(key, ([], []))
         if loinc_codes(raw.get("code")) & NEUTROPHIL_PERCENT_CODES:
-            percent = _percent(observation, reference, at, problems)
-            if percent is not None:
-                group.percents.append(percent)
-                group.first = group.first or (reference, at, zone_assumed)
+            percents.append((observation, reference, at))
         else:
-            wbc = _count_value(observation, Lab.ANC, reference, at, zone_assumed, problems, "WBC")
-            if wbc is not None:
-                group.wbcs.append(wbc)
-    return [
-        derived
-        for group in groups.values()
-        if group.first is not None
-        and (derived := derive_anc(group.percents, group.wbcs, *group.first, problems)) is not None
-    ]
-
-
-@dataclass
-class _SpecimenParts:
-    percents: list[tuple[Decimal, str]] = field(default_factory=list)
-    wbcs: list[LabValue] = field(default_factory=list)
-    first: tuple[str, datetime, bool] | None = None  # the first percentage: id, time, zone flag
+            wbcs.append(observation)
+    found: list[LabValue | AncNotComputed] = []
+    for percents, wbcs in groups.values():
+        if percents:
+            _, reference, at = percents[0]  # the ANC is filed under the first percentage
+            group = _SpecimenParts(reference, at, reference in problems.zone_assumed)
+            group.percents = [observation for observation, _, _ in percents]
+            group.wbcs = wbcs
+            found.append(group.anc())
+    return found
 
 
 def _specimen(raw: JsonDict) -> str | None:
