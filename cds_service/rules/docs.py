@@ -97,8 +97,9 @@ DECISIONS = """\
   (770-8, 23761-0, 26511-6) and a WBC (6690-2, 804-5, 26464-8) of one specimen, as components
   of one Observation, as Observations with the same `specimen`, or as members (`hasMember`)
   of one panel taken at the same time, give the ANC: percentage / 100 x WBC, exactly; the card
-  shows both factors. A measured ANC of the specimen is used instead. A percentage with no WBC
-  of its specimen is named on a review card.
+  shows both factors. A measured ANC of the specimen (or taken at the same time) is used
+  instead. A percentage that gives no ANC (no WBC of its specimen, a value that cannot be
+  read) is named on a review card when it is newer than every ANC read.
 - **Units.** Converted exactly by multiplication into cells/uL (= /mm3), umol/L, kg, mL/min.
   A Quantity with a UCUM system and code is read by its code alone, case-sensitively (a sender
   that claims UCUM means UCUM; UCUM's lower-case litre `l` is the same unit as `L`, so
