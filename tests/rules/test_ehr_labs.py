@@ -108,7 +108,7 @@ def test_a_percentage_and_wbc_of_one_panel_filed_as_members_give_the_anc() -> No
     del members["component"]
     members["hasMember"] = [{"reference": "Observation/pct"}, {"reference": "Observation/wbc"}]
     cards = sign(order(dose=4), record(ON_IXAZOMIB, labs=[members, percent, wbc, GOOD_PLATELETS]))
-    assert "400/mm3 = 10 % x WBC 4 10*9/L" in one(cards, "anc-below-500")["detail"]
+    assert "400/mm3 = 10 % x WBC 4.0 10*9/L" in one(cards, "anc-below-500")["detail"]
 
 
 def test_a_percentage_without_a_wbc_of_its_specimen_is_reviewed_never_silent() -> None:

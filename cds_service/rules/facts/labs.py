@@ -362,7 +362,7 @@ def _count_value(
         if holder.dataAbsentReason is None:
             problems.uninterpretable.append(f"{shown} {reference}: no numeric value")
         return None
-    sent = f"{comparator or ''}{plain(number)} {unit or code or ''}".strip()
+    sent = f"{comparator or ''}{number} {unit or code or ''}".strip()
     converted = convert(Kind.CELL_COUNT, number, code, system, unit)
     if converted is None:
         problems.uninterpretable.append(
@@ -394,13 +394,7 @@ def _read_value(
 ) -> LabValue | None:
     """The Observation's own value of ``lab``."""
     reference = reference_of(raw)
-    at = as_instant(
-        observation.effectiveDateTime
-        or observation.effectiveInstant
-        or (observation.effectivePeriod.start if observation.effectivePeriod else None)
-        or observation.issued,
-        zone,
-    )
+    at = _observation_time(observation, zone)
     if at is None:
         problems.uninterpretable.append(f"{lab.value} {reference}: no date")
         return None
