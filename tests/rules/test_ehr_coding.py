@@ -337,3 +337,21 @@ def test_product_codes_of_different_strengths_give_no_strength() -> None:
     cards = sign(counted(medication, timing=WEEKLY), record(history=ON_IXAZOMIB))
     card = one(cards, "data-uninterpretable")
     assert "different strengths" in card["detail"]
+
+
+def test_a_lenalidomide_history_coded_by_atc_or_text_sets_its_dose_level() -> None:
+    # First platelet episode recovered: lenalidomide one level lower than its ordered 25 mg.
+    for medication in (
+        coded(ATC, "L04AX04"),
+        {"medicationCodeableConcept": text_only("REVLIMID 25 MG CAP")},
+    ):
+        history = [
+            order(status="active", days_ago=30, dose=4),
+            order(status="active", days_ago=30, dose=25, medication=medication),
+        ]
+        low = platelets(25000, 10)
+        new = platelets(60000, 0, id="new")
+        card = one(
+            lab_result([new], record(history=history, labs=[low, new])), "platelets-below-30k"
+        )
+        assert recommendation(card)["lenalidomide"] == {"action": "reduce", "doseMg": 20}
