@@ -187,3 +187,17 @@ def test_a_differential_filed_result_by_result_beside_a_measured_anc_passes_in_s
 def test_an_old_percentage_without_a_wbc_is_overtaken_by_a_newer_count() -> None:
     results = [lab("770-8", 5, "%", 20), anc(2000, 1), GOOD_PLATELETS]
     assert sign(order(dose=4), record(ON_IXAZOMIB, labs=results)) == []
+
+
+def test_an_anc_computed_at_exactly_500_is_not_below_500() -> None:
+    # 50 % x 1.0 10*9/L is 500/mm3 exactly: not below the hold threshold.
+    for percent, wbc in (("50", "1.0"), ("12.5", "4.0"), ("10", "5")):
+        cbc = panel(
+            [
+                component("6690-2", wbc, "10*9/L"),
+                component("770-8", percent, "%"),
+                component("777-3", 200, "10*3/uL"),
+            ]
+        )
+        cards = sign(order(dose=4), record(ON_IXAZOMIB, labs=[cbc]))
+        assert not by_rule(cards, "anc-below-500"), (percent, wbc)
