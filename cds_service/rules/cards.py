@@ -37,6 +37,7 @@ from cds_service.rules.facts.orders import (
     ndc_strength,
     ndc_with_strength,
 )
+from cds_service.rules.facts.reading import as_list
 from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import plain
 
@@ -420,12 +421,11 @@ def _product_for(order: MedicationOrder, dose: Decimal) -> str:
 def _switch_product(concept: dict[str, Any], dose: Decimal) -> None:
     # An NDC that is the only code naming the product becomes the same package code of the
     # new strength; beside an RxNorm code it is dropped instead (_drop_other_amounts).
+    codings = [c for c in as_list(concept.get("coding")) if isinstance(c, dict)]
     rxnorm_named = any(
-        c.get("system") in RXNORM_SYSTEMS and c.get("code") in IXAZOMIB_CODES
-        for c in concept.get("coding", [])
-        if isinstance(c, dict)
+        c.get("system") in RXNORM_SYSTEMS and c.get("code") in IXAZOMIB_CODES for c in codings
     )
-    for coding in concept.get("coding", []):
+    for coding in codings:
         if coding.get("system") in NDC_SYSTEMS and isinstance(coding.get("code"), str):
             if rxnorm_named:
                 continue
