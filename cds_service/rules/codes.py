@@ -71,6 +71,22 @@ STRONG_CYP3A_INDUCERS = {
     "1307298": "enzalutamide",
     "7004": "mitotane",
 }
+# The same inducers by WHO ATC code (each checked against several public drug lists; the
+# label reference gives none): rifampicin J04AB02, phenytoin N03AB02, carbamazepine N03AF01,
+# ivosidenib L01XM02 (formerly L01XX62), apalutamide L02BB05, enzalutamide L02BB04, mitotane
+# L01XX23, St John's wort (Hyperici herba) N06AX25, rifapentine J04AB05.
+STRONG_CYP3A_INDUCER_ATC = {
+    "J04AB02": "rifampin",
+    "N03AB02": "phenytoin",
+    "N03AF01": "carbamazepine",
+    "L01XM02": "ivosidenib",
+    "L01XX62": "ivosidenib",
+    "L02BB05": "apalutamide",
+    "L02BB04": "enzalutamide",
+    "L01XX23": "mitotane",
+    "N06AX25": "st john's wort",
+    "J04AB05": "rifapentine",
+}
 # Inducers the label names without an RxNorm code in the reference: text match only. Matched
 # after folding case and punctuation (see orders._name_key), so one spelling covers "St. John's
 # Wort", "St John\u2019s wort" (typographic apostrophe), "Saint John's wort", "St Johnswort".

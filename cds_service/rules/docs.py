@@ -152,9 +152,11 @@ DECISIONS = """\
   other, and every card of the call says it was recognised by text, quoting the text (and the
   strength read from it, e.g. "4 MG"). An order that nothing names as ixazomib gets no card.
 - **Strong CYP3A inducers.** Active (or draft) MedicationRequests with the RxNorm ingredient
-  codes of the reference (either RxNorm URI); as a fallback the medication text is matched
-  against the inducer names (including St John's wort, lumacaftor, rifapentine, which have no
-  code listed).
+  codes of the reference (either RxNorm URI) or their WHO ATC codes (rifampicin J04AB02,
+  phenytoin N03AB02, carbamazepine N03AF01, ivosidenib L01XM02/L01XX62, apalutamide L02BB05,
+  enzalutamide L02BB04, mitotane L01XX23, St John's wort N06AX25, rifapentine J04AB05); as a
+  fallback the medication text is matched against the inducer names (including St John's
+  wort, lumacaftor, rifapentine, which have no RxNorm code listed).
 - **Time zones.** Date-times without a zone (as Epic sends) are read in `default_timezone`
   (UTC by default) and every value that was read that way says so on the card.
 - **Frequency.** From `timing.repeat` (frequency/period/periodUnit, dayOfWeek) or a

@@ -32,6 +32,7 @@ from cds_service.rules.codes import (
     NINLARO_NDC_LABELER,
     NINLARO_NDC_PRODUCTS,
     RXNORM_SYSTEMS,
+    STRONG_CYP3A_INDUCER_ATC,
     STRONG_CYP3A_INDUCER_NAMES,
     STRONG_CYP3A_INDUCERS,
 )
@@ -312,13 +313,16 @@ def _name_key(text: str) -> str:
 _INDUCER_NAME_KEYS = {_name_key(name): name for name in STRONG_CYP3A_INDUCER_NAMES}
 
 
-def _inducer_of(rxnorm: set[str], name: str) -> str | None:
-    for code in rxnorm:
+def _inducer_of(concept: Any) -> str | None:
+    for code in rxnorm_codes(concept):
         if code in STRONG_CYP3A_INDUCERS:
             return STRONG_CYP3A_INDUCERS[code]
+    for code in codes_of(concept, frozenset({ATC})):
+        if code.upper() in STRONG_CYP3A_INDUCER_ATC:
+            return STRONG_CYP3A_INDUCER_ATC[code.upper()]
     # Text fallback (documented): orders coded locally still name the drug. A substring of the
     # folded text, as before folding, so "fosphenytoin" still names phenytoin.
-    key = _name_key(name)
+    key = _name_key(concept_text(concept))
     return next((shown for folded, shown in _INDUCER_NAME_KEYS.items() if folded in key), None)
 
 
@@ -380,7 +384,6 @@ def read_order(
     if order is None:
         return None
     concept, code_at, ingredient_strength = _medication_concept(raw, medications, zone, problems)
-    rxnorm = rxnorm_codes(concept)
     name = concept_text(concept)
     identified = identify(concept)
     products = product_strengths(concept)
@@ -417,7 +420,7 @@ def read_order(
         product_code=product,
         product_code_at=code_at if products else None,
         name=name,
-        inducer=_inducer_of(rxnorm, name),
+        inducer=_inducer_of(concept),
         zone_assumed=reference_of(raw) in problems.zone_assumed,
         recognised_by_text=_raw_text(concept) if identified.by_text else None,
         strength_text=identified.strength_text if from_text else None,
@@ -505,4 +508,4 @@ def order_drug(raw: JsonDict, medications: dict[str, JsonDict]) -> tuple[Drug, s
     concept = _raw_concept(raw, medications)
     if not isinstance(concept, dict):
         return Drug.OTHER, None
-    return _drug_of(concept), _inducer_of(rxnorm_codes(concept), concept_text(concept))
+    return _drug_of(concept), _inducer_of(concept)
