@@ -355,3 +355,17 @@ def test_a_lenalidomide_history_coded_by_atc_or_text_sets_its_dose_level() -> No
             lab_result([new], record(history=history, labs=[low, new])), "platelets-below-30k"
         )
         assert recommendation(card)["lenalidomide"] == {"action": "reduce", "doseMg": 20}
+
+
+def test_the_update_of_an_order_named_by_its_reference_display_names_the_new_product() -> None:
+    bilirubin = lab(
+        "1975-2", "2.4", "mg/dL", 1, high={"value": 1.2, "unit": "mg/dL", "system": UCUM}
+    )
+    crcl = lab("35591-7", 80, "mL/min", 1)
+    draft = order(dose=4, medication=_by_missing_reference("NINLARO 4 MG capsule"))
+    labs = [anc(2000, 1), LOW_ANC[1], bilirubin, crcl]
+    resource = one(sign(draft, record(labs=labs)), "hepatic-start-dose")["suggestions"][0][
+        "actions"
+    ][0]["resource"]
+    assert "medicationReference" not in resource
+    assert resource["medicationCodeableConcept"]["coding"][0]["code"] == "1723765"

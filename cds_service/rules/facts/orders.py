@@ -418,7 +418,11 @@ def read_order(
         dose_count=_dose_count(timing),
         strength_mg=strength,
         product_code=product,
-        product_code_at=code_at if products else None,
+        # A Medication outside the order (or only its reference's display) that names the
+        # product by text alone is replaced by the product code too: the update cannot change it.
+        product_code_at=code_at
+        if products or (identified.by_text and code_at == CODE_ELSEWHERE)
+        else None,
         name=name,
         inducer=_inducer_of(concept),
         zone_assumed=reference_of(raw) in problems.zone_assumed,
