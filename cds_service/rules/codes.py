@@ -120,12 +120,11 @@ ANC_CODES = frozenset({"751-8", "753-4", "26499-4"})
 # HL7 v2 differential), 26511-6 unspecified. With a leukocyte count of the same specimen they
 # give the ANC: percentage / 100 x WBC.
 NEUTROPHIL_PERCENT_CODES = frozenset({"770-8", "23761-0", "26511-6"})
-# Leukocytes [#/volume] in Blood: 6690-2 automated, 804-5 manual, 26464-8 unspecified.
+# Leukocytes [#/volume] in Blood: 6690-2 by automated count (LOINC's 58410-2 panel), 26464-8
+# unspecified (LOINC's 24318-8 panel), 804-5 by manual count.
 WBC_CODES = frozenset({"6690-2", "804-5", "26464-8"})
-# CBC panels that carry the counts as components: 58410-2 "CBC panel - Blood by Automated
-# count", 57021-8 "CBC W Auto Differential panel - Blood". Components are read in any
-# Observation; these codes only make the prefetch fetch the panels.
-CBC_PANEL_CODES = frozenset({"58410-2", "57021-8"})
+# Counts are also read from the components of any Observation (a CBC panel): the panel codes
+# the prefetch asks for are in data_needs.LAB_LOINC_CODES.
 PLATELET_CODES = frozenset({"777-3", "26515-7", "778-1"})
 BILIRUBIN_CODES = frozenset({"1975-2", "14631-6"})
 CREATININE_CODES = frozenset({"2160-0", "14682-9", "38483-4"})

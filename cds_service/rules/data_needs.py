@@ -19,7 +19,10 @@ MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
 LAB_LOINC_CODES = (
     "751-8", "753-4", "26499-4",  # ANC
     "770-8", "23761-0", "26511-6", "6690-2", "804-5", "26464-8",  # neutrophil %, WBC
-    "58410-2", "57021-8",  # CBC panels (counts as components)
+    # Panels with the counts as components: 58410-2 "CBC panel - Blood by Automated count"
+    # (its LOINC page lists 6690-2 and 777-3), 57021-8 "CBC W Auto Differential panel -
+    # Blood", 24318-8 "Manual Differential panel - Blood" (lists 26464-8).
+    "58410-2", "57021-8", "24318-8",
     "777-3", "26515-7", "778-1",  # platelets
     "1975-2", "14631-6",  # total bilirubin
     "2160-0", "14682-9", "38483-4",  # creatinine

@@ -201,3 +201,12 @@ def test_an_anc_computed_at_exactly_500_is_not_below_500() -> None:
         )
         # The ANC was read (no "no recent CBC" card) and is not below 500: nothing to say.
         assert sign(order(dose=4), record(ON_IXAZOMIB, labs=[cbc])) == [], (percent, wbc)
+
+
+def test_the_labs_prefetch_asks_for_every_count_the_rules_read() -> None:
+    from cds_service.rules import codes
+    from cds_service.rules.data_needs import LAB_LOINC_CODES
+
+    read = codes.ANC_CODES | codes.PLATELET_CODES | codes.NEUTROPHIL_PERCENT_CODES | codes.WBC_CODES
+    assert read <= set(LAB_LOINC_CODES)
+    assert {"58410-2", "57021-8"} <= set(LAB_LOINC_CODES)  # panels: counts as components
