@@ -24,12 +24,20 @@ from cds_service.rules.codes import (
     IXAZOMIB_CODES,
     IXAZOMIB_GENERIC_PRODUCTS,
     LABEL_URL,
+    NDC_SYSTEMS,
     RXNORM,
+    RXNORM_SYSTEMS,
     UCUM,
 )
 from cds_service.rules.decisions import Decision, DrugAdvice, Suggest
 from cds_service.rules.facts import MedicationOrder
-from cds_service.rules.facts.orders import CODE_ELSEWHERE, CODE_IN_CONCEPT, CODE_IN_CONTAINED
+from cds_service.rules.facts.orders import (
+    CODE_ELSEWHERE,
+    CODE_IN_CONCEPT,
+    CODE_IN_CONTAINED,
+    ndc_strength,
+    ndc_with_strength,
+)
 from cds_service.rules.facts.reading import as_list
 from cds_service.rules.inputs import JsonDict
 from cds_service.rules.units import plain
@@ -262,6 +270,8 @@ def with_dose(order: MedicationOrder, dose: Decimal, fix_frequency: bool) -> Jso
         if order.product_code_at in (CODE_IN_CONCEPT, CODE_IN_CONTAINED):
             _switch_product(named, dose)
         _drop_other_amounts(named, dose)
+        if order.strength_text is not None and order.strength_mg != dose:
+            _name_product_by_rxnorm(named, dose)
         if not named and contained is not None:
             contained.pop("code")  # it only named the old strength; the ingredient names the drug
         elif not named:
@@ -343,23 +353,38 @@ def _restate_dosage_text(dosage: JsonDict, dose: Decimal, fix_frequency: bool) -
 
 def _drop_other_amounts(concept: JsonDict, dose: Decimal) -> None:
     """A medication concept without text or codings that name another strength: a code of
-    another system (NDC, a local formulary) whose display states the old strength names the old
-    product, and cannot be translated; the RxNorm codes that identify ixazomib stay."""
+    another system (a local formulary) whose display states the old strength, or a NINLARO NDC
+    of another strength left beside an RxNorm code, names the old product; the RxNorm codes
+    that identify ixazomib stay."""
     codings = concept.get("coding")
     if isinstance(codings, list):
-        kept = [
-            c
-            for c in codings
-            if not isinstance(c, dict)
-            or (c.get("system") == RXNORM and c.get("code") in IXAZOMIB_CODES)
-            or not _states_other_amount(str(c.get("display") or ""), dose)
-        ]
+        kept = [c for c in codings if not isinstance(c, dict) or not _names_other_amount(c, dose)]
         if kept:
             concept["coding"] = kept
         else:
             concept.pop("coding")
     if isinstance(concept.get("text"), str) and _states_other_amount(concept["text"], dose):
         concept.pop("text")
+
+
+def _names_other_amount(coding: JsonDict, dose: Decimal) -> bool:
+    if coding.get("system") in RXNORM_SYSTEMS and coding.get("code") in IXAZOMIB_CODES:
+        return False  # already switched to the product of the new strength
+    if coding.get("system") in NDC_SYSTEMS and ndc_strength(str(coding.get("code"))) not in (
+        None,
+        dose,
+    ):
+        return True
+    return _states_other_amount(str(coding.get("display") or ""), dose)
+
+
+def _name_product_by_rxnorm(concept: JsonDict, dose: Decimal) -> None:
+    """An order recognised by a text that stated the old strength ("NINLARO 4 MG PO CAPS"):
+    its local codes named that product too, so they go, and the RxNorm product of the new
+    strength names the drug instead (the next call recognises it by code)."""
+    code = next(c for c, strength in IXAZOMIB_GENERIC_PRODUCTS.items() if strength == dose)
+    concept["coding"] = [{"system": RXNORM, "code": code, "display": _PRODUCT_NAMES[code]}]
+    concept["text"] = _PRODUCT_NAMES[code]
 
 
 def _concept_words(concept: Any) -> str:
@@ -405,8 +430,22 @@ def _product_for(order: MedicationOrder, dose: Decimal) -> str:
 
 
 def _switch_product(concept: dict[str, Any], dose: Decimal) -> None:
-    for coding in as_list(concept.get("coding")):
-        if not isinstance(coding, dict) or coding.get("system") != RXNORM:
+    # An NDC that is the only code naming the product becomes the same package code of the
+    # new strength; beside an RxNorm code it is dropped instead (_drop_other_amounts).
+    codings = [c for c in as_list(concept.get("coding")) if isinstance(c, dict)]
+    rxnorm_named = any(
+        c.get("system") in RXNORM_SYSTEMS and c.get("code") in IXAZOMIB_CODES for c in codings
+    )
+    for coding in codings:
+        if coding.get("system") in NDC_SYSTEMS and isinstance(coding.get("code"), str):
+            if rxnorm_named:
+                continue
+            switched = ndc_with_strength(coding["code"], dose)
+            if switched is not None:
+                coding["code"] = switched
+                coding.pop("display", None)
+            continue
+        if coding.get("system") not in RXNORM_SYSTEMS:
             continue
         for family in (IXAZOMIB_GENERIC_PRODUCTS, IXAZOMIB_BRANDED_PRODUCTS):
             if coding.get("code") in family:

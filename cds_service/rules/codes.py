@@ -8,6 +8,13 @@ from cds_service.rules.data_needs import LOINC, MEDDRA, NCIT, SNOMED
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
+NDC = "http://hl7.org/fhir/sid/ndc"
+ATC = "http://www.whocc.no/atc"
+# EHRs also name code systems by their HL7 OIDs (label reference, "Codes"): the same codes.
+RXNORM_SYSTEMS = frozenset({RXNORM, "urn:oid:2.16.840.1.113883.6.88"})
+NDC_SYSTEMS = frozenset({NDC, "urn:oid:2.16.840.1.113883.6.69"})
+LOINC_SYSTEMS = frozenset({LOINC, "urn:oid:2.16.840.1.113883.6.1"})
+UCUM_SYSTEMS = frozenset({UCUM, "urn:oid:2.16.840.1.113883.6.8"})
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 AE_OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 AE_GRADE_EXTENSIONS = frozenset(
@@ -39,6 +46,21 @@ IXAZOMIB_CODES = IXAZOMIB_INGREDIENT_CODES | IXAZOMIB_PRODUCT_STRENGTH.keys()
 LENALIDOMIDE_CODES = frozenset({"342369", "337535"})
 DEXAMETHASONE_CODES = frozenset({"3264"})
 
+# ATC (WHO): ixazomib L01XG03 (formerly L01XX50), lenalidomide L04AX04. Substance level: no
+# strength.
+IXAZOMIB_ATC = frozenset({"L01XG03", "L01XX50"})
+LENALIDOMIDE_ATC = frozenset({"L04AX04"})
+
+# NDC (label section 16): labeler 63020, product code (3 digits in the 10-digit 5-3-2 form) ->
+# capsule strength (mg). Any package of a product is that product (see orders.ndc_strength).
+NINLARO_NDC_LABELER = "63020"
+NINLARO_NDC_PRODUCTS = {"078": Decimal("2.3"), "079": Decimal(3), "080": Decimal(4)}
+
+# Names that identify the drug in free text (order text, code displays), lower case. An order
+# named only so is still checked, and its cards say how it was recognised.
+IXAZOMIB_NAMES = ("ixazomib", "ninlaro")
+LENALIDOMIDE_NAMES = ("lenalidomide", "revlimid")
+
 # Strong CYP3A inducers: RxNorm ingredient code -> name. Names also match order text (fallback).
 STRONG_CYP3A_INDUCERS = {
     "9384": "rifampin",
@@ -48,6 +70,22 @@ STRONG_CYP3A_INDUCERS = {
     "1999574": "apalutamide",
     "1307298": "enzalutamide",
     "7004": "mitotane",
+}
+# The same inducers by WHO ATC code (each checked against several public drug lists; the
+# label reference gives none): rifampicin J04AB02, phenytoin N03AB02, carbamazepine N03AF01,
+# ivosidenib L01XM02 (formerly L01XX62), apalutamide L02BB05, enzalutamide L02BB04, mitotane
+# L01XX23, St John's wort (Hyperici herba) N06AX25, rifapentine J04AB05.
+STRONG_CYP3A_INDUCER_ATC = {
+    "J04AB02": "rifampin",
+    "N03AB02": "phenytoin",
+    "N03AF01": "carbamazepine",
+    "L01XM02": "ivosidenib",
+    "L01XX62": "ivosidenib",
+    "L02BB05": "apalutamide",
+    "L02BB04": "enzalutamide",
+    "L01XX23": "mitotane",
+    "N06AX25": "st john's wort",
+    "J04AB05": "rifapentine",
 }
 # Inducers the label names without an RxNorm code in the reference: text match only. Matched
 # after folding case and punctuation (see orders._name_key), so one spelling covers "St. John's
@@ -73,7 +111,20 @@ LENALIDOMIDE_LEVELS = (
 )
 
 # --- labs (LOINC) -----------------------------------------------------------------------------
+# Neutrophils [#/volume] in Blood: 751-8 by automated count (US Core and CTCAE IG examples),
+# 753-4 by manual count (label reference), 26499-4 unspecified method (mCODE example). Not read
+# as the ANC: segmented neutrophils [#/volume] (30451-9, 768-2), which leave out the bands and
+# so understate it.
 ANC_CODES = frozenset({"751-8", "753-4", "26499-4"})
+# Neutrophils/100 leukocytes in Blood: 770-8 automated (US Core example), 23761-0 manual (an
+# HL7 v2 differential), 26511-6 unspecified. With a leukocyte count of the same specimen they
+# give the ANC: percentage / 100 x WBC.
+NEUTROPHIL_PERCENT_CODES = frozenset({"770-8", "23761-0", "26511-6"})
+# Leukocytes [#/volume] in Blood: 6690-2 by automated count (LOINC's 58410-2 panel), 26464-8
+# unspecified (LOINC's 24318-8 panel), 804-5 by manual count.
+WBC_CODES = frozenset({"6690-2", "804-5", "26464-8"})
+# Counts are also read from the components of any Observation (a CBC panel): the panel codes
+# the prefetch asks for are in data_needs.LAB_LOINC_CODES.
 PLATELET_CODES = frozenset({"777-3", "26515-7", "778-1"})
 BILIRUBIN_CODES = frozenset({"1975-2", "14631-6"})
 CREATININE_CODES = frozenset({"2160-0", "14682-9", "38483-4"})

@@ -18,6 +18,11 @@ MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
 # Labs and vital signs the label criteria read (see docs/rules.md for what each is used for).
 LAB_LOINC_CODES = (
     "751-8", "753-4", "26499-4",  # ANC
+    "770-8", "23761-0", "26511-6", "6690-2", "804-5", "26464-8",  # neutrophil %, WBC
+    # Panels with the counts as components: 58410-2 "CBC panel - Blood by Automated count"
+    # (its LOINC page lists 6690-2 and 777-3), 57021-8 "CBC W Auto Differential panel -
+    # Blood", 24318-8 "Manual Differential panel - Blood" (lists 26464-8).
+    "58410-2", "57021-8", "24318-8",
     "777-3", "26515-7", "778-1",  # platelets
     "1975-2", "14631-6",  # total bilirubin
     "2160-0", "14682-9", "38483-4",  # creatinine
@@ -78,10 +83,13 @@ DATA_NEEDS: tuple[DataNeed, ...] = (
     DataNeed(
         LABS,
         "Observation",
-        f"Observation?patient={_PATIENT}&code={_codes(LOINC, LAB_LOINC_CODES)}"
-        "&_sort=-date&_count=200",
+        # Codes without a system: a token search then matches the code in any system, and
+        # laboratories send LOINC under its URL or its OID (urn:oid:2.16.840.1.113883.6.1).
+        # The rules read only LOINC's codes of what comes back.
+        f"Observation?patient={_PATIENT}&code={','.join(LAB_LOINC_CODES)}&_sort=-date&_count=200",
         required=True,
-        description="ANC, platelets, bilirubin, creatinine, CrCl, weight, pregnancy, pain",
+        description="ANC (or neutrophil % and WBC), platelets, CBC panels, bilirubin, creatinine, "
+        "CrCl, weight, pregnancy, pain",
     ),
     DataNeed(
         TOXICITY_GRADES,

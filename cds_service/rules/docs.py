@@ -98,8 +98,22 @@ DECISIONS = """\
   review card, so a preliminary ANC of 200 is never met with silence (unless a final result
   of the same lab, as new or newer, came with it). At the order hooks, likewise, a
   preliminary ANC or platelet count within the CBC window and newer than every final one is
-  named. Results with a comparator (`<0.1`) are bounds, not values, and are reported as
-  uninterpretable.
+  named.
+- **Bounds.** An ANC or platelet count sent with a comparator (`<0.1`) or as text (`"<20
+  x10^3/uL"` in `valueString`) is a bound. It is used when it lies on one side of every
+  threshold the label compares that count with (ANC 500 and 1,000/mm3; platelets 30,000 and
+  75,000/mm3): platelets `<20` x10^3/uL are below 30,000. Otherwise (`<50` x10^3/uL against
+  30,000), and for every other lab, it is reported as uninterpretable, never guessed.
+- **How counts are coded.** LOINC under its URL or its OID (`urn:oid:2.16.840.1.113883.6.1`).
+  ANC: 751-8, 753-4, 26499-4 (segmented neutrophil counts, 30451-9 and 768-2, leave out the
+  bands and are not read as the ANC). Counts are read from an Observation's value and from the
+  components of a panel (CBC 58410-2, 57021-8, or any other). A neutrophil percentage
+  (770-8, 23761-0, 26511-6) and a WBC (6690-2, 804-5, 26464-8) of one specimen, as components
+  of one Observation, as Observations with the same `specimen`, or as members (`hasMember`)
+  of one panel taken at the same time, give the ANC: percentage / 100 x WBC, exactly; the card
+  shows both factors. A measured ANC of the specimen (or taken at the same time) is used
+  instead. A percentage that gives no ANC (no WBC of its specimen, a value that cannot be
+  read) is named on a review card when it is newer than every ANC read.
 - **Units.** Converted exactly by multiplication into cells/uL (= /mm3), umol/L, kg, mL/min.
   A Quantity with a UCUM system and code is read by its code alone, case-sensitively (a sender
   that claims UCUM means UCUM; UCUM's lower-case litre `l` is the same unit as `L`, so
@@ -141,19 +155,40 @@ DECISIONS = """\
   "other" toxicity recorded only as an Observation with an integer grade (no NCIt grade code
   for `toxicityGrades` to find) is not fetched; record other toxicities as AdverseEvents or
   with the NCIt grade codes.
+- **Which drug an order is for.** From `medicationCodeableConcept`, or the Medication of
+  `medicationReference` (contained, in the Bundle, or on the FHIR server), its code and its
+  ingredients' codes: RxNorm under its URL or its OID (`urn:oid:2.16.840.1.113883.6.88`), NDC
+  (`http://hl7.org/fhir/sid/ndc` or `urn:oid:2.16.840.1.113883.6.69`; NINLARO's 63020-078,
+  -079, -080 in the 10-digit, 11-digit 5-4-2 and product forms, with or without hyphens), ATC
+  (`http://www.whocc.no/atc`: ixazomib L01XG03 and its former L01XX50, lenalidomide L04AX04).
+  When no code names a regimen drug, the text and displays are read: "ixazomib" or "Ninlaro",
+  "lenalidomide" or "Revlimid". An order recognised by its text alone is checked like any
+  other, and every card of the call says it was recognised by text, quoting the text (and the
+  strength read from it, e.g. "4 MG"). An order that nothing names as ixazomib gets no card.
 - **Strong CYP3A inducers.** Active (or draft) MedicationRequests with the RxNorm ingredient
-  codes of the reference; as a fallback the medication text is matched against the inducer
-  names (including St John's wort, lumacaftor, rifapentine, which have no code listed).
+  codes of the reference (either RxNorm URI) or their WHO ATC codes (rifampicin J04AB02,
+  phenytoin N03AB02, carbamazepine N03AF01, ivosidenib L01XM02/L01XX62, apalutamide L02BB05,
+  enzalutamide L02BB04, mitotane L01XX23, St John's wort N06AX25, rifapentine J04AB05); as a
+  fallback the medication text is matched against the inducer names (including St John's
+  wort, lumacaftor, rifapentine, which have no RxNorm code listed).
 - **Time zones.** Date-times without a zone (as Epic sends) are read in `default_timezone`
   (UTC by default) and every value that was read that way says so on the card.
 - **Frequency.** From `timing.repeat` (frequency/period/periodUnit, dayOfWeek) or a
   `timing.code` (QD, BID, WK...). An order without any frequency is checked on its dose only.
+  More than one dose a week is an `overdose` (critical, `correct-dose` with the weekly
+  schedule) whatever the dose, also when the dose cannot be read.
   A corrected overdose also sets the labelled timing: once weekly, three doses, keeping the
   order's dates. A dose-change suggestion leaves no trace of the old dose: the instruction
   text is rewritten, and texts or codings that state another strength are dropped.
-- **Capsule strength.** From the RxNorm product code; for a Medication without one, from the
-  ixazomib ingredient's `strength` when it is an exact mass per one capsule. A dose in
-  capsules without either is reported, never guessed.
+- **Capsule strength.** From the RxNorm or NDC product code; for a Medication without one,
+  from the ixazomib ingredient's `strength` when it is an exact mass per one capsule; for an
+  order recognised by its text, from one strength the text states ("NINLARO 4 MG PO CAPS").
+  Codes that name different strengths give none. A dose counted in dose forms (`{pill}`,
+  `{capsule}`, `{cap}`, `{tab}`, `{tbl}`, or the words) is that count times the strength, as
+  the CDS Hooks Sandbox sends it (`1 {pill}` of 1723770 is 4 mg); without a strength it is
+  reported, never guessed. A dose-change update switches an NDC that is the order's only
+  product code to the same package code of the new strength, and drops one beside an RxNorm
+  code.
 - **Referenced Medication.** When the draft names a product through a Medication outside the
   order, the update replaces `medicationReference` with a `medicationCodeableConcept` of the
   product of the new strength, because one update of the order cannot change another resource.

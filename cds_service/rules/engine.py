@@ -7,7 +7,7 @@ from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
 from cds_service.rules.decisions.shared import data_problems, unresolved_medication
 from cds_service.rules.facts import Drug, gather_facts, judged_drafts
-from cds_service.rules.facts.orders import medication_unknown, order_drug
+from cds_service.rules.facts.orders import medication_unknown, names_other_drug, order_drug
 from cds_service.rules.facts.reading import reference_of
 from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
@@ -69,8 +69,12 @@ def _draft_references(call: HookCall) -> set[str]:
 
 
 def _unresolved_drafts(call: HookCall, record: PatientRecord) -> list[str]:
+    # A reference that could not be resolved but whose display names another drug is not
+    # unknown: nothing suggests ixazomib.
     return [
-        reference_of(d) for d in judged_drafts(call) if medication_unknown(d, record.medications)
+        reference_of(d)
+        for d in judged_drafts(call)
+        if medication_unknown(d, record.medications) and not names_other_drug(d, record.medications)
     ]
 
 

@@ -5,7 +5,8 @@ the target unit gives the same answer as in the unit the lab sent (0.5 10*9/L is
 500 /mm3). Target units were chosen so that no division is needed: cells per uL (= per mm3),
 umol/L for bilirubin and creatinine, kg, mL/min.
 
-When the Quantity gives a UCUM code (system http://unitsofmeasure.org), the code alone decides,
+When the Quantity gives a UCUM code (system http://unitsofmeasure.org, or UCUM's OID), the code
+alone decides,
 case-sensitively: a sender that claims UCUM means UCUM (UCUM itself spells the litre both "L"
 and "l", so both are read). Otherwise the display text labs actually send is read
 (case-insensitive, spaces ignored, micro sign read as "u"). A unit not in these tables is never
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 
-from cds_service.rules.codes import UCUM
+from cds_service.rules.codes import UCUM_SYSTEMS
 
 
 class Kind(Enum):
@@ -184,7 +185,7 @@ def factor_for(
     kind: Kind, code: str | None, system: str | None, unit: str | None
 ) -> Decimal | None:
     """The exact factor to the kind's target unit, or None when the unit cannot be read."""
-    if code and system == UCUM:
+    if code and system in UCUM_SYSTEMS:
         return _UCUM[kind].get(code)
     for text in (unit, code):
         if text and _normalise(text) in _DISPLAY[kind]:
@@ -200,6 +201,34 @@ def convert(
         return None
     sent = f"{value} {unit or code or ''}".strip()
     return Converted(value * factor, sent)
+
+
+# Units that count dose forms: one of them is one capsule (or tablet) of the product, so the
+# dose in mg is the count times the product's strength. UCUM writes such counts as annotations
+# ("{pill}", "{capsule}", "{tbl}": an annotation alone means the unity, a count); EHRs also send
+# the bare words. Compared in lower case, braces removed.
+DOSE_FORM_WORDS = frozenset(
+    {
+        "pill",
+        "pills",
+        "capsule",
+        "capsules",
+        "cap",
+        "caps",
+        "tablet",
+        "tablets",
+        "tab",
+        "tabs",
+        "tbl",
+    }
+)
+
+
+def counts_dose_forms(code: str | None, unit: str | None) -> bool:
+    """Whether a dose unit (its code or its text) counts capsules, tablets or pills."""
+    return any(
+        text.strip().strip("{}").strip().lower() in DOSE_FORM_WORDS for text in (code, unit) if text
+    )
 
 
 def plain(value: Decimal) -> str:

@@ -99,9 +99,19 @@ def test_kelvin_per_microlitre_is_not_accepted_for_chemistry() -> None:
 
 
 def test_comparator_result_is_a_bound_not_a_value() -> None:
-    low = anc(100, 1)
+    # "<0.8 10*3/uL" is below 500/mm3 or not: a bound the label's thresholds cannot decide.
+    low = anc(800, 1)
     low["valueQuantity"]["comparator"] = "<"
     assert "data-uninterpretable" in rules_of(_sign_with([low, platelets(200000, 1)]))
+
+
+def test_a_bound_below_every_threshold_is_below_them() -> None:
+    # "<0.1 10*3/uL" is below 500/mm3 whatever the count is (issue 12): the hold.
+    low = anc(100, 1)
+    low["valueQuantity"]["comparator"] = "<"
+    cards = _sign_with([low, platelets(200000, 1)])
+    assert rules_of(cards) == ["anc-below-500"]
+    assert "<0.1 10*3/uL" in one(cards, "anc-below-500")["detail"]
 
 
 def test_stale_cbc_counts_as_missing() -> None:

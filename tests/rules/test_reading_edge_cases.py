@@ -815,9 +815,9 @@ def test_ixazomib_among_the_suspects_is_still_attributed() -> None:
     }
 
 
-def test_an_ixazomib_order_known_only_by_name_is_not_another_drug() -> None:
-    # Coded locally, named in text: order_drug cannot tell it is ixazomib, so neither is it
-    # known to be another drug; the physician is asked.
+def test_an_ixazomib_order_known_only_by_name_is_ixazomib() -> None:
+    # Named only in text ("Ninlaro 4 mg capsule"): the order is ixazomib (issue 12), so an
+    # event attributed to it is attributed to ixazomib: one level lower on resumption.
     local = order(
         status="active",
         days_ago=30,
@@ -829,7 +829,7 @@ def test_an_ixazomib_order_known_only_by_name_is_not_another_drug() -> None:
         order(dose=4, id="draft"), record(history=[*ON_REGIMEN, local], adverseEvents=[event])
     )
     card = one(cards, "other-toxicity-grade-3-4")
-    assert recommendation(card)["ixazomib"] == {"action": "review"}
+    assert recommendation(card)["ixazomib"] == {"action": "reduce", "doseMg": 3}
 
 
 def test_an_ixazomib_medication_that_is_not_valid_fhir_is_still_checked() -> None:

@@ -24,13 +24,7 @@ from decimal import Decimal
 from cds_service.rules.codes import IXAZOMIB_LEVELS, LENALIDOMIDE_LEVELS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
-
-from .model import count_text
-
-ANC_HOLD_BELOW = Decimal(500)
-PLATELETS_HOLD_BELOW = Decimal(30000)
-ANC_NEW_CYCLE_AT_LEAST = Decimal(1000)
-PLATELETS_NEW_CYCLE_AT_LEAST = Decimal(75000)
+from cds_service.rules.facts.labs import ANC_HOLD_BELOW, PLATELETS_HOLD_BELOW, count_text
 
 HOLD_THRESHOLDS = {Lab.ANC: ANC_HOLD_BELOW, Lab.PLATELETS: PLATELETS_HOLD_BELOW}
 HOLD_RULES = {Lab.ANC: "anc-below-500", Lab.PLATELETS: "platelets-below-30k"}

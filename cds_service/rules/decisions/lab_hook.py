@@ -50,7 +50,7 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     decisions += shared.data_problems(facts, only=named)
     if decisions and facts.unavailable:
         decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
-    return decisions
+    return shared.recognised_by_text(decisions, facts.active_orders)
 
 
 def _on_treatment(facts: Facts) -> bool:

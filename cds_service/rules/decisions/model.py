@@ -8,6 +8,7 @@ from enum import Enum
 
 from cds_service.rules.facts import LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Evidence, ToxicityFinding
+from cds_service.rules.facts.labs import count_text
 from cds_service.rules.facts.reading import shown
 from cds_service.rules.units import plain
 
@@ -63,12 +64,6 @@ def mg(dose: Decimal | None) -> str:
 
 def zone_note(zone_assumed: bool, zone_name: str) -> str:
     return f" (sent without a time zone; read as {zone_name})" if zone_assumed else ""
-
-
-def count_text(value: Decimal) -> str:
-    """A count in cells/mm3 with thousands separators (exact: no rounding)."""
-    whole = value.to_integral_value()
-    return f"{int(whole):,}" if whole == value else f"{plain(value)}"
 
 
 def lab_line(value: LabValue, zone_name: str, converted: str = "") -> str:

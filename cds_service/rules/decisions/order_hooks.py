@@ -10,15 +10,18 @@ from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.facts.labs import (
+    ANC_NEW_CYCLE_AT_LEAST,
+    PLATELETS_NEW_CYCLE_AT_LEAST,
+    count_text,
+)
 from cds_service.rules.facts.reading import shown
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import plain
 
 from . import shared, start_dose
 from .history import (
-    ANC_NEW_CYCLE_AT_LEAST,
     HOLD_THRESHOLDS,
-    PLATELETS_NEW_CYCLE_AT_LEAST,
     DoseCourse,
     Step,
     count_episodes,
@@ -43,7 +46,6 @@ from .model import (
     DrugAdvice,
     Suggest,
     count_line,
-    count_text,
     mg,
     order_line,
     toxicity_line,
@@ -111,7 +113,8 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
     decisions += shared.hypersensitivity(facts, settings)
     decisions += shared.data_problems(facts)
     lenalidomide = _lenalidomide_drafts(facts)
-    return [_with_lenalidomide_drafts(d, lenalidomide) for d in decisions]
+    decisions = [_with_lenalidomide_drafts(d, lenalidomide) for d in decisions]
+    return shared.recognised_by_text(decisions, [*drafts, *lenalidomide])
 
 
 def _lenalidomide_drafts(facts: Facts) -> tuple[MedicationOrder, ...]:
@@ -458,6 +461,29 @@ def _starting_dose(
 def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Decision | None:
     """Overdose, a dose that is not labelled, or a dose that cannot be read."""
     line = order_line(draft, zone)
+    per_week = draft.doses_per_week
+    too_often = per_week is not None and per_week > MAX_DOSES_PER_WEEK
+    if draft.dose_mg is None and too_often:
+        # More than one dose a week is an overdose whatever each dose is (label 2.1): the
+        # frequency alone decides, and the correction sets the weekly schedule too.
+        reasons = [
+            f"{plain(per_week or Decimal(0))} doses a week (at most 1)",
+            f"the dose cannot be read: {draft.dose_problem or 'no dose'}",
+        ]
+        return Decision(
+            rule="overdose",
+            indicator=CRITICAL,
+            summary=f"Ixazomib overdose: {reasons[0]}"[:139],
+            ixazomib=DrugAdvice(CORRECT_DOSE, due),
+            evidence=(line, *reasons),
+            notes=(
+                "Ixazomib is given once a week (days 1, 8 and 15 of a 28-day cycle); "
+                "overdose has been fatal.",
+            ),
+            suggest=Suggest.UPDATE_DOSE if due is not None else Suggest.NOTHING,
+            targets=(draft,) if due is not None else (),
+            fix_frequency=True,
+        )
     if draft.dose_mg is None:
         return Decision(
             rule="data-uninterpretable",
@@ -466,8 +492,7 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
             ixazomib=DrugAdvice(REVIEW),
             evidence=(line, draft.dose_problem or "no dose"),
         )
-    dose, per_week = draft.dose_mg, draft.doses_per_week
-    too_often = per_week is not None and per_week > MAX_DOSES_PER_WEEK
+    dose = draft.dose_mg
     weekly = dose * per_week if per_week is not None else dose
     target = due
     if dose > MAX_WEEKLY_MG or too_often or weekly > MAX_WEEKLY_MG:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
+from cds_service.rules.facts.labs import count_text
 from cds_service.rules.settings import RuleSettings
 
 from .history import (
@@ -30,7 +32,6 @@ from .model import (
     DrugAdvice,
     Suggest,
     count_line,
-    count_text,
     evidence_line,
     lab_line,
     mg,
@@ -412,6 +413,26 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
             )
         )
     return decisions
+
+
+def recognised_by_text(decisions: list[Decision], orders: list[MedicationOrder]) -> list[Decision]:
+    """Each decision with a note naming the orders whose drug no code named, only their text:
+    the prescriber sees that the advice rests on reading a name, and which."""
+    notes = tuple(
+        f"{order.drug.value} order {order.reference} was recognised by its text, "
+        f"'{order.recognised_by_text}' (no RxNorm, NDC or ATC code names the drug)"
+        + (
+            f"; the capsule strength was read from the text: {order.strength_text}"
+            if order.strength_text
+            else ""
+        )
+        + "."
+        for order in orders
+        if order.recognised_by_text is not None
+    )
+    if not notes:
+        return decisions
+    return [replace(d, notes=(*d.notes, *notes)) for d in decisions]
 
 
 def _names(problem: str, reference: str) -> bool:

@@ -26,11 +26,14 @@ from cds_service.rules.facts.clinical import (
     renal_failure_evidence,
 )
 from cds_service.rules.facts.labs import (
+    AncNotComputed,
     Lab,
     LabValue,
-    lab_of,
+    anc_not_computed,
     overtaken,
-    read_lab,
+    read_labs,
+    reads_labs,
+    specimen_ancs,
     unused_latest_count,
     unused_new_result,
 )
@@ -212,10 +215,20 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
 
     def read_labs(raws: list[JsonDict], noted: Problems) -> dict[Lab, tuple[LabValue, ...]]:
         found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
-        for raw in raws:
-            value = readings.read("lab", raw, noted, lambda lab, p: _read_lab(lab, zone, p))
-            if value is not None:
+        not_computed: list[AncNotComputed] = []
+        # Each result's values; then the ANC of each specimen whose neutrophil percentage and
+        # WBC were filed as Observations of their own.
+        read = [
+            value
+            for raw in raws
+            for value in readings.read("lab", raw, noted, lambda lab, p: _read_labs(lab, zone, p))
+        ]
+        for value in [*read, *specimen_ancs(raws, zone, noted)]:
+            if isinstance(value, AncNotComputed):
+                not_computed.append(value)
+            else:
                 found[value.lab].append(_zone_checked(value, noted))
+        noted.uninterpretable += anc_not_computed(not_computed, found[Lab.ANC])
         return {
             lab: tuple(sorted(series, key=lambda v: (v.at, v.reference)))
             for lab, series in found.items()
@@ -354,8 +367,10 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     )
 
 
-def _read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None:
-    return None if lab_of(raw) is None else read_lab(raw, zone, problems)
+def _read_labs(
+    raw: JsonDict, zone: tzinfo, problems: Problems
+) -> tuple[LabValue | AncNotComputed, ...]:
+    return read_labs(raw, zone, problems) if reads_labs(raw) else ()
 
 
 def _zone_checked(value: LabValue, problems: Problems) -> LabValue:

@@ -24,7 +24,6 @@ from cds_service.rules.codes import (
     ESRD_SNOMED,
     HEMATOLOGIC_WORDS,
     ICD10CM,
-    IXAZOMIB_CODES,
     NCIT,
     NEUROPATHIC_PAIN_TERMS,
     NEUROPATHY_TERMS,
@@ -32,11 +31,11 @@ from cds_service.rules.codes import (
     PREGNANCY_CONDITION_SNOMED,
     PREGNANCY_STATUS_CODES,
     RASH_TERMS,
-    RXNORM,
     SNOMED,
     SNOMED_PREGNANT,
 )
-from cds_service.rules.data_needs import LOINC
+from cds_service.rules.facts.labs import loinc_codes
+from cds_service.rules.facts.orders import Drug, identify
 from cds_service.rules.facts.reading import (
     Problems,
     Readings,
@@ -216,7 +215,7 @@ def _pregnancy_status(
     raw: JsonDict, zone: tzinfo, problems: Problems
 ) -> tuple[datetime, bool, str, bool] | None:
     """(when, pregnant, reference, zone assumed) of a pregnancy status Observation, or None."""
-    if not codes_in(raw.get("code"), LOINC) & PREGNANCY_STATUS_CODES:
+    if not loinc_codes(raw.get("code")) & PREGNANCY_STATUS_CODES:
         return None
     if text_field(raw, "status") not in {"final", "amended", "corrected"}:
         return None
@@ -237,7 +236,7 @@ def hypersensitivity_evidence(
     for raw in allergies:
         code = raw.get("code")
         text = concept_text(code)
-        if not (codes_in(code, RXNORM) & IXAZOMIB_CODES or "ixazomib" in text or "ninlaro" in text):
+        if identify(code).drug is not Drug.IXAZOMIB:  # by any code of the drug, or by name
             continue
         allergy = validate(AllergyIntolerance, raw, zone, problems)
         if allergy is None:
@@ -407,7 +406,7 @@ def read_graded_observation(
     raw: JsonDict, zone: tzinfo, problems: Problems
 ) -> ToxicityFinding | None:
     """An Observation whose code is the toxicity term and whose value is the CTCAE grade."""
-    if codes_in(raw.get("code"), LOINC):  # labs, pain scores: not a toxicity term
+    if loinc_codes(raw.get("code")):  # labs, pain scores: not a toxicity term
         return None
     if text_field(raw, "status") not in {"final", "amended", "corrected"}:
         return None

@@ -10,11 +10,13 @@ taken as late or later, is judged in its place (``overtaken``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 from fhir.resources.R4B.observation import Observation
 
@@ -24,26 +26,36 @@ from cds_service.rules.codes import (
     CRCL_CODES,
     CREATININE_CODES,
     EGFR_CODES,
+    LOINC_SYSTEMS,
+    NEUTROPHIL_PERCENT_CODES,
     PAIN_SCORE_CODES,
     PLATELET_CODES,
     PREGNANCY_STATUS_CODES,
+    WBC_CODES,
     WEIGHT_CODES,
 )
-from cds_service.rules.data_needs import LOINC
 from cds_service.rules.facts.reading import (
     Problems,
     as_instant,
-    codes_in,
+    as_list,
+    codings,
     reference_of,
     text_field,
     validate,
 )
 from cds_service.rules.inputs import JsonDict
-from cds_service.rules.units import Kind, convert
+from cds_service.rules.units import Kind, convert, plain
 
 COUNTING_STATUSES = frozenset({"final", "amended", "corrected"})
 # A result in one of these never was (not done, or recorded in error): nothing to name.
 NO_RESULT_STATUSES = frozenset({"cancelled", "entered-in-error"})
+
+
+# The count thresholds the label compares, per mm3 (label 2.2 and Table 3).
+ANC_HOLD_BELOW = Decimal(500)
+PLATELETS_HOLD_BELOW = Decimal(30000)
+ANC_NEW_CYCLE_AT_LEAST = Decimal(1000)
+PLATELETS_NEW_CYCLE_AT_LEAST = Decimal(75000)
 
 
 class Lab(Enum):
@@ -90,33 +102,305 @@ class LabValue:
     upper_limit_sent: str | None = None
 
 
+# What a bound a count is sent as must clear to be used: every threshold compared for its lab.
+_COUNT_THRESHOLDS = {
+    Lab.ANC: (ANC_HOLD_BELOW, ANC_NEW_CYCLE_AT_LEAST),
+    Lab.PLATELETS: (PLATELETS_HOLD_BELOW, PLATELETS_NEW_CYCLE_AT_LEAST),
+}
+
+
+def loinc_codes(concept: Any) -> set[str]:
+    """The LOINC codes of a concept, under LOINC's URL or its OID."""
+    return {code for system, code in codings(concept) if system in LOINC_SYSTEMS}
+
+
 def lab_of(raw: JsonDict) -> Lab | None:
     """Which lab a raw Observation is, by LOINC code (selection before validation)."""
-    found = {
-        _LAB_BY_CODE[code] for code in codes_in(raw.get("code"), LOINC) if code in _LAB_BY_CODE
-    }
+    found = {_LAB_BY_CODE[code] for code in loinc_codes(raw.get("code")) if code in _LAB_BY_CODE}
     return found.pop() if len(found) == 1 else None
 
 
-def read_lab(raw: JsonDict, zone: tzinfo, problems: Problems) -> LabValue | None:
+_COMPONENT_CODES = ANC_CODES | PLATELET_CODES | NEUTROPHIL_PERCENT_CODES | WBC_CODES
+
+
+def _component_labs(raw: JsonDict) -> bool:
+    """Whether a raw Observation carries counts the rules read as components (a CBC panel)."""
+    components = raw.get("component")
+    return isinstance(components, list) and any(
+        isinstance(c, dict) and loinc_codes(c.get("code")) & _COMPONENT_CODES for c in components
+    )
+
+
+def reads_labs(raw: JsonDict) -> bool:
+    """Whether a raw Observation holds anything ``read_labs`` reads (selection)."""
+    return lab_of(raw) is not None or _component_labs(raw)
+
+
+def read_labs(
+    raw: JsonDict, zone: tzinfo, problems: Problems
+) -> tuple[LabValue | AncNotComputed, ...]:
+    """The lab values of one Observation: its own value, and the counts among its components
+    (a CBC panel), with the ANC a neutrophil percentage and a WBC among them give (or why it
+    could not be computed: see ``anc_not_computed``)."""
+    if text_field(raw, "status") not in COUNTING_STATUSES:
+        return ()
     lab = lab_of(raw)
-    if lab is None or text_field(raw, "status") not in COUNTING_STATUSES:
-        return None
+    if lab is None and not _component_labs(raw):
+        return ()
     observation = validate(Observation, raw, zone, problems)
     if observation is None:
-        return None
+        return ()
+    found: list[LabValue | AncNotComputed] = []
+    if lab is not None:
+        value = _read_value(observation, raw, lab, zone, problems)
+        if value is not None:
+            found.append(value)
+    at = _observation_time(observation, zone)
+    if at is None or not observation.component:
+        return tuple(found)
     reference = reference_of(raw)
-    at = as_instant(
+    zone_assumed = reference in problems.zone_assumed
+    parts = _SpecimenParts(reference, at, zone_assumed)
+    for component in observation.component:
+        codes = loinc_codes(component.code)
+        component_lab = next((_LAB_BY_CODE[c] for c in codes if c in _LAB_BY_CODE), None)
+        if component_lab in (Lab.ANC, Lab.PLATELETS):
+            value = _count_value(component, component_lab, reference, at, zone_assumed, problems)
+            if value is not None:
+                found.append(value)
+        elif codes & NEUTROPHIL_PERCENT_CODES:
+            parts.percents.append(component)
+        elif codes & WBC_CODES:
+            parts.wbcs.append(component)
+    measured = any(isinstance(v, LabValue) and v.lab is Lab.ANC for v in found)
+    if parts.percents and not measured:
+        found.append(parts.anc())
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class AncNotComputed:
+    """A neutrophil percentage whose ANC could not be computed, and why (for review)."""
+
+    reference: str
+    at: datetime
+    why: tuple[str, ...]
+
+
+@dataclass
+class _SpecimenParts:
+    """The neutrophil percentages and WBCs (Observations or components) of one specimen."""
+
+    reference: str  # where the ANC is filed: the panel, or the first percentage
+    at: datetime
+    zone_assumed: bool
+    percents: list[Any] = field(default_factory=list)
+    wbcs: list[Any] = field(default_factory=list)
+
+    def anc(self) -> LabValue | AncNotComputed:
+        """Neutrophil percentage / 100 x WBC, exactly (Decimal), shown with both factors
+        ("396/mm3 = 12 % x WBC 3.3 10*9/L"); or why not (no WBC, a value that cannot be read,
+        two different percentages or counts for one specimen)."""
+        noted = Problems()
+        read = [_percent(holder, self.reference, self.at, noted) for holder in self.percents]
+        percents = [p for p in read if p is not None]
+        counted = [
+            # A WBC is a cell count read like the ANC (same units), never filed as one.
+            _count_value(holder, Lab.ANC, self.reference, self.at, self.zone_assumed, noted, "WBC")
+            for holder in self.wbcs
+        ]
+        wbcs = [w for w in counted if w is not None]
+        if len({p for p, _ in percents}) == 1 and len({w.value for w in wbcs}) == 1:
+            (percent, percent_sent), wbc = percents[0], wbcs[0]
+            value = percent * wbc.value / 100
+            sent = f"{count_text(value)}/mm3 = {percent_sent} x WBC {wbc.sent}"
+            return LabValue(Lab.ANC, value, sent, self.at, self.reference, self.zone_assumed)
+        if not noted.uninterpretable:
+            why = "no WBC count of the same specimen" if not wbcs else "conflicting values"
+            shown = ", ".join(text for _, text in percents)
+            noted.uninterpretable.append(
+                f"neutrophils {self.reference} ({shown}, {self.at:%Y-%m-%d}): {why}; the ANC "
+                "could not be computed from the neutrophil percentage"
+            )
+        return AncNotComputed(self.reference, self.at, tuple(noted.uninterpretable))
+
+
+def anc_not_computed(attempts: list[AncNotComputed], ancs: list[LabValue]) -> list[str]:
+    """Why the ANC of a percentage could not be computed, for the percentages that would be
+    the latest word on the ANC (newer than every ANC read). An older one is overtaken by a
+    count that was read; naming it would ask, on every call, to review a superseded result."""
+    latest = max((v.at for v in ancs), default=None)
+    return [
+        why for attempt in attempts if latest is None or attempt.at > latest for why in attempt.why
+    ]
+
+
+def specimen_ancs(
+    raws: list[JsonDict], zone: tzinfo, problems: Problems
+) -> list[LabValue | AncNotComputed]:
+    """The ANC of each specimen whose neutrophil percentage and WBC were filed as Observations
+    of their own: the same specimen reference, or members of one panel (hasMember) taken at
+    the same time. A specimen, or a time, with a measured ANC keeps that one."""
+    parts = [
+        raw
+        for raw in raws
+        if text_field(raw, "status") in COUNTING_STATUSES
+        and loinc_codes(raw.get("code")) & (NEUTROPHIL_PERCENT_CODES | WBC_CODES)
+    ]
+    if not parts:
+        return []
+    panel_of = {
+        str(member.get("reference")): reference_of(panel)
+        for panel in raws
+        for member in as_list(panel.get("hasMember"))
+        if isinstance(member, dict)
+    }
+    measured = [raw for raw in raws if lab_of(raw) is Lab.ANC]
+    measured_specimens = {_specimen(raw) for raw in measured} - {None}
+    measured_times = {_instant_sent(raw, zone) for raw in measured} - {None}
+    # Specimen (or panel and time) -> its percentages and WBCs, with their references and times.
+    groups: dict[tuple[str, ...], tuple[list[tuple[Any, str, datetime]], list[Any]]] = {}
+    for raw in parts:
+        observation = validate(Observation, raw, zone, problems)
+        at = _observation_time(observation, zone) if observation is not None else None
+        specimen = _specimen(raw)
+        if observation is None or at is None or at in measured_times:
+            continue
+        if specimen in measured_specimens:
+            continue
+        reference = reference_of(raw)
+        if specimen is not None:
+            key: tuple[str, ...] = ("specimen", specimen)
+        elif reference in panel_of:
+            key = ("panel", panel_of[reference], at.isoformat())
+        else:
+            key = ("alone", reference)  # nothing ties it to a WBC
+        percents, wbcs = groups.setdefault(key, ([], []))
+        if loinc_codes(raw.get("code")) & NEUTROPHIL_PERCENT_CODES:
+            percents.append((observation, reference, at))
+        else:
+            wbcs.append(observation)
+    found: list[LabValue | AncNotComputed] = []
+    for percents, wbcs in groups.values():
+        if percents:
+            _, reference, at = percents[0]  # the ANC is filed under the first percentage
+            group = _SpecimenParts(reference, at, reference in problems.zone_assumed)
+            group.percents = [observation for observation, _, _ in percents]
+            group.wbcs = wbcs
+            found.append(group.anc())
+    return found
+
+
+def _specimen(raw: JsonDict) -> str | None:
+    specimen = raw.get("specimen")
+    reference = specimen.get("reference") if isinstance(specimen, dict) else None
+    return reference if isinstance(reference, str) and reference else None
+
+
+def count_text(value: Decimal) -> str:
+    """A count in cells/mm3 with thousands separators (exact: no rounding)."""
+    whole = value.to_integral_value()
+    return f"{int(whole):,}" if whole == value else plain(value)
+
+
+def _observation_time(observation: Observation, zone: tzinfo) -> datetime | None:
+    return as_instant(
         observation.effectiveDateTime
         or observation.effectiveInstant
         or (observation.effectivePeriod.start if observation.effectivePeriod else None)
         or observation.issued,
         zone,
     )
+
+
+def _percent(
+    component: Any, reference: str, at: datetime, problems: Problems
+) -> tuple[Decimal, str] | None:
+    quantity = component.valueQuantity
+    if quantity is None or quantity.value is None:
+        return None
+    sent = f"{quantity.comparator or ''}{quantity.value} {quantity.unit or quantity.code or ''}"
+    # The LOINC code says it is a percentage (Neutrophils/100 leukocytes): a unit, when sent,
+    # must say so too.
+    if quantity.comparator or (quantity.code or quantity.unit or "%").strip() != "%":
+        problems.uninterpretable.append(
+            f"neutrophils {reference} ({sent.strip()}, {at:%Y-%m-%d}): not a percentage of "
+            "leukocytes that can be read exactly"
+        )
+        return None
+    return Decimal(quantity.value), f"{plain(Decimal(quantity.value))} %"
+
+
+# A count sent as text: "<20", "< 20 x10^3/uL", ">= 150 K/uL" (a comparator, a number, a unit).
+_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>|\u2264|\u2265)?\s*(\d+(?:\.\d+)?)\s*(\S.*)?$")
+_COMPARATOR_WORDS = {"\u2264": "<=", "\u2265": ">="}
+
+
+def _count_value(
+    holder: Any,
+    lab: Lab,
+    reference: str,
+    at: datetime,
+    zone_assumed: bool,
+    problems: Problems,
+    name: str | None = None,
+) -> LabValue | None:
+    """A cell count from a valueQuantity or valueString of an Observation or component, in
+    cells/mm3. A bound ("<20" x10^3/uL) is used when it lies on one side of every threshold
+    the label compares the count with (below 30,000 and 75,000 for platelets: "<20" is both);
+    otherwise it is named for review, never guessed ("<50" x10^3/uL against 30,000)."""
+    shown = name or lab.value
+    quantity = holder.valueQuantity
+    if quantity is not None and quantity.value is not None:
+        number, comparator = Decimal(quantity.value), quantity.comparator
+        code, system, unit = quantity.code, quantity.system, quantity.unit
+    elif isinstance(holder.valueString, str) and (match := _VALUE_STRING.match(holder.valueString)):
+        number, comparator = Decimal(match.group(2)), match.group(1)
+        comparator = _COMPARATOR_WORDS.get(comparator or "", comparator)
+        code, system, unit = None, None, (match.group(3) or "").strip() or None
+    else:
+        if holder.dataAbsentReason is None:
+            problems.uninterpretable.append(f"{shown} {reference}: no numeric value")
+        return None
+    sent = f"{comparator or ''}{number} {unit or code or ''}".strip()
+    converted = convert(Kind.CELL_COUNT, number, code, system, unit)
+    if converted is None:
+        problems.uninterpretable.append(
+            f"{shown} {reference} ({sent}, {at:%Y-%m-%d}): unit "
+            f"'{unit or code or 'none'}' cannot be converted exactly"
+        )
+        return None
+    if comparator:
+        thresholds = _COUNT_THRESHOLDS[lab] if name is None else ()
+        below_all = comparator in ("<", "<=") and all(converted.value < t for t in thresholds)
+        above_all = comparator in (">", ">=") and all(converted.value >= t for t in thresholds)
+        if not thresholds or not (below_all or above_all):
+            problems.uninterpretable.append(
+                f"{shown} {reference} ({sent}, {at:%Y-%m-%d}): a bound, not a value"
+                + (
+                    ", and not decidable against the label's thresholds ("
+                    + ", ".join(f"{count_text(t)}/mm3" for t in thresholds)
+                    + ")"
+                    if thresholds
+                    else ""
+                )
+            )
+            return None
+    return LabValue(lab, converted.value, sent, at, reference, zone_assumed)
+
+
+def _read_value(
+    observation: Observation, raw: JsonDict, lab: Lab, zone: tzinfo, problems: Problems
+) -> LabValue | None:
+    """The Observation's own value of ``lab``."""
+    reference = reference_of(raw)
+    at = _observation_time(observation, zone)
     if at is None:
         problems.uninterpretable.append(f"{lab.value} {reference}: no date")
         return None
     zone_assumed = reference in problems.zone_assumed
+    if lab in (Lab.ANC, Lab.PLATELETS):
+        return _count_value(observation, lab, reference, at, zone_assumed, problems)
     if lab is Lab.PAIN_SCORE:
         score: Decimal | None = (
             Decimal(observation.valueInteger) if observation.valueInteger is not None else None
@@ -182,10 +466,15 @@ def unused_new_result(raw: JsonDict) -> str | None:
 
     Read from the raw JSON, unvalidated: the text only names what was sent."""
     lab = lab_of(raw)
+    codes = loinc_codes(raw.get("code"))
     if lab is not None:
         kind = lab.value
-    elif codes_in(raw.get("code"), LOINC) & PREGNANCY_STATUS_CODES:
+    elif codes & PREGNANCY_STATUS_CODES:
         kind = "pregnancy status"
+    elif _component_labs(raw):
+        kind = "blood count panel"
+    elif codes & NEUTROPHIL_PERCENT_CODES:
+        kind = "neutrophil percentage"
     else:
         return None
     status = text_field(raw, "status")
@@ -244,7 +533,7 @@ def unused_latest_count(
     it is the latest word on the count. None for anything else."""
     if text_field(raw, "status") in COUNTING_STATUSES:  # most results: one look, then done
         return None
-    if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS):
+    if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS) and not _component_labs(raw):
         return None
     why = unused_new_result(raw)
     taken = _instant_sent(raw, zone)
