@@ -45,7 +45,7 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     if pregnancy_now:
         decisions += shared.pregnancy(facts, settings, [])
     decisions += shared.data_problems(facts, only=facts.new_references)
-    if decisions and facts.unavailable:
+    if decisions and (facts.unavailable or facts.left_out):
         decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
     return decisions
 
