@@ -271,9 +271,9 @@ class _Fetch:
         if left_out:
             kinds = sorted({str(r.get("resourceType")) for r in resources if r not in kept})
             self._record.left_out[key] = (
-                f"the FHIR server answered {left_out} {'/'.join(kinds)} resource"
-                f"{'s' if left_out > 1 else ''} about another patient to a query about this "
-                "patient; they were left out"
+                f"the FHIR server answered {left_out} {'/'.join(kinds)} "
+                f"{'resources' if left_out > 1 else 'resource'} about another patient to a query "
+                f"about this patient; {'they were' if left_out > 1 else 'it was'} left out"
             )
         return kept
 
