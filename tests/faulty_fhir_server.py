@@ -27,8 +27,8 @@ is answered normally).
 
 ``set_other_patient(scenario)``: searches also answer that scenario's matching resources
 (another patient's), the way a FHIR server that ignores the patient parameter would; a Patient
-read answers that patient when asked to. ``page_size``: searches answer in pages of that many entries,
-linked by ``next``.
+read answers that patient when asked to. ``page_size``: searches answer in pages of that many
+entries, linked by ``next``.
 
 "Connection refused" is ``closed_port_url()`` or a server that was stopped. Every request is
 recorded (path and query, Authorization header) so a test can check what the service asked
