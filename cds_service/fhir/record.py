@@ -181,7 +181,17 @@ def _fetch_all(need: DataNeed, patient_id: str) -> _Query:
     query = need.query.replace("{{context.patientId}}", quote(patient_id, safe=""))
     if "?" not in query:
         return _read(query)
-    return _Query(query, lambda client: _of_type(need, client.search(query)))
+    return _Query(_short(query), lambda client: _of_type(need, client.search(query)))
+
+
+def _short(query: str) -> str:
+    """The query as a person reads it: long code lists elided (the key names which it is)."""
+    path, _, parameters = query.partition("?")
+    shown = [
+        p if len(p.partition("=")[2]) <= 40 else f"{p.partition('=')[0]}=..."
+        for p in parameters.split("&")
+    ]
+    return f"{path}?{'&'.join(shown)}"
 
 
 def _of_type(need: DataNeed, resources: list[JsonDict]) -> list[JsonDict]:

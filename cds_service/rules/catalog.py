@@ -159,9 +159,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "data-unavailable",
         "-",
-        "PatientRecord.unavailable",
-        "A category of the record could not be fetched; the checks that needed it were not "
-        "made: review.",
+        "PatientRecord.unavailable, PatientRecord.left_out",
+        "A category of the record could not be fetched, or the FHIR server answered another "
+        "patient's data (left out); checks were made without it: review.",
     ),
     Rule(
         "severity-without-grade",

@@ -180,6 +180,7 @@ def test_trickling_servers_hold_no_fetch_thread_past_the_call(
     for response, elapsed in results:
         assert elapsed < DEADLINE + MARGIN, f"answered after {elapsed:.2f} s"
         assert set(details(response)) >= set(REQUIRED_KEYS)
+    print(f"\n{mode}: slowest of 8 answers {max(e for _, e in results):.2f} s")
     # No work outlives the call that started it: the service has hung up on the trickler.
     # (The trickler notices at its second write after the service hung up: 2 x 0.3 s.)
     assert wait_until(lambda: fhir.open_requests == 0, 3.0), f"{fhir.open_requests} still read"
@@ -298,6 +299,7 @@ def test_a_one_at_a_time_server_still_gives_the_required_data(
     with FaultyFhirServer(scenario, serial_delay=0.8) as fhir:
         fhir.set_mode(Mode.SERIAL)
         response, elapsed = call(live_defaults, scenario, fhir.base_url)
+    print(f"\none query at a time: {response.status_code} in {elapsed:.2f} s")
     assert response.status_code == 200, response.text[:1500]
     assert "start-reduced" in actions(response)
     text = json.dumps(response.json())
