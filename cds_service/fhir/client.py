@@ -58,7 +58,14 @@ NO_USABLE_ANSWER = (
 
 
 class _InFlight:
-    """The sockets of one hook call's queries still being answered, so the call can end them."""
+    """The sockets of one hook call's queries still being answered, so the call can end them.
+
+    A socket is added when its query starts waiting on the server (headers, then body) and
+    discarded when the query is done. A query that completes at the very moment its call ends
+    may already have handed its connection back to the pool: shutting it down then costs only
+    that connection (the pool drops a dead connection when it next hands it out). The TLS
+    handshake is not covered: it is bounded by the connect timeout per read, as before.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
