@@ -62,8 +62,10 @@ class _InFlight:
 
     A socket is added when its query starts waiting on the server (headers, then body) and
     discarded when the query is done. A query that completes at the very moment its call ends
-    may already have handed its connection back to the pool: shutting it down then costs only
-    that connection (the pool drops a dead connection when it next hands it out). The TLS
+    may already have handed its connection back to the pool: shutting it down then costs that
+    connection (the pool drops a dead connection when it next hands it out), or, if another call
+    took it in that instant, one query of that call, which fails like any dropped connection
+    (named as unavailable, never used as data). The TLS
     handshake is not covered: it is bounded by the connect timeout per read, as before.
     """
 
