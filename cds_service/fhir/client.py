@@ -38,6 +38,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from cds_service import metrics
 from cds_service.exact_json import loads_exact
 from cds_service.fhir.errors import FhirUnavailable
+from cds_service.rules.data_needs import DATA_NEEDS
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ MAX_REDIRECTS = 5
 # are a few MB; a worker runs a few calls at once, and the cap keeps it within its memory.
 MAX_CALL_BYTES = 16 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
+_ASKED_TYPES = {need.resource_type for need in DATA_NEEDS} | {"Medication"}
 
 # One wording for every answer that is not a usable FHIR answer: unreachable, refused, an HTTP
 # error status, a redirect off the origin, a body that is not FHIR JSON or is too large.
@@ -224,8 +226,10 @@ class FhirClient:
                 return self._get_json(url)
             except FhirUnavailable as failure:
                 metrics.record_fhir_fetch_failure(resource_type, failure.reason)
-                # The operator's log gets the detailed reason; never the URL (it holds ids).
-                log.info("FHIR %s query failed: %s", resource_type or "?", failure.reason)
+                # The operator's log gets the detailed reason; never the URL (it holds ids), nor
+                # a path segment the server chose (a paging link could put anything there).
+                kind = resource_type if resource_type in _ASKED_TYPES else "other"
+                log.info("FHIR %s query failed: %s", kind, failure.reason)
                 raise
 
     def _get_json(self, url: str) -> JsonDict:
