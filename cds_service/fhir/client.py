@@ -285,6 +285,12 @@ class FhirClient:
 
     def _read_streamed(self, raw: urllib3.BaseHTTPResponse, timeout: float) -> bytearray:
         """The decoded body, chunk by chunk, within the deadline and the call's byte budget."""
+        declared = raw.headers.get("Content-Length", "")
+        if not raw.headers.get("Content-Encoding") and declared.isdigit():
+            with self._lock:
+                over = int(declared) > self._bytes_left
+            if over:  # said to be too large: not read at all
+                raise FhirUnavailable(NO_USABLE_ANSWER, "too_large")
         body = bytearray()
         try:
             while True:

@@ -12,6 +12,7 @@ memory, whether later calls still work, and how fast the service stops.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from live_server import LiveService, start_service
 
 from cds_service.fhir.client import MAX_CALL_BYTES
 from cds_service.fixtures import Scenario
-from reliability.support import assert_operation_outcome, wait_for_workers
+from reliability.support import assert_operation_outcome, wait_for_workers, worker_pids
 
 TIMEOUT = 1.0
 DEADLINE = 2.0
@@ -148,7 +149,12 @@ def test_hostile_bodies_keep_worker_memory_bounded(
 ) -> None:
     scenario = scenarios["hep-moderate"]
     fhir.set_scenario(scenario)
-    workers = wait_for_workers(live.process.pid, 2)
+    # Fresh workers (gunicorn starts new ones), so that no earlier test's peak hides this one's.
+    old = wait_for_workers(live.process.pid, 2)
+    for pid in old:
+        os.kill(pid, signal.SIGTERM)
+    workers = wait_for_workers(live.process.pid, 2, exclude=set(old))
+    assert wait_until(lambda: set(worker_pids(live.process.pid)) == set(workers), 30)
     for _ in range(4):  # warm up both workers: their peak so far is the baseline
         assert call(live, scenario, fhir.base_url)[0].status_code == 200
     before = {pid: peak_rss_mib(pid) for pid in workers}
