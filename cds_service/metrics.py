@@ -59,6 +59,8 @@ FETCH_FAILURE_REASONS = frozenset(
         "http_4xx",
         "http_5xx",
         "invalid_response",
+        "too_large",
+        "redirect",
         "deadline",
         "other",
     }

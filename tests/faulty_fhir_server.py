@@ -12,9 +12,27 @@ Modes (``Mode``): ``healthy``; ``slow`` (answers after ``delay`` seconds, longer
 timeout the tests configure); ``error_500``; ``invalid_json``; ``unauthorized`` (401);
 ``loop`` (searches answer a Bundle whose ``next`` link points back at itself);
 ``endless_pages`` (every page links to a new page); ``wrong_type`` (answers a Patient where
-a Bundle belongs and vice versa). "Connection refused" is ``closed_port_url()`` or a server
-that was stopped. Every request is recorded (path and query, Authorization header) so a test
-can check what the service asked for and with which token.
+a Bundle belongs and vice versa); ``error_404``; ``not_fhir`` (a 200 HTML page).
+
+Hostile bodies: ``gzip_bomb`` (about 1 MB of gzip that inflates to 1 GiB), ``endless_chunked``
+(a chunked body that never ends), ``huge`` (a 50 MB body with its Content-Length);
+``trickle`` (headers at once, then a byte of body every ``trickle_interval`` seconds) and
+``trickle_headers`` (the status line itself a byte at a time).
+
+``serial``: one request at a time, each search taking ``serial_delay`` seconds (reads are
+quick), the latest-arrived request served next: a busy single-threaded server, in the order
+worst for whoever asked first. ``redirect``: every request is answered 302 to the same path
+under ``redirect_to`` (another server's base URL, or ``moved_base_url`` on this one, which
+is answered normally).
+
+``set_other_patient(scenario)``: searches also answer that scenario's matching resources
+(another patient's), the way a FHIR server that ignores the patient parameter would; a Patient
+read answers that patient when asked to. ``page_size``: searches answer in pages of that many
+entries, linked by ``next``.
+
+"Connection refused" is ``closed_port_url()`` or a server that was stopped. Every request is
+recorded (path and query, Authorization header) so a test can check what the service asked
+for and with which token; ``open_requests`` counts those still being answered.
 """
 
 from __future__ import annotations
@@ -23,16 +41,20 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cds_service.fixtures import Scenario
 
 BASE_PATH = "/fhir"
+MOVED_PATH = "/moved/fhir"  # where a same-origin redirect leads; answered like BASE_PATH
 
 
 class Mode(StrEnum):
@@ -44,6 +66,38 @@ class Mode(StrEnum):
     LOOP = "loop"
     ENDLESS_PAGES = "endless_pages"
     WRONG_TYPE = "wrong_type"
+    ERROR_404 = "error_404"
+    NOT_FHIR = "not_fhir"
+    GZIP_BOMB = "gzip_bomb"
+    ENDLESS_CHUNKED = "endless_chunked"
+    HUGE = "huge"
+    TRICKLE = "trickle"
+    TRICKLE_HEADERS = "trickle_headers"
+    SERIAL = "serial"
+    REDIRECT = "redirect"
+
+
+BOMB_INFLATED_BYTES = 1024**3
+HUGE_BYTES = 50 * 1000 * 1000
+_BUNDLE_START = b'{"resourceType": "Bundle", "type": "searchset", "entry": ['
+
+
+@cache
+def gzip_bomb() -> bytes:
+    """A gzip body that inflates to 1 GiB: a Bundle's first bytes, then spaces (made once)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    parts = [packer.compress(_BUNDLE_START)]
+    block = b" " * (1024 * 1024)
+    parts += [packer.compress(block) for _ in range(BOMB_INFLATED_BYTES // len(block))]
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+@cache
+def huge_body() -> bytes:
+    """A valid 50 MB Bundle (one long string), made once."""
+    head = _BUNDLE_START + b'], "padding": "'
+    return head + b"x" * (HUGE_BYTES - len(head) - 2) + b'"}'
 
 
 def closed_port_url() -> str:
@@ -69,9 +123,26 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FaultyFhirServer:
-    def __init__(self, scenario: Scenario | None = None, *, delay: float = 10.0) -> None:
+    def __init__(
+        self,
+        scenario: Scenario | None = None,
+        *,
+        delay: float = 10.0,
+        trickle_interval: float = 0.3,
+        serial_delay: float = 0.9,
+    ) -> None:
         self.scenario = scenario
         self.delay = delay
+        self.trickle_interval = trickle_interval
+        self.serial_delay = serial_delay
+        self.redirect_to: str | None = None
+        self.page_size: int | None = None
+        self._other_patient: Scenario | None = None
+        self._other_patient_reads = False
+        self._open = 0
+        self._serial = threading.Condition()
+        self._serial_busy = False
+        self._serial_waiting: list[object] = []
         self._lock = threading.Lock()
         self._mode = Mode.HEALTHY
         self._only: frozenset[str] | None = None
@@ -113,9 +184,17 @@ class FaultyFhirServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{BASE_PATH}"
 
+    @property
+    def moved_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{MOVED_PATH}"
+
     # -- behaviour ------------------------------------------------------------------------
     def set_mode(self, mode: Mode, only: Iterable[str] | None = None) -> None:
         """Misbehave in ``mode`` for every request, or only for these resource types."""
+        if mode is Mode.GZIP_BOMB:
+            gzip_bomb()  # made before the first request, not while the service waits
+        if mode is Mode.HUGE:
+            huge_body()
         with self._lock:
             self._mode = mode
             self._only = frozenset(only) if only is not None else None
@@ -123,6 +202,13 @@ class FaultyFhirServer:
     def set_scenario(self, scenario: Scenario | None) -> None:
         with self._lock:
             self.scenario = scenario
+
+    def set_other_patient(self, scenario: Scenario | None, *, reads: bool = False) -> None:
+        """Mix ``scenario``'s patient's resources into every search answer (None: stop); with
+        ``reads``, a Patient read answers that patient."""
+        with self._lock:
+            self._other_patient = scenario
+            self._other_patient_reads = reads
 
     # -- what was asked -------------------------------------------------------------------
     @property
@@ -135,21 +221,59 @@ class FaultyFhirServer:
         with self._lock:
             self._requests.clear()
 
+    @property
+    def open_requests(self) -> int:
+        """Requests whose handler is still running (a client still reading, or queued)."""
+        with self._lock:
+            return self._open
+
+    @contextmanager
+    def _one_at_a_time(self) -> Iterator[None]:
+        """Serve one request at a time, the latest-arrived first (a LIFO queue)."""
+        me = object()
+        with self._serial:
+            self._serial_waiting.append(me)
+            while self._serial_busy or self._serial_waiting[-1] is not me:
+                self._serial.wait()
+            self._serial_waiting.remove(me)
+            self._serial_busy = True
+        try:
+            yield
+        finally:
+            with self._serial:
+                self._serial_busy = False
+                self._serial.notify_all()
+
     # -- the handler ----------------------------------------------------------------------
+    def _mode_for(self, target: str) -> Mode:
+        parts = urlsplit(target)
+        if parts.path.startswith(MOVED_PATH):
+            return Mode.HEALTHY  # the end of a same-origin redirect
+        relative = parts.path[len(BASE_PATH) :].strip("/")
+        with self._lock:
+            mode, only = self._mode, self._only
+        if only is not None and relative.split("/")[0] not in only:
+            return Mode.HEALTHY
+        return mode
+
     def _answer(self, target: str) -> tuple[int, bytes]:
         parts = urlsplit(target)
+        base = MOVED_PATH if parts.path.startswith(MOVED_PATH) else BASE_PATH
         relative = (
-            parts.path[len(BASE_PATH) :].strip("/")
-            if parts.path.startswith(BASE_PATH)
+            parts.path[len(base) :].strip("/")
+            if parts.path.startswith(base)
             else parts.path.strip("/")
         )
-        resource_type = relative.split("/")[0]
+        mode = self._mode_for(target)
         with self._lock:
-            mode, only, scenario = self._mode, self._only, self.scenario
-        if only is not None and resource_type not in only:
-            mode = Mode.HEALTHY
+            scenario, other = self.scenario, self._other_patient
+            other_reads = self._other_patient_reads
         is_search = "/" not in relative
         query = relative + (f"?{parts.query}" if parts.query else "")
+        if mode is Mode.ERROR_404:
+            return 404, _dumps(_outcome("not-found", f"{relative} is not here"))
+        if mode is Mode.NOT_FHIR:
+            return 200, b"<html><body>It works!</body></html>"
         if mode is Mode.SLOW:
             self._stopping.wait(self.delay)
             mode = Mode.HEALTHY
@@ -175,11 +299,36 @@ class FaultyFhirServer:
                 return 200, _dumps(_bundle([]))
             return 404, _dumps(_outcome("not-found", f"{relative} is not here"))
         if is_search:
-            return 200, _dumps(scenario.search(query, self.base_url))
+            return 200, _dumps(self._search(scenario, other, relative, parts.query))
+        if other is not None and other_reads and relative.startswith("Patient/"):
+            return 200, _dumps(other.read(f"Patient/{other.patient_id}") or {})
         resource = scenario.read(relative)
         if resource is None:
             return 404, _dumps(_outcome("not-found", f"{relative} is not here"))
         return 200, _dumps(resource)
+
+    def _search(
+        self, scenario: Scenario, other: Scenario | None, resource_type: str, query: str
+    ) -> dict[str, Any]:
+        params = [(k, v) for k, v in parse_qsl(query) if k != "_offset"]
+        offset = int(dict(parse_qsl(query)).get("_offset", "0"))
+        search = f"{resource_type}?{urlencode(params)}"
+        entries = scenario.search(search, self.base_url)["entry"]
+        if other is not None:  # the same query, answered about another patient too
+            theirs = [
+                (k, other.patient_id if k in ("patient", "subject") else v) for k, v in params
+            ]
+            theirs = [(k, f"Patient/{v}" if k == "subject" else v) for k, v in theirs]
+            entries += other.search(f"{resource_type}?{urlencode(theirs)}", self.base_url)["entry"]
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+        if self.page_size is not None:
+            bundle["entry"] = entries[offset : offset + self.page_size]
+            if offset + self.page_size < len(entries):
+                next_query = urlencode([*params, ("_offset", str(offset + self.page_size))])
+                bundle["link"] = [
+                    {"relation": "next", "url": f"{self.base_url}/{resource_type}?{next_query}"}
+                ]
+        return bundle
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
@@ -190,15 +339,78 @@ class FaultyFhirServer:
             def do_GET(self) -> None:
                 with owner._lock:
                     owner._requests.append((self.path, self.headers.get("Authorization")))
-                status, body = owner._answer(self.path)
+                    owner._open += 1
                 try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/fhir+json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    self._reply(owner._mode_for(self.path))
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the service gave up waiting: that is the point of SLOW
+                    pass  # the service gave up waiting: that is the point of SLOW and the rest
+                finally:
+                    with owner._lock:
+                        owner._open -= 1
+
+            def _reply(self, mode: Mode) -> None:
+                if mode is Mode.TRICKLE_HEADERS:
+                    self.close_connection = True
+                    for byte in b"HTTP/1.1 200 OK\r\n" * 1000:
+                        if owner._stopping.wait(owner.trickle_interval):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    return
+                if mode is Mode.SERIAL:
+                    with owner._one_at_a_time():
+                        if "/" not in self.path.split("?")[0][len(BASE_PATH) + 1 :]:
+                            owner._stopping.wait(owner.serial_delay)  # a search
+                        self._send(*owner._answer(self.path))
+                    return
+                if mode is Mode.REDIRECT:
+                    self.send_response(302)
+                    self.send_header(
+                        "Location", f"{owner.redirect_to}{self.path[len(BASE_PATH) :]}"
+                    )
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if mode is Mode.GZIP_BOMB:
+                    self._send(200, gzip_bomb(), {"Content-Encoding": "gzip"})
+                    return
+                if mode is Mode.HUGE:
+                    self._send(200, huge_body())
+                    return
+                if mode is Mode.ENDLESS_CHUNKED:
+                    self.close_connection = True
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/fhir+json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b'{"resource": {"resourceType": "Observation"}},' * 1000
+                    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+                    while not owner._stopping.is_set():
+                        self.wfile.write(frame)
+                    return
+                if mode is Mode.TRICKLE:
+                    self.close_connection = True
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/fhir+json")
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    self.wfile.flush()
+                    while not owner._stopping.wait(owner.trickle_interval):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    return
+                self._send(*owner._answer(self.path))
+
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str] | None = None
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/fhir+json")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -3,14 +3,23 @@
 Prefetch values mean what CDS Hooks 2.0 says: an absent key was not fulfilled (fetch it), a
 ``null`` key means the client found no data, an OperationOutcome means the client's query
 failed (fetch it), and a paged Bundle is completed by following its ``next`` link. Whatever
-cannot be had is named in ``PatientRecord.unavailable``; the caller answers 412 when that is
+cannot be had is named in ``PatientRecord.unavailable``; ``require`` raises when that is
 required data.
+
+Every resource passes one check of whose it is (``patient.patient_of``), whatever path it came
+by. Another patient's data in the prefetch is the client's broken request (``PrefetchRefused``);
+another patient's data fetched from the FHIR server is left out and named in
+``PatientRecord.left_out``, so the cards say so.
+
+Required data is fetched first, optional data with the time left: a FHIR server that answers
+one query at a time must not spend the call's deadline on optional queries while the data a
+decision needs waits.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +27,10 @@ from urllib.parse import quote
 
 import requests
 
-from cds_service.errors import BadRequest, PreconditionFailed
 from cds_service.exact_json import ObjectMemo
-from cds_service.fhir.client import FhirClient, FhirUnavailable, bundle_resources
-from cds_service.protocol.envelope import HookRequest
-from cds_service.protocol.services import HookContext, another_patient, subject_patient
+from cds_service.fhir.client import FhirClient, bundle_resources
+from cds_service.fhir.errors import FhirUnavailable, PrefetchRefused, RequiredDataMissing
+from cds_service.fhir.patient import about_another_patient, another_patient
 from cds_service.rules.data_needs import DATA_NEEDS, MEDICATION_REQUESTS, MEDICATIONS
 from cds_service.rules.inputs import DataNeed, JsonDict, PatientRecord
 
@@ -32,6 +40,7 @@ MAX_MEDICATION_READS = 50
 MAX_PREFETCH_ENTRIES = 5000
 # A repeated prefetch Bundle is the same object again (exact_json): list its resources once.
 _PREFETCHED_RESOURCES = ObjectMemo(bundle_resources, max_size=200_000, size=len)  # resources
+_NEEDS = {need.key: need for need in DATA_NEEDS}
 
 
 @dataclass(frozen=True)
@@ -44,43 +53,65 @@ class FhirAccess:
     deadline_seconds: float
 
 
-def gather_record(request: HookRequest, context: HookContext, access: FhirAccess) -> PatientRecord:
+@dataclass(frozen=True)
+class _Query:
+    """A fetch still owed: what the EHR's engineer would call it, and how to run it."""
+
+    name: str  # e.g. "Observation?patient=p1&code=..." or "Medication/abc"
+    run: Callable[[FhirClient], list[JsonDict]]
+
+
+def gather_record(
+    access: FhirAccess,
+    *,
+    patient_id: str,
+    prefetch: Mapping[str, Any] | None,
+    fhir_server: str | None,
+    access_token: str | None,
+    draft_orders: list[JsonDict],
+    bundled_medications: Mapping[str, JsonDict],
+) -> PatientRecord:
+    """The record for one hook call; raises ``PrefetchRefused`` for an unusable prefetch."""
     deadline = time.monotonic() + access.deadline_seconds
     client = None
-    if request.fhirServer:
-        token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+    if fhir_server:
         client = FhirClient(
-            request.fhirServer,
-            token,
+            fhir_server,
+            access_token,
             access.session,
             timeout_seconds=access.timeout_seconds,
             deadline=deadline,
         )
-    record = PatientRecord(medications=dict(context.bundled_medications))
-    prefetch = request.prefetch or {}
-    jobs: dict[str, Callable[[FhirClient], list[JsonDict]]] = {}
+    record = PatientRecord(medications=dict(bundled_medications))
+    owed: dict[str, _Query] = {}
     for need in DATA_NEEDS:
-        job = _use_prefetch(need, prefetch, record, context.patient_id)
-        if job is not None:
-            jobs[need.key] = job
-    for key, outcome in _run(jobs, client, access.executor, deadline).items():
-        if isinstance(outcome, str):
-            record.unavailable[key] = outcome
-        else:
-            record.resources[key] = outcome
-    _resolve_medications(record, context, client, access.executor, deadline)
+        query = _use_prefetch(need, prefetch or {}, record, patient_id)
+        if query is not None:
+            owed[need.key] = query
+    fetch = _Fetch(client, access.executor, patient_id, record)
+    try:
+        # First what a decision cannot do without, the ordered drug included; then the rest.
+        fetch.round({k: q for k, q in owed.items() if _NEEDS[k].required}, draft_orders)
+        fetch.round(
+            {k: q for k, q in owed.items() if not _NEEDS[k].required},
+            record.resources.get(MEDICATION_REQUESTS, []),
+        )
+    finally:
+        if client is not None:
+            client.end()  # nothing this call started goes on after it
+    fetch.note_medication_failures()
     return record
 
 
 def require(record: PatientRecord) -> None:
-    """412 when data the rules cannot do without is missing."""
+    """``RequiredDataMissing`` when data the rules cannot do without is missing."""
     missing = [
         f"{need.key} ({need.resource_type}: {need.description}): {record.unavailable[need.key]}"
         for need in DATA_NEEDS
         if need.required and need.key in record.unavailable
     ]
     if missing:
-        raise PreconditionFailed(
+        raise RequiredDataMissing(
             "Data the ixazomib checks require was neither prefetched nor fetchable from the "
             "FHIR server. Prefetch it or send fhirServer with fhirAuthorization.",
             details=missing,
@@ -88,8 +119,8 @@ def require(record: PatientRecord) -> None:
 
 
 def _use_prefetch(
-    need: DataNeed, prefetch: dict[str, Any], record: PatientRecord, patient_id: str
-) -> Callable[[FhirClient], list[JsonDict]] | None:
+    need: DataNeed, prefetch: Mapping[str, Any], record: PatientRecord, patient_id: str
+) -> _Query | None:
     """Take what the prefetch holds for ``need``; return the fetch still owed, if any."""
     if need.key not in prefetch:
         return _fetch_all(need, patient_id)
@@ -101,16 +132,17 @@ def _use_prefetch(
     if kind == "OperationOutcome":
         return _fetch_all(need, patient_id)
     if kind == need.resource_type and not need.query.startswith(f"{need.resource_type}?"):
-        if kind == "Patient" and isinstance(value.get("id"), str) and value["id"] != patient_id:
-            raise BadRequest(another_patient(f"prefetch.{need.key}", value["id"], patient_id))
+        _refuse_another_patient(f"prefetch.{need.key}", value, patient_id)
         record.resources[need.key] = [value]
         return None
     if kind != "Bundle" or not isinstance(value.get("entry", []), list):
         expected = "Bundle" if "?" in need.query else need.resource_type
-        raise BadRequest(f"prefetch.{need.key} must be a {expected}, an OperationOutcome or null")
+        raise PrefetchRefused(
+            f"prefetch.{need.key} must be a {expected}, an OperationOutcome or null"
+        )
     found = _PREFETCHED_RESOURCES(value)
     if len(found) > MAX_PREFETCH_ENTRIES:
-        raise BadRequest(
+        raise PrefetchRefused(
             f"prefetch.{need.key} has {len(found)} entries; at most {MAX_PREFETCH_ENTRIES} are "
             "accepted (send fewer, or leave the key out and send fhirServer)"
         )
@@ -120,74 +152,168 @@ def _use_prefetch(
             record.medications.setdefault(f"Medication/{resource['id']}", resource)
             continue
         if kind != need.resource_type:  # e.g. a DSTU2 MedicationOrder: refuse, never drop
-            raise BadRequest(
+            raise PrefetchRefused(
                 f"prefetch.{need.key} holds a {kind}; expected {need.resource_type} "
                 "(FHIR R4) resources"
             )
-        named = subject_patient(resource)
-        if named is not None and named != patient_id:
-            # Another patient's results would be judged as this patient's: refuse the request.
-            where = f"prefetch.{need.key} entry {index}"
-            raise BadRequest(another_patient(where, named, patient_id))
+        _refuse_another_patient(f"prefetch.{need.key} entry {index}", resource, patient_id)
     record.resources[need.key] = [r for r in found if r.get("resourceType") == need.resource_type]
     if any(
         link.get("relation") == "next" for link in value.get("link") or [] if isinstance(link, dict)
     ):
         first_page = record.resources.pop(need.key)
-        return lambda client: (
-            first_page
-            + [r for r in client.rest_of(value) if r.get("resourceType") == need.resource_type]
+        return _Query(
+            f"the pages after prefetch.{need.key}",
+            lambda client: first_page + _of_type(need, client.rest_of(value)),
         )
     return None
 
 
-def _fetch_all(need: DataNeed, patient_id: str) -> Callable[[FhirClient], list[JsonDict]]:
+def _refuse_another_patient(where: str, resource: JsonDict, patient_id: str) -> None:
+    # Another patient's results would be judged as this patient's: refuse the request.
+    named = about_another_patient(resource, patient_id)
+    if named is not None:
+        raise PrefetchRefused(another_patient(where, named, patient_id))
+
+
+def _fetch_all(need: DataNeed, patient_id: str) -> _Query:
     # Built only when something must be fetched: a prefetched key needs no query.
     query = need.query.replace("{{context.patientId}}", quote(patient_id, safe=""))
-    return _fetch(need, query)
-
-
-def _fetch(need: DataNeed, query: str) -> Callable[[FhirClient], list[JsonDict]]:
     if "?" not in query:
         return _read(query)
-    return lambda client: [
-        r for r in client.search(query) if r.get("resourceType") == need.resource_type
+    return _Query(_short(query), lambda client: _of_type(need, client.search(query)))
+
+
+def _short(query: str) -> str:
+    """The query as a person reads it: long code lists elided (the key names which it is)."""
+    path, _, parameters = query.partition("?")
+    shown = [
+        p if len(p.partition("=")[2]) <= 40 else f"{p.partition('=')[0]}=..."
+        for p in parameters.split("&")
     ]
+    return f"{path}?{'&'.join(shown)}"
 
 
-def _read(reference: str) -> Callable[[FhirClient], list[JsonDict]]:
-    return lambda client: [client.read(reference)]
+def _of_type(need: DataNeed, resources: list[JsonDict]) -> list[JsonDict]:
+    return [r for r in resources if r.get("resourceType") == need.resource_type]
 
 
-def _run(
-    jobs: dict[str, Callable[[FhirClient], list[JsonDict]]],
-    client: FhirClient | None,
-    executor: ThreadPoolExecutor,
-    deadline: float,
-) -> dict[str, list[JsonDict] | str]:
-    """Run independent fetches in parallel; a job's outcome is its resources or why not."""
-    if not jobs:
-        return {}
-    if client is None:
-        return {key: "not prefetched, and the request named no fhirServer" for key in jobs}
-    futures: dict[str, Future[list[JsonDict]]] = {
-        key: executor.submit(job, client) for key, job in jobs.items()
-    }
-    wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
-    outcomes: dict[str, list[JsonDict] | str] = {}
-    for key, future in futures.items():
-        if not future.done():
-            future.cancel()
-            outcomes[key] = "the FHIR server did not answer in the time allowed"
-            continue
-        error = future.exception()
-        if error is None:
-            outcomes[key] = _deduplicated(future.result())
-        elif isinstance(error, FhirUnavailable):
-            outcomes[key] = str(error)
-        else:  # a bug must not look like missing data, nor leak a traceback to the client
-            outcomes[key] = "the FHIR server's answer could not be read"
-    return outcomes
+def _read(reference: str) -> _Query:
+    return _Query(reference, lambda client: [client.read(reference)])
+
+
+class _Fetch:
+    """The fetches of one hook call, run in rounds; every result passes the patient check."""
+
+    def __init__(
+        self,
+        client: FhirClient | None,
+        executor: ThreadPoolExecutor,
+        patient_id: str,
+        record: PatientRecord,
+    ) -> None:
+        self._client = client
+        self._executor = executor
+        self._patient_id = patient_id
+        self._record = record
+        self._medication_failures: list[str] = []
+        self._medications_asked: set[str] = set()
+
+    def round(self, needs: dict[str, _Query], orders: list[JsonDict]) -> None:
+        """Fetch ``needs`` and the Medications that ``orders`` point to, all in parallel."""
+        references = self._medication_references(orders)
+        medications = {reference: _read(reference) for reference in references}
+        for key, outcome in self._run({**needs, **medications}).items():
+            if key in medications:
+                self._take_medication(key, outcome)
+            elif isinstance(outcome, str):
+                self._record.unavailable[key] = outcome
+            else:
+                kept = self._this_patients(key, outcome)
+                if outcome and not kept and "?" not in _NEEDS[key].query:
+                    # A read answered with someone else's resource: this patient's is missing.
+                    self._record.unavailable[key] = self._record.left_out.pop(key)
+                else:
+                    self._record.resources[key] = kept
+
+    def _medication_references(self, orders: list[JsonDict]) -> list[str]:
+        """The Medications ``orders`` point to that nobody has sent or been asked for yet."""
+        wanted: list[str] = []
+        for order in orders:
+            reference = order.get("medicationReference")
+            target = reference.get("reference") if isinstance(reference, dict) else None
+            if (
+                isinstance(target, str)
+                and target
+                and not target.startswith("#")
+                and target not in self._record.medications
+                and target not in self._medications_asked
+                and target not in wanted
+            ):
+                wanted.append(target)
+        room = max(0, MAX_MEDICATION_READS - len(self._medications_asked))
+        self._medications_asked.update(wanted)
+        self._medication_failures += [
+            f"{reference}: too many references to read" for reference in wanted[room:]
+        ]
+        return wanted[:room]
+
+    def _take_medication(self, reference: str, outcome: list[JsonDict] | str) -> None:
+        if isinstance(outcome, str):
+            self._medication_failures.append(f"{reference}: {outcome}")
+            return
+        kept = self._this_patients(MEDICATIONS, outcome)
+        if kept and kept[0].get("resourceType") == "Medication":
+            self._record.medications[reference] = kept[0]
+        else:
+            self._medication_failures.append(f"{reference}: not a Medication")
+
+    def note_medication_failures(self) -> None:
+        if self._medication_failures:
+            self._record.unavailable[MEDICATIONS] = "could not read " + "; ".join(
+                self._medication_failures
+            )
+
+    def _this_patients(self, key: str, resources: list[JsonDict]) -> list[JsonDict]:
+        """``resources`` without those about another patient, which are named as left out."""
+        kept = [r for r in resources if about_another_patient(r, self._patient_id) is None]
+        left_out = len(resources) - len(kept)
+        if left_out:
+            kinds = sorted({str(r.get("resourceType")) for r in resources if r not in kept})
+            self._record.left_out[key] = (
+                f"the FHIR server answered {left_out} {'/'.join(kinds)} "
+                f"{'resources' if left_out > 1 else 'resource'} about another patient to a query "
+                f"about this patient; {'they were' if left_out > 1 else 'it was'} left out"
+            )
+        return kept
+
+    def _run(self, queries: dict[str, _Query]) -> dict[str, list[JsonDict] | str]:
+        """Run independent fetches in parallel; a query's outcome is its resources or why not."""
+        if not queries:
+            return {}
+        client = self._client
+        if client is None:
+            return {key: "not prefetched, and the request named no fhirServer" for key in queries}
+        futures: dict[str, Future[list[JsonDict]]] = {
+            key: self._executor.submit(query.run, client) for key, query in queries.items()
+        }
+        wait(futures.values(), timeout=max(0.0, client.deadline - time.monotonic()))
+        outcomes: dict[str, list[JsonDict] | str] = {}
+        for key, future in futures.items():
+            name = queries[key].name
+            if not future.done():
+                future.cancel()
+                outcomes[key] = f"{name} did not finish in the time the call allows"
+                continue
+            error = future.exception()
+            if error is None:
+                outcomes[key] = _deduplicated(future.result())
+            elif isinstance(error, FhirUnavailable):
+                unfinished = error.reason in ("deadline", "timeout")
+                outcomes[key] = f"{name} {error}" if unfinished else str(error)
+            else:  # a bug must not look like missing data, nor leak a traceback to the client
+                outcomes[key] = "the FHIR server's answer could not be read"
+        return outcomes
 
 
 def _deduplicated(resources: list[JsonDict]) -> list[JsonDict]:
@@ -200,40 +326,3 @@ def _deduplicated(resources: list[JsonDict]) -> list[JsonDict]:
         seen.add(identity)
         unique.append(resource)
     return unique
-
-
-def _resolve_medications(
-    record: PatientRecord,
-    context: HookContext,
-    client: FhirClient | None,
-    executor: ThreadPoolExecutor,
-    deadline: float,
-) -> None:
-    """Read the Medications that orders point to and that nobody has sent yet."""
-    orders = context.draft_orders + record.resources.get(MEDICATION_REQUESTS, [])
-    wanted: list[str] = []
-    for order in orders:
-        reference = order.get("medicationReference")
-        target = reference.get("reference") if isinstance(reference, dict) else None
-        if (
-            isinstance(target, str)
-            and target
-            and not target.startswith("#")
-            and target not in record.medications
-            and target not in wanted
-        ):
-            wanted.append(target)
-    if not wanted:
-        return
-    jobs = {reference: _read(reference) for reference in wanted[:MAX_MEDICATION_READS]}
-    failures: list[str] = []
-    for reference, outcome in _run(jobs, client, executor, deadline).items():
-        if isinstance(outcome, str):
-            failures.append(f"{reference}: {outcome}")
-        elif outcome and outcome[0].get("resourceType") == "Medication":
-            record.medications[reference] = outcome[0]
-        else:
-            failures.append(f"{reference}: not a Medication")
-    failures += [f"{ref}: too many references to read" for ref in wanted[MAX_MEDICATION_READS:]]
-    if failures:
-        record.unavailable[MEDICATIONS] = "could not read " + "; ".join(failures)

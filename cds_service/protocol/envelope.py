@@ -65,7 +65,8 @@ class HookRequest(_Envelope):
     @field_validator("fhirServer")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+        # Schemes are case-insensitive (RFC 3986 3.1): HTTP://host is an http URL.
+        if value is not None and not value[:8].lower().startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value
 

@@ -25,12 +25,14 @@ from cds_service.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
     operation_outcome,
 )
 from cds_service.exact_json import loads_exact, loads_hook_request, why_invalid
+from cds_service.fhir.errors import PrefetchRefused, RequiredDataMissing
 from cds_service.fhir.record import gather_record, require
 from cds_service.protocol.envelope import (
     Coding,
@@ -106,13 +108,27 @@ def call_service(service_id: str) -> Response:
     if not needs_patient_data(call, context.bundled_medications):
         metrics.record_request(service.id, 200, time.perf_counter() - g.started)
         return jsonify({"cards": []})  # orders of other drugs only: nothing to fetch or say
-    if why_not_fetched is None:
-        record = gather_record(hook_request, context, current.fhir)
-    else:  # nothing is fetched: what was not prefetched is unavailable, saying why
-        prefetch_only = hook_request.model_copy(update={"fhirServer": None})
-        record = gather_record(prefetch_only, context, current.fhir)
-        not_fetched(record, why_not_fetched)
-    require(record)
+    try:
+        record = gather_record(
+            current.fhir,
+            patient_id=context.patient_id,
+            prefetch=hook_request.prefetch,
+            fhir_server=hook_request.fhirServer if why_not_fetched is None else None,
+            access_token=(
+                hook_request.fhirAuthorization.access_token
+                if hook_request.fhirAuthorization
+                else None
+            ),
+            draft_orders=context.draft_orders,
+            bundled_medications=context.bundled_medications,
+        )
+        if why_not_fetched is not None:  # nothing was fetched: say why
+            not_fetched(record, why_not_fetched)
+        require(record)
+    except PrefetchRefused as error:  # the client's request is broken
+        raise BadRequest(error.message, details=error.details) from None
+    except RequiredDataMissing as error:
+        raise PreconditionFailed(error.message, details=error.details) from None
     cards = evaluate(call, record, current.rule_settings)
     _audit(call, cards)
     metrics.record_request(service.id, 200, time.perf_counter() - g.started)

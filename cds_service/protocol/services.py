@@ -14,19 +14,15 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.errors import BadRequest
+from cds_service.fhir.patient import about_another_patient, another_patient
 from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN, JsonDict
 
 MAX_CONTEXT_ENTRIES = 100  # draft orders or new results in one call; more is not an EHR's call
 
-# A subject reference that names a patient: relative (`Patient/p1`) or absolute
-# (`https://ehr.example/fhir/Patient/p1`), optionally versioned. The id part is a FHIR id.
-# Any other form (`urn:uuid:...`, `#contained`, a Group) cannot be compared with patientId.
+# A reference to a resource: relative (`MedicationRequest/1`) or absolute, optionally versioned.
 _RESOURCE_REFERENCE = re.compile(
     r"(?:https?://\S+/)?([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
-)
-_PATIENT_REFERENCE = re.compile(
-    r"(?:https?://\S+/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
 )
 
 
@@ -207,31 +203,12 @@ def _refuse_other_patients(
     for index, resource in enumerate(resources):
         if resource.get("resourceType") != kind:
             continue
-        named = subject_patient(resource)
-        if named is None or named == patient_id:
+        named = about_another_patient(resource, patient_id)
+        if named is None:
             continue
         identity = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
         where = f"context.{name}.entry[{index}] ({identity})"
         raise BadRequest(another_patient(where, named, patient_id))
-
-
-def another_patient(where: str, named: str, patient_id: str) -> str:
-    """Why data about another patient is refused, in one wording for context and prefetch."""
-    return (
-        f"{where} is about Patient/{named}, but this request is about Patient/{patient_id} "
-        "(context.patientId); a request may carry only the data of the patient it is about"
-    )
-
-
-def subject_patient(resource: JsonDict) -> str | None:
-    """The patient id that ``subject.reference`` (``patient`` in AllergyIntolerance) names, or
-    None when it names none we can read."""
-    subject = resource.get("subject", resource.get("patient"))
-    reference = subject.get("reference") if isinstance(subject, dict) else None
-    if not isinstance(reference, str):
-        return None
-    match = _PATIENT_REFERENCE.fullmatch(reference)
-    return match.group(1) if match else None
 
 
 @cache

@@ -162,9 +162,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "data-unavailable",
         DATA_CHECK,
-        "PatientRecord.unavailable; the medication of a draft order",
-        "Data a check needs is not available (the card says which, and why); the checks "
-        "that needed it were not made: review.",
+        "PatientRecord.unavailable, PatientRecord.left_out; the medication of a draft order",
+        "Data a check needs is not available (the card says which, and why), or the FHIR "
+        "server answered another patient's data (left out); the checks that needed it were "
+        "not made: review.",
     ),
     Rule(
         "severity-without-grade",

@@ -63,8 +63,11 @@ class PatientRecord:
     server failed, no FHIR server was given...). ``medications`` holds Medication resources
     resolved for ``medicationReference`` (contained ones stay inside their MedicationRequest),
     keyed by reference string as it appears in the order (e.g. "Medication/abc").
+    ``left_out`` maps a key to why resources that arrived for it were not used (the FHIR
+    server answered another patient's data to a query about this patient).
     """
 
     resources: dict[str, list[JsonDict]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
     medications: dict[str, JsonDict] = field(default_factory=dict)

@@ -90,7 +90,16 @@ def access() -> Iterator[FhirAccess]:
 
 def gather(body: dict[str, Any], access: FhirAccess) -> PatientRecord:
     request = HookRequest.model_validate(body)
-    return gather_record(request, read_context(request.hook, request.context), access)
+    context = read_context(request.hook, request.context)
+    return gather_record(
+        access,
+        patient_id=context.patient_id,
+        prefetch=request.prefetch,
+        fhir_server=request.fhirServer,
+        access_token=request.fhirAuthorization.access_token if request.fhirAuthorization else None,
+        draft_orders=context.draft_orders,
+        bundled_medications=context.bundled_medications,
+    )
 
 
 def ids(record: PatientRecord, key: str) -> set[str]:

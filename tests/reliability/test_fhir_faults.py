@@ -32,11 +32,12 @@ REQUIRED_KEYS = ("patient", "medicationRequests", "labs")
 
 # What the 412 must say about each fault (in an issue naming a required prefetch key).
 FAULTS: dict[str, tuple[Mode | None, str]] = {
-    "slower than the timeout": (Mode.SLOW, "did not answer"),
-    "HTTP 500": (Mode.ERROR_500, "HTTP 500"),
-    "invalid JSON": (Mode.INVALID_JSON, "not valid JSON"),
+    "slower than the timeout": (Mode.SLOW, "did not finish"),
+    # One wording for what is not a usable FHIR answer: the 412 must not map the network.
+    "HTTP 500": (Mode.ERROR_500, "no usable FHIR answer"),
+    "invalid JSON": (Mode.INVALID_JSON, "no usable FHIR answer"),
     "401": (Mode.UNAUTHORIZED, "refused the access token"),
-    "connection refused": (None, "could not be reached"),
+    "connection refused": (None, "no usable FHIR answer"),
     "next link loops": (Mode.LOOP, "loop"),
     "endless pages": (Mode.ENDLESS_PAGES, "pages"),
     "wrong resource type": (Mode.WRONG_TYPE, ""),

@@ -48,7 +48,7 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     # element left out as unreadable is named: the course may rest on what was left out).
     named = facts.new_references | {order.reference for order in facts.history}
     decisions += shared.data_problems(facts, only=named)
-    if decisions and facts.unavailable:
+    if decisions and (facts.unavailable or facts.left_out):
         decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
     return shared.recognised_by_text(decisions, facts.active_orders)
 

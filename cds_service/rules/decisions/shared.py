@@ -412,6 +412,22 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
                 notes=("The checks that read these data were not made; review them yourself.",),
             )
         )
+    if facts.left_out and only is None:
+        decisions.append(
+            Decision(
+                rule="data-unavailable",
+                indicator=WARNING,
+                summary="Data about another patient was left out; some checks may lack data",
+                ixazomib=DrugAdvice(REVIEW),
+                evidence=tuple(
+                    f"{key}: {reason}" for key, reason in sorted(facts.left_out.items())
+                ),
+                notes=(
+                    "The checks were made without these data. Check the record, and tell the "
+                    "FHIR server's administrators that it answers other patients' data.",
+                ),
+            )
+        )
     return decisions
 
 

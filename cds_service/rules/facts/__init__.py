@@ -99,6 +99,7 @@ class Facts:
     hypersensitivity: list[Evidence]
     toxicities: list[ToxicityFinding]
     unavailable: dict[str, str]
+    left_out: dict[str, str]  # resources that arrived but were not used, by key: why
     problems: Problems = field(default_factory=Problems)
     # Recorded ixazomib/lenalidomide orders that could not be read (not valid FHIR): the
     # history has gaps, so "never had ixazomib" cannot be concluded.
@@ -362,6 +363,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         ),
         toxicities=toxicities,
         unavailable=dict(record.unavailable),
+        left_out=dict(record.left_out),
         problems=problems,
         unreadable_history=unreadable_history,
     )
