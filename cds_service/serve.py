@@ -6,10 +6,12 @@ to the package (a source checkout); otherwise the same settings taken straight f
 ``cds_service.gunicorn_settings`` (an installed wheel). ``host``/``port`` and ``workers``
 given here override the file.
 
-With the nginx front (``serve --front nginx`` or ``CDS_FRONT=nginx``), nginx listens on
-host:port (with TLS when ``CDS_TLS_CERT_FILE`` and ``CDS_TLS_KEY_FILE`` name a certificate and
-its key) and gunicorn on a Unix socket in a private run directory; this process supervises
-the two (see ``run_behind_nginx``). Without it gunicorn listens on host:port itself.
+With the nginx front (``--front nginx``; the default ``auto`` picks it whenever nginx is
+installed), nginx listens on host:port (with TLS when ``CDS_TLS_CERT_FILE`` and
+``CDS_TLS_KEY_FILE`` name a certificate and its key) and gunicorn on a Unix socket in a private
+run directory; this process supervises the two (see ``run_behind_nginx``). Without it
+(``--front none``, or ``auto`` where there is no nginx) gunicorn listens on host:port itself,
+and warns at start-up when that address is not a loopback one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from cds_service.config import ConfigError
 from cds_service.nginx_front import FrontSettings, find_nginx, render_config
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
-FRONTS = ("none", "nginx")
+FRONTS = ("auto", "nginx", "none")
 # How long gunicorn may take to load the app and listen before nginx is started anyway.
 GUNICORN_START_SECONDS = 60.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -105,13 +107,28 @@ class FrontChoice:
 
 
 def front_choice(front: str | None, environ: Mapping[str, str] | None = None) -> FrontChoice:
-    """``--front`` (else ``CDS_FRONT``, default ``none``) and the ``CDS_TLS_*`` files, checked."""
+    """``--front`` (else ``CDS_FRONT``, default ``auto``) and the ``CDS_TLS_*`` files, checked.
+
+    ``auto`` is nginx when it is installed, else gunicorn alone: a plain ``serve`` survives
+    slow clients wherever it can, and still starts (for development on loopback) where
+    there is no nginx. With a TLS certificate configured, ``auto`` needs nginx.
+    """
     env = os.environ if environ is None else environ
-    chosen = (front or env.get("CDS_FRONT", "").strip() or "none").lower()
+    chosen = (front or env.get("CDS_FRONT", "").strip() or "auto").lower()
     if chosen not in FRONTS:
-        raise ConfigError(f"CDS_FRONT (--front) must be none or nginx, not {chosen!r}")
+        raise ConfigError(f"CDS_FRONT (--front) must be auto, nginx or none, not {chosen!r}")
     cert = env.get("CDS_TLS_CERT_FILE", "").strip()
     key = env.get("CDS_TLS_KEY_FILE", "").strip()
+    if chosen == "auto":
+        if find_nginx() is not None:
+            chosen = "nginx"
+        elif cert or key:
+            raise ConfigError(
+                "CDS_TLS_CERT_FILE/CDS_TLS_KEY_FILE: TLS ends at the nginx front, and nginx "
+                "is not installed (Debian: apt-get install nginx)"
+            )
+        else:
+            chosen = "none"
     if not cert and not key:
         return FrontChoice(chosen)
     if not (cert and key):
@@ -119,7 +136,7 @@ def front_choice(front: str | None, environ: Mapping[str, str] | None = None) ->
     if chosen != "nginx":
         raise ConfigError(
             "CDS_TLS_CERT_FILE/CDS_TLS_KEY_FILE: TLS ends at the nginx front; "
-            "use --front nginx (CDS_FRONT=nginx)"
+            "use --front nginx or auto (CDS_FRONT)"
         )
     for name, value in (("CDS_TLS_CERT_FILE", cert), ("CDS_TLS_KEY_FILE", key)):
         if not Path(value).is_file():

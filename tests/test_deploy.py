@@ -137,7 +137,9 @@ def test_deployment_replicas_and_rollout() -> None:
 def test_the_app_listens_on_loopback_behind_the_nginx_sidecar() -> None:
     host, port = _app_listens_on()
     assert host == "127.0.0.1"
-    assert "--front" in _container()["command"]  # never a second nginx inside the app
+    # never a second nginx inside the app, whatever the image holds (the default is auto)
+    command = _container()["command"]
+    assert command[command.index("--front") + 1] == "none"
     assert "ports" not in _container()  # nothing outside the pod reaches it
     nginx = _container("nginx")
     assert {p["name"]: p["containerPort"] for p in nginx["ports"]} == {"https": 8443}
@@ -465,6 +467,8 @@ def test_dockerfile_healthcheck_expose_entrypoint() -> None:
     assert json.loads(entrypoint) == [
         "ixazomib-cds",
         "serve",
+        "--front",
+        "none",  # the image has no nginx: gunicorn alone, said so, not left to auto
         "--host",
         "0.0.0.0",
         "--port",
@@ -697,12 +701,15 @@ def test_bind_address() -> None:
         bind_address("127.0.0.1", 0)
 
 
-def test_front_choice(tmp_path: Path) -> None:
+def test_front_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cds_service import serve
     from cds_service.config import ConfigError
     from cds_service.serve import front_choice
 
-    assert front_choice(None, {}).front == "none"
-    assert front_choice(None, {"CDS_FRONT": "nginx"}).front == "nginx"
+    monkeypatch.setattr(serve, "find_nginx", lambda: "/usr/sbin/nginx")
+    assert front_choice(None, {}).front == "nginx"  # the default, auto, where nginx is
+    assert front_choice(None, {"CDS_FRONT": "AUTO"}).front == "nginx"
+    assert front_choice(None, {"CDS_FRONT": "none"}).front == "none"
     assert front_choice("none", {"CDS_FRONT": "nginx"}).front == "none"  # --front wins
     with pytest.raises(ConfigError, match="CDS_FRONT"):
         front_choice(None, {"CDS_FRONT": "apache"})
@@ -718,6 +725,27 @@ def test_front_choice(tmp_path: Path) -> None:
         front_choice("nginx", {"CDS_TLS_CERT_FILE": str(cert)})
     with pytest.raises(ConfigError, match="CDS_TLS_KEY_FILE: no such file"):
         front_choice("nginx", {**tls, "CDS_TLS_KEY_FILE": str(tmp_path / "missing.key")})
+    assert front_choice(None, tls).front == "nginx"
+
+
+def test_the_default_front_without_nginx_is_gunicorn_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine without nginx: ``serve`` (and ``make serve``) still starts, gunicorn
+    alone; only a TLS certificate, which only nginx can use, makes it refuse."""
+    from cds_service import serve
+    from cds_service.config import ConfigError
+    from cds_service.serve import front_choice
+
+    monkeypatch.setattr(serve, "find_nginx", lambda: None)
+    assert front_choice(None, {}).front == "none"
+    assert front_choice("auto", {"CDS_FRONT": "nginx"}).front == "none"  # --front wins
+    assert front_choice(None, {"CDS_FRONT": "nginx"}).front == "nginx"  # fails at run, saying so
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("x")
+    key.write_text("x")
+    with pytest.raises(ConfigError, match="nginx is not installed"):
+        front_choice(None, {"CDS_TLS_CERT_FILE": str(cert), "CDS_TLS_KEY_FILE": str(key)})
 
 
 def test_nginx_answers_of_its_own_are_operation_outcomes() -> None:
@@ -814,7 +842,8 @@ def test_gunicorn_alone_on_a_public_address_warns_that_it_needs_a_front() -> Non
         gunicorn_settings.when_ready(server)
         assert len(warnings) == 1
         assert "0.0.0.0:8080" in warnings[0]
-        assert "--front nginx" in warnings[0]
+        assert "apt-get install nginx" in warnings[0]  # how to get the front
+        assert "CDS_FRONT=auto" in warnings[0]
         server.cfg.bind = ["127.0.0.1:8081"]  # the pod's app container, behind the sidecar
         gunicorn_settings.when_ready(server)
         assert len(warnings) == 1
