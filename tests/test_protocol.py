@@ -352,3 +352,20 @@ def test_order_select_naming_no_draft_is_400_not_silence(client: FlaskClient) ->
     body = _order_select_request("MedicationRequest/not-among-the-drafts")
     response = client.post("/cds-services/ixazomib-order-select", json=body)
     assert_operation_outcome(response, 400, "not among context.draftOrders")
+
+
+def test_an_order_hook_without_draft_orders_says_they_are_required(client: FlaskClient) -> None:
+    body = _order_select_request("MedicationRequest/a")
+    body["context"]["selections"] = [f"MedicationRequest/{n}" for n in "abcde"]
+    del body["context"]["draftOrders"]
+    response = client.post("/cds-services/ixazomib-order-select", json=body)
+    assert_operation_outcome(
+        response,
+        400,
+        "the selected orders MedicationRequest/a, MedicationRequest/b, MedicationRequest/c "
+        "and 2 more were not checked",
+    )
+    body["hook"] = "order-sign"
+    del body["context"]["selections"]
+    response = client.post("/cds-services/ixazomib-order-sign", json=body)
+    assert_operation_outcome(response, 400, "context.draftOrders is required for order-sign")
