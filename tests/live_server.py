@@ -101,6 +101,8 @@ def start_service(
         "CDS_WORKERS": str(workers),
         **(env or {}),
     }
+    if env and "CDS_FRONT" in env:  # a front asked for by its variable is the one it gets
+        front = env["CDS_FRONT"] or None
     if tls is not None:
         front = "nginx"
         environment.update(CDS_TLS_CERT_FILE=str(tls[0]), CDS_TLS_KEY_FILE=str(tls[1]))

@@ -162,7 +162,8 @@ def test_the_default_front_is_nginx_where_nginx_is_installed(live: LiveService) 
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
         answer = sock.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 400"), answer[:200]
-    assert "application/fhir+json" in answer and "OperationOutcome" in answer, answer[:500]
+    assert "application/fhir+json" in answer, answer[:500]
+    assert "OperationOutcome" in answer, answer[:500]
 
 
 def test_slow_clients_do_not_slow_normal_calls(
