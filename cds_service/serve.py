@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,8 @@ REPO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf
 FRONTS = ("auto", "nginx", "none")
 # How long gunicorn may take to load the app and listen before nginx is started anyway.
 GUNICORN_START_SECONDS = 60.0
+# 107 bytes of a socket path, less "/ixazomib-cds-front-XXXXXXXX/gunicorn.sock".
+_MAX_RUN_DIR_PARENT_BYTES = 107 - 42
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -187,7 +190,7 @@ def run_behind_nginx(overrides: dict[str, Any], front: FrontChoice, max_body_byt
             "--front nginx: nginx is not installed (Debian: apt-get install nginx); "
             "or run without the front (--front none)"
         )
-    run_dir = Path(tempfile.mkdtemp(prefix="ixazomib-cds-front-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="ixazomib-cds-front-", dir=_run_dir_parent()))
     try:
         # nginx started as root runs its workers as "nobody": they must reach the socket.
         run_dir.chmod(0o711)
@@ -223,6 +226,21 @@ def run_behind_nginx(overrides: dict[str, Any], front: FrontChoice, max_body_byt
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run_dir_parent() -> str:
+    """Where the private run directory (the socket, nginx's configuration) goes: the temporary
+    directory, unless nginx could not use a socket there. A Unix socket's path has at most 107
+    bytes (nginx refuses a longer one), and nginx started as root runs its workers as
+    "nobody", who must be able to pass every directory above the socket (with TMPDIR inside a
+    private directory every call got 502)."""
+    base = Path(tempfile.gettempdir()).resolve()
+    short = len(os.fsencode(base)) <= _MAX_RUN_DIR_PARENT_BYTES
+    if short and (
+        os.geteuid() != 0 or all(d.stat().st_mode & stat.S_IXOTH for d in (base, *base.parents))
+    ):
+        return str(base)
+    return "/tmp"  # noqa: S108 - sticky and world-passable; mkdtemp makes a private directory
 
 
 def _supervise(gunicorn_overrides: dict[str, Any], nginx_command: list[str], sock: Path) -> int:

@@ -820,6 +820,66 @@ def test_serve_front_start_up_errors_name_what_to_fix(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("tmpdir", ["private", "deep"])
+def test_the_default_front_answers_whatever_tmpdir_is(tmpdir: str, tmp_path: Path) -> None:
+    """Plain ``serve`` (the default front: nginx, installed when missing) with TMPDIR a
+    directory only its owner may enter (as pytest's and systemd's are), or one so deep that a
+    socket path in it is too long: nginx's workers (as "nobody" when serve runs as root) still
+    reach gunicorn's socket. It was 502 on every call, and a refused start."""
+    import tempfile
+    import time
+
+    import requests
+    from live_server import free_port
+    from nginx_server import ensure_nginx
+
+    ensure_nginx()
+    top = Path(tempfile.mkdtemp(prefix="cds-"))  # short, and only its owner may enter
+    private = top
+    if tmpdir == "deep":
+        top.chmod(0o755)
+        private = top / ("d" * 40) / ("e" * 40)
+        private.mkdir(parents=True)
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    process = subprocess.Popen(
+        [COMMAND, "serve", "--port", str(port), "--workers", "1"],
+        env={
+            **environment,
+            "TMPDIR": str(private),
+            "CDS_AUTH": "disabled",
+            "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        status = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            except requests.ConnectionError:
+                time.sleep(0.1)
+                continue
+            status = answer.status_code
+            if status == 200 or answer.headers.get("Server") != "nginx":
+                break
+            time.sleep(0.1)  # nginx answers 502 until gunicorn is ready: wait for it
+        server = answer.headers.get("Server") if status else None
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+        left_behind = list(private.iterdir())
+        shutil.rmtree(top, ignore_errors=True)
+    output = stderr.decode(errors="replace")[-3000:]
+    assert status == 200, output
+    assert server == "nginx", output  # the default front is the one answering
+    assert process.returncode == 0, output
+    assert "Permission denied" not in output
+    assert not left_behind
+
+
 def test_gunicorn_alone_on_a_public_address_warns_that_it_needs_a_front() -> None:
     from cds_service import gunicorn_settings
 
