@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Run the service on embedded defaults (SQLite file, authentication off for development,
-## FHIR test servers that need no token allowed, as the CDS Hooks Sandbox's).
+## FHIR test servers that need no token allowed, as the CDS Hooks Sandbox's). On loopback;
+## nginx in front where it is installed (serve's default front, auto), else gunicorn alone.
 serve: $(STAMP)
 	CDS_AUTH=$${CDS_AUTH:-disabled} CDS_ALLOW_OPEN_FHIR_SERVERS=$${CDS_ALLOW_OPEN_FHIR_SERVERS:-true} \
 	  $(BIN)/ixazomib-cds serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}

@@ -121,11 +121,13 @@ def process_tree_cpu_seconds(pid: int) -> float:
 
 
 def service_argv() -> list[str]:
-    """``ixazomib-cds serve`` from this virtual environment (the console script)."""
+    """``ixazomib-cds serve --front none`` from this virtual environment (the console script):
+    gunicorn alone, as the bare app runs and as the pod's app container runs behind its
+    sidecar, so the two are compared under the same server."""
     script = Path(sys.executable).with_name("ixazomib-cds")
     if script.is_file():
-        return [str(script), "serve"]
-    return [sys.executable, "-m", "cds_service.cli", "serve"]
+        return [str(script), "serve", "--front", "none"]
+    return [sys.executable, "-m", "cds_service.cli", "serve", "--front", "none"]
 
 
 def bare_argv() -> list[str]:

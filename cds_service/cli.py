@@ -19,7 +19,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=None, help="default: from the CPU count")
     serve.add_argument(
-        "--front", choices=("none", "nginx"), default=None, help="default: CDS_FRONT, else none"
+        "--front",
+        choices=("auto", "nginx", "none"),
+        default=None,
+        help="nginx in front of gunicorn, or none; default: CDS_FRONT, else auto "
+        "(nginx when it is installed)",
     )
 
     load = commands.add_parser("load-fixtures", help="upload the scenarios to a FHIR server")

@@ -247,9 +247,10 @@ def when_ready(server: Any) -> None:
     if exposed:
         server.log.warning(
             "gunicorn listens on %s with no front: a few slow clients can hold every worker "
-            "thread, and calls are plain HTTP. Put nginx in front (ixazomib-cds serve --front "
-            "nginx, or the Kubernetes sidecar of deploy/k8s) unless another buffering proxy "
-            "that ends TLS is there.",
+            "thread, and calls are plain HTTP. Install nginx (Debian: apt-get install nginx) "
+            "and ixazomib-cds serve runs it in front by default (CDS_FRONT=auto; "
+            "--front nginx insists on it), or use the Kubernetes sidecar of deploy/k8s, "
+            "unless another buffering proxy that ends TLS is in front.",
             ", ".join(exposed),
         )
 

@@ -6,10 +6,12 @@ to the package (a source checkout); otherwise the same settings taken straight f
 ``cds_service.gunicorn_settings`` (an installed wheel). ``host``/``port`` and ``workers``
 given here override the file.
 
-With the nginx front (``serve --front nginx`` or ``CDS_FRONT=nginx``), nginx listens on
-host:port (with TLS when ``CDS_TLS_CERT_FILE`` and ``CDS_TLS_KEY_FILE`` name a certificate and
-its key) and gunicorn on a Unix socket in a private run directory; this process supervises
-the two (see ``run_behind_nginx``). Without it gunicorn listens on host:port itself.
+With the nginx front (``--front nginx``; the default ``auto`` picks it whenever nginx is
+installed), nginx listens on host:port (with TLS when ``CDS_TLS_CERT_FILE`` and
+``CDS_TLS_KEY_FILE`` name a certificate and its key) and gunicorn on a Unix socket in a private
+run directory; this process supervises the two (see ``run_behind_nginx``). Without it
+(``--front none``, or ``auto`` where there is no nginx) gunicorn listens on host:port itself,
+and warns at start-up when that address is not a loopback one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,9 +42,11 @@ from cds_service.config import ConfigError
 from cds_service.nginx_front import FrontSettings, find_nginx, render_config
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
-FRONTS = ("none", "nginx")
+FRONTS = ("auto", "nginx", "none")
 # How long gunicorn may take to load the app and listen before nginx is started anyway.
 GUNICORN_START_SECONDS = 60.0
+# 107 bytes of a socket path, less "/ixazomib-cds-front-XXXXXXXX/gunicorn.sock".
+_MAX_RUN_DIR_PARENT_BYTES = 107 - 42
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -105,13 +110,28 @@ class FrontChoice:
 
 
 def front_choice(front: str | None, environ: Mapping[str, str] | None = None) -> FrontChoice:
-    """``--front`` (else ``CDS_FRONT``, default ``none``) and the ``CDS_TLS_*`` files, checked."""
+    """``--front`` (else ``CDS_FRONT``, default ``auto``) and the ``CDS_TLS_*`` files, checked.
+
+    ``auto`` is nginx when it is installed, else gunicorn alone: a plain ``serve`` survives
+    slow clients wherever it can, and still starts (for development on loopback) where
+    there is no nginx. With a TLS certificate configured, ``auto`` needs nginx.
+    """
     env = os.environ if environ is None else environ
-    chosen = (front or env.get("CDS_FRONT", "").strip() or "none").lower()
+    chosen = (front or env.get("CDS_FRONT", "").strip() or "auto").lower()
     if chosen not in FRONTS:
-        raise ConfigError(f"CDS_FRONT (--front) must be none or nginx, not {chosen!r}")
+        raise ConfigError(f"CDS_FRONT (--front) must be auto, nginx or none, not {chosen!r}")
     cert = env.get("CDS_TLS_CERT_FILE", "").strip()
     key = env.get("CDS_TLS_KEY_FILE", "").strip()
+    if chosen == "auto":
+        if find_nginx() is not None:
+            chosen = "nginx"
+        elif cert or key:
+            raise ConfigError(
+                "CDS_TLS_CERT_FILE/CDS_TLS_KEY_FILE: TLS ends at the nginx front, and nginx "
+                "is not installed (Debian: apt-get install nginx)"
+            )
+        else:
+            chosen = "none"
     if not cert and not key:
         return FrontChoice(chosen)
     if not (cert and key):
@@ -119,7 +139,7 @@ def front_choice(front: str | None, environ: Mapping[str, str] | None = None) ->
     if chosen != "nginx":
         raise ConfigError(
             "CDS_TLS_CERT_FILE/CDS_TLS_KEY_FILE: TLS ends at the nginx front; "
-            "use --front nginx (CDS_FRONT=nginx)"
+            "use --front nginx or auto (CDS_FRONT)"
         )
     for name, value in (("CDS_TLS_CERT_FILE", cert), ("CDS_TLS_KEY_FILE", key)):
         if not Path(value).is_file():
@@ -170,7 +190,7 @@ def run_behind_nginx(overrides: dict[str, Any], front: FrontChoice, max_body_byt
             "--front nginx: nginx is not installed (Debian: apt-get install nginx); "
             "or run without the front (--front none)"
         )
-    run_dir = Path(tempfile.mkdtemp(prefix="ixazomib-cds-front-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="ixazomib-cds-front-", dir=_run_dir_parent()))
     try:
         # nginx started as root runs its workers as "nobody": they must reach the socket.
         run_dir.chmod(0o711)
@@ -206,6 +226,21 @@ def run_behind_nginx(overrides: dict[str, Any], front: FrontChoice, max_body_byt
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run_dir_parent() -> str:
+    """Where the private run directory (the socket, nginx's configuration) goes: the temporary
+    directory, unless nginx could not use a socket there. A Unix socket's path has at most 107
+    bytes (nginx refuses a longer one), and nginx started as root runs its workers as
+    "nobody", who must be able to pass every directory above the socket (with TMPDIR inside a
+    private directory every call got 502)."""
+    base = Path(tempfile.gettempdir()).resolve()
+    short = len(os.fsencode(base)) <= _MAX_RUN_DIR_PARENT_BYTES
+    if short and (
+        os.geteuid() != 0 or all(d.stat().st_mode & stat.S_IXOTH for d in (base, *base.parents))
+    ):
+        return str(base)
+    return "/tmp"  # noqa: S108 - sticky and world-passable; mkdtemp makes a private directory
 
 
 def _supervise(gunicorn_overrides: dict[str, Any], nginx_command: list[str], sock: Path) -> int:

@@ -68,9 +68,13 @@ def start_service(
     auth: bool = True,
     ready_timeout: float = 30.0,
     tls: tuple[Path, Path] | None = None,
+    front: str | None = "none",
 ) -> LiveService:
-    """``tls``: (certificate, key) PEM files; the service then speaks https only, through
-    the nginx front (``CDS_FRONT=nginx``)."""
+    """``front``: ``serve --front``. ``none`` (gunicorn alone, as the Kubernetes app container
+    runs it behind its sidecar) unless said otherwise: the process is then gunicorn's master,
+    whose workers tests count and kill. ``None``: no ``--front`` and no ``CDS_FRONT``, the
+    shipped default (auto). ``tls``: (certificate, key) PEM files; the service then speaks
+    https only, through the nginx front."""
     workdir = Path(tempfile.mkdtemp(prefix="ixazomib-cds-live-"))
     port = free_port()
     base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
@@ -97,18 +101,17 @@ def start_service(
         "CDS_WORKERS": str(workers),
         **(env or {}),
     }
+    if env and "CDS_FRONT" in env:  # a front asked for by its variable is the one it gets
+        front = env["CDS_FRONT"] or None
     if tls is not None:
-        environment.update(
-            CDS_FRONT="nginx", CDS_TLS_CERT_FILE=str(tls[0]), CDS_TLS_KEY_FILE=str(tls[1])
-        )
-    command = [
-        str(Path(sys.executable).parent / "ixazomib-cds"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+        front = "nginx"
+        environment.update(CDS_TLS_CERT_FILE=str(tls[0]), CDS_TLS_KEY_FILE=str(tls[1]))
+    command = [str(Path(sys.executable).parent / "ixazomib-cds"), "serve"]
+    if front is None:
+        environment.pop("CDS_FRONT", None)
+    else:
+        command += ["--front", front]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
     log = (workdir / "service.log").open("wb")
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
     service = LiveService(base_url, process, workdir, keys, str(tls[0]) if tls else True)

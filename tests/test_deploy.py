@@ -137,7 +137,9 @@ def test_deployment_replicas_and_rollout() -> None:
 def test_the_app_listens_on_loopback_behind_the_nginx_sidecar() -> None:
     host, port = _app_listens_on()
     assert host == "127.0.0.1"
-    assert "--front" in _container()["command"]  # never a second nginx inside the app
+    # never a second nginx inside the app, whatever the image holds (the default is auto)
+    command = _container()["command"]
+    assert command[command.index("--front") + 1] == "none"
     assert "ports" not in _container()  # nothing outside the pod reaches it
     nginx = _container("nginx")
     assert {p["name"]: p["containerPort"] for p in nginx["ports"]} == {"https": 8443}
@@ -465,6 +467,8 @@ def test_dockerfile_healthcheck_expose_entrypoint() -> None:
     assert json.loads(entrypoint) == [
         "ixazomib-cds",
         "serve",
+        "--front",
+        "none",  # the image has no nginx: gunicorn alone, said so, not left to auto
         "--host",
         "0.0.0.0",
         "--port",
@@ -697,12 +701,15 @@ def test_bind_address() -> None:
         bind_address("127.0.0.1", 0)
 
 
-def test_front_choice(tmp_path: Path) -> None:
+def test_front_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cds_service import serve
     from cds_service.config import ConfigError
     from cds_service.serve import front_choice
 
-    assert front_choice(None, {}).front == "none"
-    assert front_choice(None, {"CDS_FRONT": "nginx"}).front == "nginx"
+    monkeypatch.setattr(serve, "find_nginx", lambda: "/usr/sbin/nginx")
+    assert front_choice(None, {}).front == "nginx"  # the default, auto, where nginx is
+    assert front_choice(None, {"CDS_FRONT": "AUTO"}).front == "nginx"
+    assert front_choice(None, {"CDS_FRONT": "none"}).front == "none"
     assert front_choice("none", {"CDS_FRONT": "nginx"}).front == "none"  # --front wins
     with pytest.raises(ConfigError, match="CDS_FRONT"):
         front_choice(None, {"CDS_FRONT": "apache"})
@@ -718,6 +725,27 @@ def test_front_choice(tmp_path: Path) -> None:
         front_choice("nginx", {"CDS_TLS_CERT_FILE": str(cert)})
     with pytest.raises(ConfigError, match="CDS_TLS_KEY_FILE: no such file"):
         front_choice("nginx", {**tls, "CDS_TLS_KEY_FILE": str(tmp_path / "missing.key")})
+    assert front_choice(None, tls).front == "nginx"
+
+
+def test_the_default_front_without_nginx_is_gunicorn_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine without nginx: ``serve`` (and ``make serve``) still starts, gunicorn
+    alone; only a TLS certificate, which only nginx can use, makes it refuse."""
+    from cds_service import serve
+    from cds_service.config import ConfigError
+    from cds_service.serve import front_choice
+
+    monkeypatch.setattr(serve, "find_nginx", lambda: None)
+    assert front_choice(None, {}).front == "none"
+    assert front_choice("auto", {"CDS_FRONT": "nginx"}).front == "none"  # --front wins
+    assert front_choice(None, {"CDS_FRONT": "nginx"}).front == "nginx"  # fails at run, saying so
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("x")
+    key.write_text("x")
+    with pytest.raises(ConfigError, match="nginx is not installed"):
+        front_choice(None, {"CDS_TLS_CERT_FILE": str(cert), "CDS_TLS_KEY_FILE": str(key)})
 
 
 def test_nginx_answers_of_its_own_are_operation_outcomes() -> None:
@@ -792,6 +820,66 @@ def test_serve_front_start_up_errors_name_what_to_fix(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("tmpdir", ["private", "deep"])
+def test_the_default_front_answers_whatever_tmpdir_is(tmpdir: str, tmp_path: Path) -> None:
+    """Plain ``serve`` (the default front: nginx, installed when missing) with TMPDIR a
+    directory only its owner may enter (as pytest's and systemd's are), or one so deep that a
+    socket path in it is too long: nginx's workers (as "nobody" when serve runs as root) still
+    reach gunicorn's socket. It was 502 on every call, and a refused start."""
+    import tempfile
+    import time
+
+    import requests
+    from live_server import free_port
+    from nginx_server import ensure_nginx
+
+    ensure_nginx()
+    top = Path(tempfile.mkdtemp(prefix="cds-"))  # short, and only its owner may enter
+    private = top
+    if tmpdir == "deep":
+        top.chmod(0o755)
+        private = top / ("d" * 40) / ("e" * 40)
+        private.mkdir(parents=True)
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    process = subprocess.Popen(
+        [COMMAND, "serve", "--port", str(port), "--workers", "1"],
+        env={
+            **environment,
+            "TMPDIR": str(private),
+            "CDS_AUTH": "disabled",
+            "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        status = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            except requests.ConnectionError:
+                time.sleep(0.1)
+                continue
+            status = answer.status_code
+            if status == 200 or answer.headers.get("Server") != "nginx":
+                break
+            time.sleep(0.1)  # nginx answers 502 until gunicorn is ready: wait for it
+        server = answer.headers.get("Server") if status else None
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+        left_behind = list(private.iterdir())
+        shutil.rmtree(top, ignore_errors=True)
+    output = stderr.decode(errors="replace")[-3000:]
+    assert status == 200, output
+    assert server == "nginx", output  # the default front is the one answering
+    assert process.returncode == 0, output
+    assert "Permission denied" not in output
+    assert not left_behind
+
+
 def test_gunicorn_alone_on_a_public_address_warns_that_it_needs_a_front() -> None:
     from cds_service import gunicorn_settings
 
@@ -814,7 +902,8 @@ def test_gunicorn_alone_on_a_public_address_warns_that_it_needs_a_front() -> Non
         gunicorn_settings.when_ready(server)
         assert len(warnings) == 1
         assert "0.0.0.0:8080" in warnings[0]
-        assert "--front nginx" in warnings[0]
+        assert "apt-get install nginx" in warnings[0]  # how to get the front
+        assert "CDS_FRONT=auto" in warnings[0]
         server.cfg.bind = ["127.0.0.1:8081"]  # the pod's app container, behind the sidecar
         gunicorn_settings.when_ready(server)
         assert len(warnings) == 1

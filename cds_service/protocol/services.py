@@ -103,6 +103,8 @@ def read_context(hook: str, context: JsonDict) -> HookContext:
     observations: list[JsonDict] = []
     medications: dict[str, JsonDict] = {}
     if hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
+        if context.get("draftOrders") is None:
+            raise BadRequest(_no_draft_orders(hook, context.get("selections")))
         entries = _bundle_resources(context, "draftOrders")
         _refuse_other_patients("draftOrders", entries, "MedicationRequest", patient_id)
         draft_orders = [r for r in entries if r.get("resourceType") != "Medication"]
@@ -132,6 +134,31 @@ def _string(context: JsonDict, name: str, *, required: bool) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"context.{name} is required and must be a non-empty string")
     return value
+
+
+def _no_draft_orders(hook: str, selections: object) -> str:
+    """The 400 for an order hook without ``context.draftOrders`` (REQUIRED at both hooks in
+    CDS Hooks 2.0): what is missing, which order went unchecked, what to send. Not a card:
+    without the drafts the service cannot tell whether the selected order is ixazomib at all,
+    and a card on every order anyone selects would be noise; order-sign checks the order."""
+    if hook == HOOK_ORDER_SIGN:
+        return (
+            "context.draftOrders is required for order-sign: the Bundle of the draft orders "
+            "being signed (CDS Hooks 2.0); no order was checked."
+        )
+    named = [s for s in selections if isinstance(s, str)] if isinstance(selections, list) else []
+    if not named:
+        unchecked = "no order was checked"
+    elif len(named) == 1:
+        unchecked = f"the selected order {named[0]} was not checked"
+    else:
+        shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+        unchecked = f"the selected orders {shown} were not checked"
+    return (
+        "context.draftOrders is required for order-select: the Bundle of the draft orders that "
+        f"context.selections names (CDS Hooks 2.0); {unchecked}. Send the draft orders in "
+        "context.draftOrders; the order is checked at order-sign, with the drafts sent there."
+    )
 
 
 def _bundle_resources(context: JsonDict, name: str) -> list[JsonDict]:

@@ -83,3 +83,28 @@ def test_sandbox_order_select_with_its_draft_gets_the_start_dose_card(client: Fl
     assert {"rule": "hepatic-start-dose", "ixazomib": {"action": "start-reduced", "doseMg": 3}} in (
         advice
     ), advice
+
+
+def test_sandbox_order_select_without_draft_orders_says_what_is_missing(
+    client: FlaskClient,
+) -> None:
+    """The order-select as the Sandbox sent it: ``selections`` but no ``draftOrders`` (CDS
+    Hooks 2.0 makes them REQUIRED at order-select). A 400 whose text tells the EHR's engineer
+    what is missing and which order went unchecked, not a card: without the drafts the service
+    cannot even tell whether the selected order is ixazomib."""
+    request = recorded("order_select_request_without_prefetch_and_drafts")
+    assert "draftOrders" not in request["context"]
+
+    response = client.post("/cds-services/ixazomib-order-select", json=request)
+
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype in ("application/fhir+json", "application/json")
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    (issue,) = outcome["issue"]
+    assert (issue["severity"], issue["code"]) == ("error", "invalid")
+    text = issue["diagnostics"]
+    assert text.startswith("context.draftOrders is required for order-select"), text
+    assert "the Bundle of the draft orders that context.selections names" in text, text
+    assert "the selected order MedicationRequest/request-123 was not checked" in text, text
+    assert "order-sign" in text, text  # where the order is checked when the drafts come

@@ -105,8 +105,8 @@ def test_sigterm_is_prompt_while_a_fetch_is_stuck(
         ensure_nginx()
     live = start_service(
         workers=2,
+        front=front,
         env={
-            "CDS_FRONT": front,
             "CDS_FHIR_TIMEOUT_SECONDS": "1",
             "CDS_FHIR_DEADLINE_SECONDS": str(DEADLINE),
         },
@@ -141,7 +141,7 @@ def test_when_nginx_dies_serve_stops_gunicorn_and_fails() -> None:
     """A front that is gone must not leave a server that answers nothing while looking alive:
     serve stops gunicorn too and exits non-zero, for its supervisor to restart it."""
     ensure_nginx()
-    live = start_service(workers=2, env={"CDS_FRONT": "nginx"})
+    live = start_service(workers=2, front="nginx")
     try:
         children = _children(live.process.pid)
         (nginx,) = [pid for pid, name in children.items() if name.startswith("nginx")]

@@ -1,11 +1,13 @@
-"""Slow clients cannot take the service down (the shipped front: ``serve --front nginx``).
+"""Slow clients cannot take the service down: plain ``ixazomib-cds serve`` as shipped (no
+``--front``, no ``CDS_FRONT``: the default, auto, runs the nginx front where nginx is installed).
 
 gunicorn's gthread workers read a request in a worker thread: 12 connections sending a byte a
 second held every thread of 2 workers x 4 threads, and normal order-sign calls timed out.
 With the nginx front, nginx reads each request whole before gunicorn sees it.
 
-The test runs the real service behind the real nginx (installed by tests/nginx_server.py
-when missing), measures normal calls' latency quiet, then again while ``SLOW_CLIENTS``
+The test runs the real service with its default front on a machine with nginx (installed by
+tests/nginx_server.py when missing), checks that nginx is what answers, measures normal calls'
+latency quiet, then again while ``SLOW_CLIENTS``
 connections trickle a byte a second (half of them their headers, half their body), and
 requires the p99 under attack within 3x of the quiet p99 (counted as at least 20 ms), with no
 failed call. Figures:
@@ -21,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -28,7 +31,7 @@ from live_server import LiveService, start_service
 from nginx_server import ensure_nginx
 
 from cds_service.fixtures import Scenario
-from reliability.support import percentile
+from reliability.support import percentile, worker_pids
 
 PATH = "/cds-services/ixazomib-order-sign"
 WORKERS = 2  # x 4 threads (the default): 8 request slots without a front
@@ -136,9 +139,31 @@ def _normal_calls(live: LiveService, scenario: Scenario, seconds: float) -> tupl
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveService]:
     ensure_nginx()
-    service = start_service(workers=WORKERS, env={"CDS_FRONT": "nginx"})
+    service = start_service(workers=WORKERS, front=None)  # the default
     yield service
     service.stop()
+
+
+def _command_names_of_children(pid: int) -> list[str]:
+    names = []
+    for child in worker_pids(pid):
+        try:
+            names.append(Path(f"/proc/{child}/comm").read_text().strip())
+        except OSError:
+            continue
+    return names
+
+
+def test_the_default_front_is_nginx_where_nginx_is_installed(live: LiveService) -> None:
+    assert "nginx" in _command_names_of_children(live.process.pid)
+    # an answer nginx gives itself: gunicorn alone would answer 400 with its own HTML page
+    port = int(live.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 400"), answer[:200]
+    assert "application/fhir+json" in answer, answer[:500]
+    assert "OperationOutcome" in answer, answer[:500]
 
 
 def test_slow_clients_do_not_slow_normal_calls(

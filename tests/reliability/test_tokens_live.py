@@ -215,6 +215,12 @@ def test_the_cds_hooks_sandbox_token_is_accepted_on_every_call(trusted: Trusted)
             # without the EHR's token: the 412 names the setting that would allow it
             assert response.status_code == 412, response.text
             assert_operation_outcome(response.json(), mentions="CDS_ALLOW_OPEN_FHIR_SERVERS")
+        else:
+            # the recording has no draftOrders (REQUIRED at order-select): the 400 says so
+            assert response.status_code == 400, response.text
+            assert_operation_outcome(
+                response.json(), mentions="MedicationRequest/request-123 was not checked"
+            )
     for name in ("feedback_overridden", "feedback_accepted"):
         response = requests.post(
             trusted.url(SIGN + "/feedback"), json=recorded(name), timeout=10,
