@@ -388,7 +388,8 @@ def test_verify_decides_as_pyjwt_decode_on_mutated_tokens(
         ({"typ": "at+jwt"}, "'typ' must be 'JWT'"),
         ({"headers": {"crit": ["b64"], "b64": True}}, "critical extensions"),
         ({"iat": 1_000_000_000, "exp": 4_000_000_000}, "lifetime exceeds"),
-        ({"iat": int(time.time()) + 10, "exp": int(time.time()) + 10}, "'exp' is not after"),
+        # Seconds from now, made absolute when the test runs (the list is built at collection).
+        ({"iat": "+10", "exp": "+10"}, "'exp' is not after"),
         ({"exp": 10**400}, "NumericDate"),
         ({"iat": True}, "NumericDate"),
         ({"iat": -1}, "NumericDate"),
@@ -400,6 +401,11 @@ def test_where_the_service_is_stricter_than_pyjwt(
     inline_issuer: TrustedIssuer, es_key: EsKey, changes: dict[str, Any], reason: str
 ) -> None:
     """Tokens PyJWT's decode accepts and the service refuses, by a rule of its own."""
+    now = int(time.time())
+    changes = {
+        name: now + int(value) if isinstance(value, str) and value.startswith("+") else value
+        for name, value in changes.items()
+    }
     token = mint(es_key, "es-1", **changes)
     key_set = jwt.PyJWKSet.from_dict(inline_issuer.jwks or {})
     assert _pyjwt_verdict(token, key_set) == "accepted"

@@ -27,7 +27,10 @@ from cds_service.store.engines import POOL_SIZE, postgres_connect_args, postgres
 from cds_service.store.migrations import head_revision
 from cds_service.store.models import CardAudit, FeedbackItem, FeedbackResult, RuleStats
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+def now() -> datetime:
+    """The time of the check itself: a time taken at import goes stale in a long run."""
+    return datetime.now(UTC).replace(microsecond=0)
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 ctx = multiprocessing.get_context("fork")
 
@@ -216,7 +219,7 @@ def test_a_fresh_sqlite_file_opened_by_many_workers_at_once(tmp_path: Path) -> N
 
 
 def test_jti_is_claimed_once(store: Store) -> None:
-    expires = NOW + timedelta(minutes=5)
+    expires = now() + timedelta(minutes=5)
     assert store.claim_jti("https://ehr.example", "jti-1", expires) is True
     assert store.claim_jti("https://ehr.example", "jti-1", expires) is False
     assert store.claim_jti("https://ehr.example", "jti-1", expires + timedelta(hours=1)) is False
@@ -225,18 +228,18 @@ def test_jti_is_claimed_once(store: Store) -> None:
 
 
 def test_expired_jti_is_purged_and_may_be_claimed_again(store: Store, database_url: str) -> None:
-    long_ago = NOW - timedelta(hours=2)
+    long_ago = now() - timedelta(hours=2)
     assert store.claim_jti("iss", "old", long_ago) is True
-    assert store.claim_jti("iss", "old", NOW + timedelta(minutes=5)) is True  # took it over
-    assert store.claim_jti("iss", "old", NOW + timedelta(minutes=5)) is False
+    assert store.claim_jti("iss", "old", now() + timedelta(minutes=5)) is True  # took it over
+    assert store.claim_jti("iss", "old", now() + timedelta(minutes=5)) is False
     # Just expired: kept for a grace period (clock-skew leeway), so still a replay.
-    assert store.claim_jti("iss", "recent", NOW - timedelta(seconds=30)) is True
-    assert store.claim_jti("iss", "recent", NOW + timedelta(minutes=5)) is False
+    assert store.claim_jti("iss", "recent", now() - timedelta(seconds=30)) is True
+    assert store.claim_jti("iss", "recent", now() + timedelta(minutes=5)) is False
 
     for n in range(20):
         store.claim_jti("iss", f"stale-{n}", long_ago)
     fresh = open_store(database_url)  # a new process purges on its first claim
-    assert fresh.claim_jti("iss", "new", NOW + timedelta(minutes=5)) is True
+    assert fresh.claim_jti("iss", "new", now() + timedelta(minutes=5)) is True
     remaining = {jti for (jti,) in query(database_url, "SELECT jti FROM jti_claims")}
     assert remaining == {"old", "recent", "new"}
     fresh.close()
@@ -248,7 +251,7 @@ def test_jti_needs_an_aware_expiry(store: Store) -> None:
 
 
 def test_concurrent_claims_of_one_jti_have_one_winner(store: Store) -> None:
-    expires = NOW + timedelta(minutes=5)
+    expires = now() + timedelta(minutes=5)
     barrier = threading.Barrier(8)
 
     def claim(n: int) -> list[bool]:
@@ -387,7 +390,7 @@ def _post_in_child(
         )
         stored += result.stored
         duplicates += result.duplicates
-        store.claim_jti("iss", f"jti-{k}", NOW + timedelta(minutes=5))
+        store.claim_jti("iss", f"jti-{k}", now() + timedelta(minutes=5))
     results.put((stored, duplicates))
     store.close()
 
@@ -531,7 +534,7 @@ def test_postgres_reconnects_after_losing_its_connection(pg_server: PgServer) ->
     assert killed == [(True,)]
     # The next call finds the connection dead, reconnects and succeeds.
     assert store.record_feedback("svc", [accepted("after")]).stored == 1
-    assert store.claim_jti("iss", "after-reconnect", NOW + timedelta(minutes=5)) is True
+    assert store.claim_jti("iss", "after-reconnect", now() + timedelta(minutes=5)) is True
     assert count(url, "feedback") == 2
     store.close()
 
@@ -651,7 +654,7 @@ def test_sqlite_file_deleted_while_running_is_refused_not_acknowledged(tmp_path:
     with pytest.raises(StoreUnavailable):
         store.record_feedback("svc", [accepted("into-the-void")])
     with pytest.raises(StoreUnavailable):
-        store.claim_jti("iss", "j", NOW + timedelta(minutes=5))
+        store.claim_jti("iss", "j", now() + timedelta(minutes=5))
     assert store.ping() is False
     assert not path.exists()  # no new empty database took its place behind the operator's back
     # Put back (a new or restored database): the same store writes to the file now there.
@@ -691,13 +694,13 @@ def test_sqlite_not_writable_at_start_recovers_when_permissions_return(tmp_path:
         with pytest.raises(StoreUnavailable):
             store.record_feedback("svc", [accepted("while-read-only")])
         with pytest.raises(StoreUnavailable):
-            store.claim_jti("iss", "j1", NOW + timedelta(minutes=5))
+            store.claim_jti("iss", "j1", now() + timedelta(minutes=5))
         assert store.ping() is False
     finally:
         restore()
     assert store.ping() is True
     assert store.record_feedback("svc", [accepted("after")]).stored == 1
-    assert store.claim_jti("iss", "j1", NOW + timedelta(minutes=5)) is True
+    assert store.claim_jti("iss", "j1", now() + timedelta(minutes=5)) is True
     store.close()
 
 
@@ -727,13 +730,13 @@ def test_postgres_outage_is_store_unavailable_and_recovers_without_reopening() -
         assert store.record_feedback("svc", [accepted("before")]).stored == 1
         server.halt()
         with pytest.raises(StoreUnavailable):
-            store.claim_jti("iss", "during", NOW + timedelta(minutes=5))
+            store.claim_jti("iss", "during", now() + timedelta(minutes=5))
         with pytest.raises(StoreUnavailable):
             store.record_feedback("svc", [accepted("during")])
         assert store.ping() is False
         server.resume()
         # The pooled connections died with the server; pool_pre_ping replaces them.
-        assert store.claim_jti("iss", "after", NOW + timedelta(minutes=5)) is True
+        assert store.claim_jti("iss", "after", now() + timedelta(minutes=5)) is True
         assert store.record_feedback("svc", [accepted("after")]).stored == 1
         assert store.ping() is True
         store.close()

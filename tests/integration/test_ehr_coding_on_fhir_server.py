@@ -56,7 +56,18 @@ def test_an_order_named_by_text_is_held_for_an_anc_computed_from_a_fetched_panel
         "coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.698288", "code": "80321"}],
         "text": "NINLARO 4 MG PO CAPS",
     }
-    body = order_sign_request(draft, prefetch={}, fhirServer=local_fhir_server.base_url)
+    body = order_sign_request(
+        draft,
+        prefetch={},
+        fhirServer=local_fhir_server.base_url,
+        fhirAuthorization={  # an EHR sends its token with fhirServer (the test server takes any)
+            "access_token": "integration-test-token",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "cds-service",
+        },
+    )
     response = client.post("/cds-services/ixazomib-order-sign", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     cards = {c["extension"][RECOMMENDATION]["rule"]: c for c in response.get_json()["cards"]}
