@@ -299,8 +299,10 @@ def _watch_postgres(engine: Engine) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _cut_is_unavailable(context: ExceptionContext) -> None:
-        proxied = context.connection.connection if context.connection is not None else None
-        if proxied is not None and proxied.info.pop(CUT, False):
+        connection = context.connection
+        if connection is None or connection.closed or connection.invalidated:
+            return  # nothing of ours (a failed connect; the ping's own failures are above)
+        if connection.connection.info.pop(CUT, False):
             context.is_disconnect = True
             # Not retried on a fresh connection: it would wait as long again.
             raise StoreUnavailable(_not_answering())

@@ -161,3 +161,26 @@ def test_a_statement_waiting_for_a_lock_is_cancelled_by_the_statement_timeout(
     assert elapsed <= ANSWER_WITHIN_SECONDS
     assert [order_sign(service).status_code for _ in range(6)] == [200] * 6
     assert "cutting the connection" not in service.logs()  # the server answered: no cut
+
+
+def test_without_a_statement_timeout_a_waiting_statement_is_cut_at_the_deadline(
+    database_url: str,
+) -> None:
+    """The statement timeout switched off in CDS_DATABASE_URL (the URL's own options win): a
+    statement waiting for a lock is cut by the answer deadline instead, the call gets 503, and
+    calls succeed once the lock is released (the cut connection is replaced)."""
+    unlimited = f"{database_url}?options=-c%20statement_timeout%3D0"
+    service = start_service(env={"CDS_DATABASE_URL": unlimited})
+    try:
+        assert order_sign(service).status_code == 200
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE jti_claims IN ACCESS EXCLUSIVE MODE")
+            _, elapsed, response = timed(lambda: order_sign(service))
+            assert_unavailable(response)
+            locker.rollback()
+        print(f"\nlocked table, no statement timeout: 503 after {elapsed:.2f} s")
+        assert PG_ANSWER_DEADLINE_SECONDS <= elapsed <= ANSWER_WITHIN_SECONDS
+        assert [order_sign(service).status_code for _ in range(6)] == [200] * 6
+        assert "cutting the connection" in service.logs()
+    finally:
+        service.stop()
