@@ -6,8 +6,9 @@ speed. ``PgServer.create_schema()`` gives each test its own empty schema (cheap)
 ``create_database()`` its own database;
 ``PgServer.stop()`` stops the server and removes the directory; ``halt()`` and ``resume()``
 stop it as a crash or an outage would and start it again on the same port with the same data
-(for outage tests: use a server of your own, not the shared one). ``shared_postgres()`` starts
-one server per test session and stops it at exit.
+(for outage tests: use a server of your own, not the shared one); ``freeze()`` and ``thaw()``
+SIGSTOP and SIGCONT it (a server that accepts connections but does not answer).
+``shared_postgres()`` starts one server per test session and stops it at exit.
 
 The binaries are looked up on PATH and in /usr/lib/postgresql/<version>/bin; when missing (a
 fresh CI machine) they are installed with ``apt-get install -y postgresql`` (as root). The
@@ -22,6 +23,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -94,6 +96,23 @@ class PgServer:
              "-t", str(START_TIMEOUT_SECONDS), "-l", str(self.directory / "server.log")],
             self.run_as,
         )
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and every backend: it still accepts connections and its kernel
+        acknowledges what is sent, but nothing answers (a hung host or disk)."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT what ``freeze`` stopped."""
+        for pid in reversed(self._processes()):
+            os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        """The postmaster, then its children."""
+        postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *(int(pid) for pid in children)]
 
     def stop(self) -> None:
         if self._stopped:

@@ -149,18 +149,25 @@ def test_the_app_listens_on_loopback_behind_the_nginx_sidecar() -> None:
     assert KUBERNETES_SIDECAR.listen == "8443"
 
 
-def test_probes_hit_healthz() -> None:
+def test_readiness_asks_healthz_and_liveness_livez() -> None:
+    """Readiness is /healthz (the database takes a write); liveness and start-up are /livez
+    (the process answers, no database touched): a database outage makes pods unready, and
+    never gets them restarted."""
     nginx = _container("nginx")
     ready = nginx["readinessProbe"]["httpGet"]
-    # ready: a call through the front (TLS) to the app
+    # ready: a call through the front (TLS) to the app, whose database takes a write
     assert (ready["path"], ready["port"], ready["scheme"]) == ("/healthz", "https", "HTTPS")
-    assert nginx["livenessProbe"]["tcpSocket"]["port"] == "https"
+    assert nginx["livenessProbe"]["tcpSocket"]["port"] == "https"  # nginx alone
     app = _container()
+    assert "readinessProbe" not in app  # the pod's readiness is the nginx container's
     host, port = _app_listens_on()
     for probe in ("startupProbe", "livenessProbe"):
         command = app[probe]["exec"]["command"]
         assert command[:2] == ["python", "-c"], probe
-        assert f"http://{host}:{port}/healthz" in command[2], probe
+        urls = re.findall(r"https?://[^'\"]+", command[2])
+        assert urls == [f"http://{host}:{port}/livez"], (probe, urls)
+    probes = [c[p] for c in (nginx, app) for p in ("startupProbe", "livenessProbe") if p in c]
+    assert "/healthz" not in json.dumps(probes)  # no restart for a database outage
     for container in (nginx, app):
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             if probe in container:

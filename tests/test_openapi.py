@@ -6,6 +6,9 @@
 3. Schemathesis generates requests from the description and runs them against the RUNNING
    service (gunicorn, 2 workers, authentication on, a fresh token per request): no 5xx, every
    status and body as described, every error an OperationOutcome.
+4. A real store outage (the running service's SQLite file deleted): every operation that needs
+   the database answers the 503 it describes, body and Retry-After header checked by
+   schemathesis.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,10 +86,12 @@ def test_discovery_matches_the_description(client: FlaskClient) -> None:
         assert hook == service["hook"]
 
 
-def test_health_matches_the_description(client: FlaskClient) -> None:
-    response = client.get("/healthz")
+@pytest.mark.parametrize("path", ["/livez", "/healthz"])
+def test_health_matches_the_description(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
+    assert not schema_errors("HealthStatus", response.get_json())
 
 
 def _scenario_ids() -> list[str]:
@@ -336,3 +342,57 @@ def test_the_running_service_refuses_unauthenticated_calls_as_described(
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == "Bearer"
         assert_operation_outcome(response.json())
+
+
+# -- 4. a real store outage against the description ----------------------------------------------
+
+
+def _first_request_of(service: str) -> dict[str, Any]:
+    scenario = next(s for s in load_scenarios() if s.service == service)
+    request: dict[str, Any] = json.loads(
+        json.dumps(scenario.cds_request(prefetch=True), default=str)
+    )
+    return request
+
+
+def test_store_outage_answers_are_the_described_503s() -> None:
+    """The SQLite file of a running service (authentication on) is deleted: discovery and the
+    services (the jti replay check), feedback and /healthz answer 503; each answer is checked
+    against its operation's description (status listed, OperationOutcome body, Retry-After)."""
+    service = start_service(workers=1)
+    try:
+        assert requests.get(f"{service.base_url}/healthz", timeout=10).status_code == 200
+        database = service.workdir / "cds.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        feedback = {
+            "feedback": [
+                {"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-11-21T10:00:00Z"}
+            ]
+        }
+        calls: list[tuple[str, str, dict[str, Any]]] = [
+            ("/cds-services", "GET", {}),
+            *((f"/cds-services/{s}", "POST", {"body": _first_request_of(s)}) for s in SERVICES),
+            (
+                "/cds-services/{service_id}/feedback",
+                "POST",
+                {"path_parameters": {"service_id": SERVICES[0]}, "body": feedback},
+            ),
+            ("/healthz", "GET", {}),
+            ("/livez", "GET", {}),
+        ]
+        statuses = {}
+        for path, method, parts in calls:
+            case = schema[path][method].Case(media_type="application/json", **parts)
+            url_path = path.replace("{service_id}", SERVICES[0])
+            headers = service.headers(url_path) if path.startswith("/cds-services") else {}
+            response = case.call(base_url=service.base_url, headers=headers, timeout=20)
+            statuses[path] = response.status_code
+            # not_a_server_error is left out: a 503 is how an outage is described.
+            case.validate_response(response, checks=CHECKS[1:], headers=headers)
+            if path != "/livez":
+                assert response.status_code == 503, (path, response.text[:300])
+                assert response.headers.get("retry-after") == ["5"], (path, response.headers)
+        assert statuses["/livez"] == 200, statuses  # liveness never touches the database
+    finally:
+        service.stop()

@@ -159,11 +159,27 @@ def test_postgres_scheme_alias_is_accepted() -> None:
     assert repr(store) == "<SqlStore PostgreSQL database cds on db.example:5432>"
     assert store.engine.url.drivername == "postgresql+psycopg"
     assert postgres_connect_args(store.engine.url) == {
-        "connect_timeout": 5, "application_name": "ixazomib-cds"
+        "connect_timeout": 3,
+        "application_name": "ixazomib-cds",
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 3,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 3000,
+        "options": "-c statement_timeout=2500",
     }
-    tuned = postgres_url("postgresql://cds@db.example/cds?connect_timeout=11&application_name=x")
+    tuned = postgres_url(
+        "postgresql://cds@db.example/cds?connect_timeout=11&application_name=x&keepalives=0"
+        "&keepalives_idle=1&keepalives_interval=1&keepalives_count=1&tcp_user_timeout=1"
+        "&options=-c%20statement_timeout%3D9000"
+    )
     assert postgres_connect_args(tuned) == {}  # the URL's own values are passed through
-    assert tuned.query == {"connect_timeout": "11", "application_name": "x"}
+    assert tuned.query["connect_timeout"] == "11"
+    # The URL's own options are kept, and the statement timeout added to them.
+    schema = postgres_url("postgresql://cds@db.example/cds?options=-c%20search_path%3Dx")
+    assert postgres_connect_args(schema)["options"] == (
+        "-c search_path=x -c statement_timeout=2500"
+    )
 
 
 def test_migrate_twice_is_a_no_op(store: Store, database_url: str) -> None:
@@ -735,7 +751,7 @@ def test_postgres_outage_is_store_unavailable_and_recovers_without_reopening() -
             store.record_feedback("svc", [accepted("during")])
         assert store.ping() is False
         server.resume()
-        # The pooled connections died with the server; pool_pre_ping replaces them.
+        # The pooled connections died with the server; the ping at checkout replaces them.
         assert store.claim_jti("iss", "after", now() + timedelta(minutes=5)) is True
         assert store.record_feedback("svc", [accepted("after")]).stored == 1
         assert store.ping() is True

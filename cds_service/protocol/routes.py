@@ -1,4 +1,4 @@
-"""HTTP routes: discovery, the three services, feedback, health and metrics.
+"""HTTP routes: discovery, the three services, feedback, liveness, readiness and metrics.
 
 Kept thin: parse and check the envelope, gather the record, call the rules, record the audit
 trail. Every error becomes an OperationOutcome (``install_error_handlers``).
@@ -158,6 +158,13 @@ def feedback(service_id: str) -> Response:
     for item in items:
         metrics.record_feedback(item.outcome)
     return jsonify({"stored": result.stored, "duplicates": result.duplicates})
+
+
+@operations.get("/livez")
+def livez() -> Response:
+    """Liveness: the process answers requests. Touches no database, so that an outage of the
+    database (which readiness reports) never gets a healthy process restarted."""
+    return jsonify({"status": "ok"})
 
 
 @operations.get("/healthz")

@@ -8,8 +8,15 @@ timeout for it. A pooled connection is bound to the file it opened: a connection
 deleted or replaced since, or that SQLite opened read-only, is thrown away rather than used
 (see ``_watch_sqlite``), so that a write is never acknowledged into a file nobody will read.
 
-PostgreSQL: psycopg 3 behind SQLAlchemy's pool; ``pool_pre_ping`` tests a pooled connection
-before each use, so a restarted server costs no failed call once it is back.
+PostgreSQL: psycopg 3 behind SQLAlchemy's pool. A pooled connection is pinged before each use,
+so a restarted server costs no failed call once it is back. A server that stops answering
+without refusing connections (a host gone from the network, a frozen process, a stuck disk)
+costs a call at most about ``PG_ANSWER_DEADLINE_SECONDS``, then a 503: the server cancels a
+statement that runs too long (``statement_timeout``), the kernel gives up on data the host
+does not acknowledge (``tcp_user_timeout``) and finds idle connections to a vanished host dead
+(TCP keepalives), and a connection whose server has not answered within the deadline is cut
+(``_watch_postgres``): libpq itself would wait for ever on a server whose kernel acknowledges
+but that never answers.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sqlite3
+import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,7 +62,20 @@ SQLITE_CONNECTION_FAULTS = (
     "SQLITE_CORRUPT",
     "SQLITE_NOTADB",
 )
-PG_CONNECT_TIMEOUT_SECONDS = 5
+# A hung PostgreSQL costs a call at most about the FHIR deadline (CDS_FHIR_DEADLINE_SECONDS, 3):
+# a connection checked out of the pool is cut if its server has not answered by then (the
+# ping, the statements and the commit of one store operation).
+PG_ANSWER_DEADLINE_SECONDS = 3.0
+PG_CONNECT_TIMEOUT_SECONDS = 3  # libpq's minimum is 2
+# The server cancels a statement running longer (waiting for a lock, say): a 503 before the
+# deadline cuts the connection, which then stays usable.
+PG_STATEMENT_TIMEOUT_MS = 2500
+# Data sent and not acknowledged by the host for this long: the kernel drops the connection.
+PG_TCP_USER_TIMEOUT_MS = 3000
+# An idle pooled connection to a host that vanished is found dead after 10 + 3 x 3 s.
+PG_KEEPALIVES_IDLE_SECONDS = 10
+PG_KEEPALIVES_INTERVAL_SECONDS = 3
+PG_KEEPALIVES_COUNT = 3
 # Per worker process: gunicorn's threads (CDS_THREADS, 4) each hold at most one connection.
 POOL_SIZE = 4
 POOL_MAX_OVERFLOW = 8
@@ -212,22 +235,113 @@ def postgres_url(database_url: str) -> URL:
 
 
 def postgres_connect_args(url: URL) -> dict[str, object]:
-    """Defaults only: whatever the URL says (e.g. ?connect_timeout=10) wins."""
-    defaults = {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS, "application_name": "ixazomib-cds"}
-    return {key: value for key, value in defaults.items() if key not in url.query}
+    """libpq parameters; defaults only: whatever the URL says (e.g. ?connect_timeout=10) wins,
+    and a statement timeout is added to the URL's own ``options`` unless they set one."""
+    defaults: dict[str, object] = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_SECONDS,
+        "application_name": "ixazomib-cds",
+        "keepalives": 1,
+        "keepalives_idle": PG_KEEPALIVES_IDLE_SECONDS,
+        "keepalives_interval": PG_KEEPALIVES_INTERVAL_SECONDS,
+        "keepalives_count": PG_KEEPALIVES_COUNT,
+        "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+    }
+    args = {key: value for key, value in defaults.items() if key not in url.query}
+    given = url.query.get("options", "")
+    options = " ".join(given) if isinstance(given, tuple) else given
+    if "statement_timeout" not in options:
+        args["options"] = f"{options} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}".strip()
+    return args
 
 
 def postgres_engine(database_url: str) -> Engine:
     url = postgres_url(database_url)
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=postgres_connect_args(url),
-        pool_pre_ping=True,
         pool_size=POOL_SIZE,
         max_overflow=POOL_MAX_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         json_serializer=dumps_json,
     )
+    _watch_postgres(engine)
+    return engine
+
+
+def _watch_postgres(engine: Engine) -> None:
+    """Ping each connection taken from the pool, and cut it if its server has not answered
+    within ``PG_ANSWER_DEADLINE_SECONDS`` of being taken (until it is returned).
+
+    The ping is done here rather than by ``pool_pre_ping``, which runs before any pool event
+    and so could not be bounded."""
+
+    @event.listens_for(engine, "checkout")
+    def _ping_within_deadline(
+        dbapi_connection: DBAPIConnection,
+        record: ConnectionPoolEntry,
+        proxy: PoolProxiedConnection,
+    ) -> None:
+        if record.info.pop(CUT, False):  # cut after its last use: replaced by the pool
+            raise DisconnectionError("the connection was cut after the answer deadline")
+        _arm_deadline(record.info, dbapi_connection)
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            lift_deadline(record.info)
+            if record.info.pop(CUT, False):
+                # The server did not answer: a fresh connection would wait as long again.
+                raise StoreUnavailable(_not_answering()) from None
+            raise DisconnectionError(str(error).splitlines()[0][:300]) from None
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        lift_deadline(record.info)
+
+    @event.listens_for(engine, "handle_error")
+    def _cut_is_unavailable(context: ExceptionContext) -> None:
+        connection = context.connection
+        if connection is None or connection.closed or connection.invalidated:
+            return  # nothing of ours (a failed connect; the ping's own failures are above)
+        if connection.connection.info.pop(CUT, False):
+            context.is_disconnect = True
+            # Not retried on a fresh connection: it would wait as long again.
+            raise StoreUnavailable(_not_answering())
+
+
+CUT = "cut"  # record.info key: the deadline passed and the connection's socket was shut down
+DEADLINE = "deadline"  # record.info key: the armed timer
+
+
+def _arm_deadline(info: dict[Any, Any], dbapi_connection: Any) -> None:
+    timer = threading.Timer(PG_ANSWER_DEADLINE_SECONDS, _cut, (info, dbapi_connection))
+    timer.daemon = True
+    info[DEADLINE] = timer
+    timer.start()
+
+
+def lift_deadline(info: dict[Any, Any]) -> None:
+    """No deadline for the connection whose pool ``info`` this is, until it is taken again
+    (``ixazomib-cds report``: a long query on a live server)."""
+    timer = info.pop(DEADLINE, None)
+    if timer is not None:
+        timer.cancel()
+
+
+def _cut(info: dict[Any, Any], dbapi_connection: Any) -> None:
+    """Shut the connection's socket down: the read libpq is blocked in fails at once, and the
+    connection is thrown away."""
+    if dbapi_connection.closed:
+        return
+    info[CUT] = True
+    log.error(
+        "PostgreSQL has not answered for %.0f s: cutting the connection", PG_ANSWER_DEADLINE_SECONDS
+    )
+    with suppress(OSError), socket.socket(fileno=os.dup(dbapi_connection.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _not_answering() -> str:
+    return f"the database has not answered within {PG_ANSWER_DEADLINE_SECONDS:.0f} s"
 
 
 def describe_postgres(database_url: str) -> str:

@@ -4,8 +4,10 @@ Connections come from the engine's pool (``engines.py``), one per thread at a ti
 inherited through ``fork`` (gunicorn with --preload) is left to the parent: the child's first
 call starts a pool of its own. Every operation is one short transaction. After a lost
 connection (PostgreSQL restarted, an SQLite file fault) the operation runs once more on a fresh
-connection; every write is idempotent, so a retry never stores anything twice. A database that
-still cannot be reached or written raises ``StoreUnavailable`` (answered 503, never 401/500).
+connection (not after a PostgreSQL server that did not answer within the deadline, see
+``engines``: a fresh connection would wait as long again); every write is idempotent, so a
+retry never stores anything twice. A database that still cannot be reached or written raises
+``StoreUnavailable`` (answered 503, never 401/500).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cds_service.store import migrations
-from cds_service.store.engines import StoreUnavailable, is_live_file, prepare_sqlite_file
+from cds_service.store.engines import (
+    StoreUnavailable,
+    is_live_file,
+    lift_deadline,
+    prepare_sqlite_file,
+)
 from cds_service.store.models import (
     OUTCOMES,
     UNKNOWN_RULE,
@@ -287,6 +294,11 @@ class SqlStore:
         params = {"since": utc(since, "since") if since is not None else BEGINNING}
 
         def query(connection: Connection) -> tuple[list[Any], list[Any]]:
+            if connection.dialect.name == "postgresql":
+                # An offline report over the whole audit trail may take longer than a call's
+                # store deadline on a live server: neither cuts it.
+                lift_deadline(connection.connection.info)
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             shown = list(connection.execute(SHOWN_SQL, params))
             return shown, list(connection.execute(OUTCOMES_SQL, params))
 

@@ -136,7 +136,7 @@ def test_postgres_outage_is_a_503_not_a_401_and_service_resumes_by_itself(
             assert_store_unavailable(healthz(service))
         finally:
             own_postgres.resume()
-        # The pooled connections died with the server; pool_pre_ping replaces them.
+        # The pooled connections died with the server; the ping at checkout replaces them.
         assert wait_until(lambda: healthz(service).status_code == 200)
         for _ in range(10):
             assert call_order_sign(service).status_code == 200
