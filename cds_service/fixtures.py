@@ -25,7 +25,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cds_service.rules.data_needs import DATA_NEEDS
-from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN
+from cds_service.rules.inputs import (
+    HOOK_LAB_RESULT,
+    HOOK_ORDER_SELECT,
+    HOOK_ORDER_SIGN,
+    HOOK_PATIENT_VIEW,
+)
 
 JsonDict = dict[str, Any]
 
@@ -36,6 +41,7 @@ HOOK_OF_SERVICE = {
     "ixazomib-order-sign": HOOK_ORDER_SIGN,
     "ixazomib-order-select": HOOK_ORDER_SELECT,
     "ixazomib-lab-result": HOOK_LAB_RESULT,
+    "ixazomib-patient-view": HOOK_PATIENT_VIEW,
 }
 
 # Deliberate departures from FHIR R4 that real clients make (scenario field "deviations").
