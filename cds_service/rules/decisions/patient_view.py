@@ -31,7 +31,7 @@ from cds_service.rules.facts.reading import shown
 from cds_service.rules.settings import RuleSettings
 
 from . import shared, start_dose
-from .history import HOLD_THRESHOLDS, DoseCourse, Step, dose_course
+from .history import HOLD_THRESHOLDS, DoseCourse, Step, dose_course, next_lower
 from .lab_hook import _on_treatment
 from .model import (
     CRITICAL,
@@ -249,7 +249,9 @@ def _levels(course: DoseCourse, facts: Facts) -> tuple[str, ...]:
     elif not course.ixazomib_known:
         ixazomib = "ixazomib: unknown (no ixazomib order gives a readable dose)"
     else:
-        ixazomib = f"ixazomib: {mg(course.ixazomib_level)}"
+        lower = next_lower(IXAZOMIB_LEVELS, course.ixazomib_level)
+        below = f"next lower level {mg(lower)}" if lower is not None else "the lowest level"
+        ixazomib = f"ixazomib: {mg(course.ixazomib_level)}; {below}"
     started = f"started at {mg(course.start_dose)} on {shown(course.started)}"
     if shared.lenalidomide_stopped(facts):
         lenalidomide = "lenalidomide: stopped (the latest lenalidomide order is stopped)"
@@ -295,7 +297,7 @@ def _holds(due: tuple[Decision, ...], facts: Facts) -> tuple[str, ...]:
         if not any(a.action == HOLD for a in advices):
             continue
         ends = _count_hold_end(decision, facts) or "; ".join(n for n in decision.notes if n)
-        lines.append(f"{decision.summary} (rule {decision.rule}): {ends}")
+        lines.append(f"{decision.summary} (rule {decision.rule}). Ends: {ends}")
     return tuple(lines)
 
 
