@@ -152,6 +152,9 @@ class Scenario:
     prefetch_failures: dict[str, str] = field(default_factory=dict)
     deviations: tuple[str, ...] = ()
     send_fhir_server: bool = True  # False: the client sends no fhirServer (prefetch only)
+    # The cards the answer must have, each by its indicator, with or without advice (None: not
+    # checked). patient-view scenarios use it: its course card may advise nothing.
+    expected_cards: list[JsonDict] | None = None
     path: Path | None = None
 
     @property
@@ -333,6 +336,7 @@ def load_scenario(path: Path, now: datetime | None = None) -> Scenario:
             prefetch_failures=dict(data.get("prefetchFailures", {})),
             deviations=tuple(data.get("deviations", ())),
             send_fhir_server=bool(data.get("fhirServer", True)),
+            expected_cards=data.get("expectedCards"),
             path=path,
         )
     except KeyError as exc:
