@@ -41,7 +41,8 @@ def test_discovery_offers_patient_view_with_the_same_prefetch(client: FlaskClien
     services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
     view = services["ixazomib-patient-view"]
     assert view["hook"] == "patient-view"
-    assert view["title"] and view["description"]
+    assert view["title"]
+    assert view["description"]
     assert view["prefetch"] == services["ixazomib-order-sign"]["prefetch"]
 
 
@@ -106,7 +107,11 @@ def test_the_course_card_is_audited_and_takes_feedback(app: Flask, client: Flask
     (card,) = _post(client, SCENARIOS["pv-reduction-history"])["cards"]
     feedback = {
         "feedback": [
-            {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-12-04T10:00:00Z"}
+            {
+                "card": card["uuid"],
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-12-04T10:00:00Z",
+            }
         ]
     }
     response = client.post(f"{URL}/feedback", json=feedback)

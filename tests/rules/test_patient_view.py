@@ -29,8 +29,8 @@ from .builders import (
     order,
     patient_view,
     platelets,
-    record,
     recommendation,
+    record,
     when,
 )
 
@@ -106,8 +106,9 @@ def test_after_day_15_the_next_dose_is_the_next_cycle_once_the_gate_is_met() -> 
     history = [*_cycle(20, 4, 25, "active")]
     (card,) = patient_view(record(history=history, labs=good_cbc(1)))
     assert "cycle 1, day 21" in card["detail"]
-    assert f"ixazomib 4 mg on day 1 of cycle 2, from {_day(-8)}, once the new-cycle gate" in (
-        card["detail"]
+    assert (
+        f"ixazomib 4 mg on day 1 of cycle 2, from {_day(-8)}, once the new-cycle gate"
+        in (card["detail"])
     )
 
 
@@ -229,7 +230,10 @@ def test_data_that_could_not_be_read_are_named_and_advised_for_review() -> None:
     labs = [*good_cbc(2), lab(PLATELETS, "20", "cells/hpf", 1, system=None)]
     (card,) = patient_view(record(history=_cycle(10, 4, 25, "active"), labs=labs))
     assert card["indicator"] == "info"  # nothing is due now
-    assert recommendation(card) == {"rule": "data-uninterpretable", "ixazomib": {"action": "review"}}
+    assert recommendation(card) == {
+        "rule": "data-uninterpretable",
+        "ixazomib": {"action": "review"},
+    }
     assert "**Data the service could not read or fetch:**" in card["detail"]
     assert "cells/hpf" in card["detail"]
 
