@@ -189,9 +189,7 @@ def course_card(view: CourseView) -> JsonDict:
         detail += [f"**{section.heading}:**", *(f"- {line}" for line in section.lines), ""]
     section_cited = COURSE_SECTIONS
     if advice is not None:
-        rule = RULES_BY_ID[advice.rule]
-        if advice.evidence:
-            detail += ["**Advice based on:**", *(f"- {line}" for line in advice.evidence), ""]
+        rule = RULES_BY_ID[advice.rule]  # its evidence is in the view's sections
         kind = (
             "Data check (not a label rule)"
             if rule.section == DATA_CHECK

@@ -268,3 +268,36 @@ def test_every_course_card_shows_how_to_take_ixazomib() -> None:
     )
     for (card,) in (quiet, held):
         assert markdown() in card["detail"]
+
+
+def test_a_reduction_owed_during_a_hold_is_listed_under_the_hold() -> None:
+    """Platelets low again after the 2nd episode recovered: the hold comes first; the 3 mg
+    due on resumption is due too."""
+    history = [*_cycle(33, 4, 25, "completed"), *_cycle(5, 4, 20, "active")]
+    labs = [
+        *good_cbc(34),
+        platelets(25000, 30),
+        platelets(80000, 28),
+        platelets(28000, 4),
+        platelets(90000, 3),
+        anc(1800, 1),
+        platelets(21000, 1),
+    ]
+    (card,) = patient_view(record(history=history, labs=labs))
+    assert card["indicator"] == "critical"
+    assert recommendation(card)["ixazomib"] == {"action": "hold"}
+    due = card["detail"].split("**Due now:**\n")[1].split("\n\n")[0].splitlines()
+    assert len(due) == 2
+    assert due[0].startswith("- platelets 21,000/mm3 (< 30,000): withhold")
+    assert due[1].startswith("- Reduction not yet ordered: ixazomib 3 mg (latest order 4 mg)")
+
+
+def test_an_active_strong_cyp3a_inducer_is_shown_for_review() -> None:
+    rifampin = order(code="9384", dose=600, status="active", days_ago=20)
+    (card,) = patient_view(record(history=[*_cycle(10, 4, 25, "active"), rifampin]))
+    assert card["indicator"] == "info"  # a review, not something due now
+    assert "**Also to review:**\n- Strong CYP3A inducer (rifampin)" in card["detail"]
+    assert recommendation(card) == {
+        "rule": "strong-cyp3a-inducer",
+        "ixazomib": {"action": "review"},
+    }

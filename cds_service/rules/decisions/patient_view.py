@@ -107,8 +107,15 @@ def course_view(facts: Facts, settings: RuleSettings) -> CourseView | None:
     zone = shared.zone_name(settings)
     cycle = current_cycle(facts, settings)
     due = tuple(sorted(_due_now(facts, settings, course), key=_urgency))
-    review = _review(problems)
-    sections = [
+    # Checks the order hooks make that ask for review whatever the dose (an inducer, a
+    # hypersensitivity, a toxicity without a grade): shown, never an indicator of their own.
+    reviews = [
+        *shared.severity_without_grade(facts, settings),
+        *shared.interactions(facts, settings),
+        *shared.hypersensitivity(facts, settings),
+    ]
+    sections = [Section("Due now", tuple(_due_line(d) for d in due))] if due else []
+    sections += [
         Section("Dose level now", _levels(course, facts)),
         Section("How it was reached", _how_reached(course, facts, zone)),
         Section("Holds in force", _holds(due, facts) or ("none",)),
@@ -117,6 +124,8 @@ def course_view(facts: Facts, settings: RuleSettings) -> CourseView | None:
         Section("New-cycle gate (label 2.2)", _gate(facts, settings, cycle)),
         Section("Starting-dose factors (label 2.4, 2.5)", _start_factors(course, facts, settings)),
     ]
+    if reviews:
+        sections.append(Section("Also to review", tuple(_due_line(d) for d in reviews)))
     if problems:
         sections.append(Section(UNREAD, _problem_lines(problems)))
     where = f"cycle {cycle.number} day {cycle.day}" if cycle else "cycle unknown"
@@ -131,7 +140,7 @@ def course_view(facts: Facts, settings: RuleSettings) -> CourseView | None:
         indicator=due[0].indicator if due and due[0].indicator != INFO else INFO,
         sections=tuple(sections),
         due=due,
-        review=review,
+        review=next(iter([*problems, *reviews]), None),
     )
 
 
@@ -166,7 +175,7 @@ def _due_now(facts: Facts, settings: RuleSettings, course: DoseCourse) -> list[D
             found.append(_hold_for_count(facts, lab, latest, course, [], zone))
     found += shared.ongoing_toxicities(facts, settings, course, [])
     owed = _reduction_owed(facts, course, stopped)
-    if owed is not None and not any(d.stops_ixazomib for d in found):
+    if owed is not None and not course.ixazomib_discontinued:
         found.append(owed)
     active = tuple(facts.active_orders)
     # A hold in force puts the active regimen orders on hold (as at the lab-result hook).
@@ -235,8 +244,9 @@ def _reduction_owed(facts: Facts, course: DoseCourse, stopped: bool) -> Decision
     )
 
 
-def _review(problems: list[Decision]) -> Decision | None:
-    return problems[0] if problems else None
+def _due_line(decision: Decision) -> str:
+    evidence = "; ".join(decision.evidence)
+    return f"{decision.summary} (rule {decision.rule})" + (f": {evidence}" if evidence else "")
 
 
 def _problem_lines(problems: list[Decision]) -> tuple[str, ...]:
