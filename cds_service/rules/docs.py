@@ -235,10 +235,10 @@ order and lab hooks compute):
   reasons) only when it advises: the most urgent thing due now, under that rule's id (e.g.
   `{"rule": "platelets-below-30k", "ixazomib": {"action": "hold"}, "lenalidomide":
   {"action": "hold"}}`), else a `review` of data that could not be read or fetched
-  (`data-uninterpretable`, `data-unavailable`) or of the other checks above (their rule). A card that only informs carries no
-  recommendation: the contract asks it of cards with advice about the regimen. A hold in
-  force suggests putting the active ixazomib and lenalidomide orders on hold, as the
-  lab-result hook does.
+  (`data-uninterpretable`, `data-unavailable`) or of the other checks above (their rule).
+  A card that only informs carries no recommendation: the contract asks it of cards with
+  advice about the regimen. A hold in force suggests putting the active ixazomib and
+  lenalidomide orders on hold, as the lab-result hook does.
 """
 
 

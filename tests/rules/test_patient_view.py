@@ -301,3 +301,19 @@ def test_an_active_strong_cyp3a_inducer_is_shown_for_review() -> None:
         "rule": "strong-cyp3a-inducer",
         "ixazomib": {"action": "review"},
     }
+
+
+def test_a_higher_dose_ordered_after_a_lower_one_is_named_as_the_level_due() -> None:
+    """Dose levels only go down: 3 mg was ordered, then 4 mg again. No toxicity explains it,
+    so the reduction owed is named as the order hooks name it (dose-level-due)."""
+    history = [
+        *_cycle(61, 4, 25, "completed"),
+        *_cycle(33, 3, 25, "completed"),
+        *_cycle(5, 4, 25, "active"),
+    ]
+    (card,) = patient_view(record(history=history))
+    assert card["indicator"] == "warning"
+    assert recommendation(card) == {
+        "rule": "dose-level-due",
+        "ixazomib": {"action": "reduce", "doseMg": 3},
+    }

@@ -174,8 +174,8 @@ def _due_now(facts: Facts, settings: RuleSettings, course: DoseCourse) -> list[D
         if latest is not None and latest.value < HOLD_THRESHOLDS[lab]:
             found.append(_hold_for_count(facts, lab, latest, course, [], zone))
     found += shared.ongoing_toxicities(facts, settings, course, [])
-    owed = _reduction_owed(facts, course, stopped)
-    if owed is not None and not course.ixazomib_discontinued:
+    owed = _reduction_owed(facts, course, stopped, zone)
+    if owed is not None:
         found.append(owed)
     active = tuple(facts.active_orders)
     # A hold in force puts the active regimen orders on hold (as at the lab-result hook).
@@ -198,39 +198,38 @@ def _urgency(decision: Decision) -> tuple[int, int]:
     return _URGENCY[decision.indicator], action
 
 
-def _reduction_owed(facts: Facts, course: DoseCourse, stopped: bool) -> Decision | None:
+def _reduction_owed(facts: Facts, course: DoseCourse, stopped: bool, zone: str) -> Decision | None:
     """A reduction the course requires that the latest orders do not make: the latest ixazomib
-    order's dose above the level due, or a lenalidomide step no later order made."""
+    order's dose above the level due, or a lenalidomide step no later order made. Named, as at
+    order-sign, under the step's rule, or ``dose-level-due`` when no step since the latest
+    order explains it (a later order at a higher dose never undoes a reduction)."""
     level = course.ixazomib_level
     last = course.last_ixazomib_order
     if level is None or last is None:
         return None
+    pending = course.pending_steps(facts.history)
     ixazomib_owed = last.dose_mg is not None and last.dose_mg > level
-    steps = course.pending_steps(facts.history)
+    ixazomib_step = next((s for s in reversed(pending) if s.drug is Drug.IXAZOMIB), None)
     lenalidomide_step = next(
-        (
-            s
-            for s in reversed(steps)
-            if s.drug is Drug.LENALIDOMIDE and s.to_mg is not None and not stopped
-        ),
+        (s for s in reversed(pending) if s.drug is Drug.LENALIDOMIDE and s.to_mg is not None),
         None,
     )
-    if not ixazomib_owed and lenalidomide_step is None:
+    if stopped:
+        lenalidomide_step = None  # no advice about a drug the patient no longer takes
+    if ixazomib_owed:
+        rule = ixazomib_step.rule if ixazomib_step is not None else "dose-level-due"
+    elif lenalidomide_step is not None:
+        rule = lenalidomide_step.rule
+    else:
         return None
-    ixazomib_step = next((s for s in reversed(course.steps) if s.drug is Drug.IXAZOMIB), None)
-    rule = (
-        ixazomib_step.rule
-        if ixazomib_owed and ixazomib_step is not None
-        else lenalidomide_step.rule
-        if lenalidomide_step is not None
-        else "dose-level-due"
-    )
     parts = []
+    reasons = [order_line(last, zone)]
     if ixazomib_owed:
         parts.append(f"ixazomib {mg(level)} (latest order {mg(last.dose_mg)})")
+        reasons += [_step_line(ixazomib_step)] if ixazomib_step is not None else []
     if lenalidomide_step is not None:
         parts.append(f"lenalidomide {mg(lenalidomide_step.to_mg)}")
-    reasons = [s for s in (ixazomib_step if ixazomib_owed else None, lenalidomide_step) if s]
+        reasons.append(_step_line(lenalidomide_step))
     return Decision(
         rule=rule,
         indicator=WARNING,
@@ -239,7 +238,7 @@ def _reduction_owed(facts: Facts, course: DoseCourse, stopped: bool) -> Decision
         lenalidomide=(
             DrugAdvice(REDUCE, lenalidomide_step.to_mg) if lenalidomide_step is not None else None
         ),
-        evidence=tuple(_step_line(s) for s in reasons),
+        evidence=tuple(reasons),
         notes=("The next doses are due at the reduced level; no order on record has it.",),
     )
 
