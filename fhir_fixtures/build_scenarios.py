@@ -2583,6 +2583,38 @@ def patient_view() -> None:
         service=SERVICE_VIEW,
         expected_cards=[{"indicator": "warning"}],
     )
+    # Started at 3 mg; four platelet episodes: lenalidomide 25 -> 20, ixazomib 3 -> 2.3,
+    # lenalidomide 20 -> 15, and the 4th (recovered 3 days ago) owes ixazomib a level below
+    # 2.3 mg.
+    lowest = [
+        Cycle(-150, 3, 25),
+        Cycle(-122, 3, 20),
+        Cycle(-94, 2.3, 20),
+        Cycle(-66, 2.3, 15),
+        Cycle(-38, 2.3, 15),
+        Cycle(-10, 2.3, 15, "active"),
+    ]
+    four = [
+        (-145, 25),
+        (-140, 80),
+        (-115, 27),
+        (-110, 85),
+        (-88, 26),
+        (-84, 90),
+        (-8, 24),
+        (-3, 88),
+    ]
+    add(
+        "pv-discontinue-owed",
+        "Started at 3 mg, reduced to 2.3 mg after the 2nd platelet episode; the 4th episode "
+        "recovered 3 days ago and owes ixazomib a level below 2.3 mg: discontinuation owed "
+        "(critical)",
+        label,
+        course("pv-discontinue-owed", lowest, four),
+        [rec("platelets-below-30k", "discontinue")],
+        service=SERVICE_VIEW,
+        expected_cards=[{"indicator": "critical"}],
+    )
     add(
         "pv-not-on-ixazomib",
         "A patient with myeloma who has never had ixazomib: patient-view is silent (no card)",
