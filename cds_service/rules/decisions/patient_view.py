@@ -53,7 +53,6 @@ from .order_hooks import (
     DOSES_PER_CYCLE,
     NEW_CYCLE_AFTER,
     STEP_RULE_NAMES,
-    _course_lines,
     _discontinued_by_history,
     _hold_for_count,
 )
@@ -168,7 +167,11 @@ def _due_now(facts: Facts, settings: RuleSettings, course: DoseCourse) -> list[D
     stopped = shared.lenalidomide_stopped(facts)
     found: list[Decision] = []
     found += shared.pregnancy(facts, settings, [])
-    found += _discontinued_by_history(course, [], _course_lines(course, facts, zone), stopped)
+    # The course itself is the card's "How it was reached": the evidence here is the step
+    # that leaves no level below 2.3 mg.
+    ends = [s for s in course.steps if s.drug is Drug.IXAZOMIB and s.to_mg is None]
+    last_steps = tuple(_step_line(s) for s in ends[-1:])
+    found += _discontinued_by_history(course, [], last_steps, stopped)
     for lab in HOLD_THRESHOLDS:
         latest = facts.labs[lab][-1] if facts.labs[lab] else None
         if latest is not None and latest.value < HOLD_THRESHOLDS[lab]:
