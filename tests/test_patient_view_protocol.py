@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from builders import PATIENT_ID, empty_prefetch
 from cds_assertions import assert_conformant_response, recommendations
 from flask import Flask
@@ -119,3 +120,28 @@ def test_the_course_card_is_audited_and_takes_feedback(app: Flask, client: Flask
     assert response.get_json() == {"stored": 1, "duplicates": 0}
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'service="ixazomib-patient-view"' in metrics
+
+
+ALL_SCENARIOS = load_scenarios()
+
+
+@pytest.mark.parametrize("scenario", ALL_SCENARIOS, ids=[s.id for s in ALL_SCENARIOS])
+def test_every_scenario_record_opens_as_at_most_one_conformant_card(
+    client: FlaskClient, scenario: Scenario
+) -> None:
+    """Each clinical scenario's record (Epic-style dates, malformed elements, every coding),
+    opened in patient-view: 200, one course card or none, never a failure."""
+    body = scenario.cds_request()
+    body["hook"] = "patient-view"
+    body["context"] = {
+        "userId": "Practitioner/onc-hartmann",
+        "patientId": scenario.patient_id,
+        "encounterId": f"{scenario.patient_id}-enc",
+    }
+    response = client.post(URL, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert_conformant_response(answer)
+    assert len(answer["cards"]) <= 1
+    for card in answer["cards"]:
+        assert "**How to take ixazomib (label, section 2.1):**" in card["detail"]
