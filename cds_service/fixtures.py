@@ -25,7 +25,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cds_service.rules.data_needs import DATA_NEEDS
-from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN
+from cds_service.rules.inputs import (
+    HOOK_LAB_RESULT,
+    HOOK_ORDER_SELECT,
+    HOOK_ORDER_SIGN,
+    HOOK_PATIENT_VIEW,
+)
 
 JsonDict = dict[str, Any]
 
@@ -36,6 +41,7 @@ HOOK_OF_SERVICE = {
     "ixazomib-order-sign": HOOK_ORDER_SIGN,
     "ixazomib-order-select": HOOK_ORDER_SELECT,
     "ixazomib-lab-result": HOOK_LAB_RESULT,
+    "ixazomib-patient-view": HOOK_PATIENT_VIEW,
 }
 
 # Deliberate departures from FHIR R4 that real clients make (scenario field "deviations").
@@ -146,6 +152,9 @@ class Scenario:
     prefetch_failures: dict[str, str] = field(default_factory=dict)
     deviations: tuple[str, ...] = ()
     send_fhir_server: bool = True  # False: the client sends no fhirServer (prefetch only)
+    # The cards the answer must have, each by its indicator, with or without advice (None: not
+    # checked). patient-view scenarios use it: its course card may advise nothing.
+    expected_cards: list[JsonDict] | None = None
     path: Path | None = None
 
     @property
@@ -327,6 +336,7 @@ def load_scenario(path: Path, now: datetime | None = None) -> Scenario:
             prefetch_failures=dict(data.get("prefetchFailures", {})),
             deviations=tuple(data.get("deviations", ())),
             send_fhir_server=bool(data.get("fhirServer", True)),
+            expected_cards=data.get("expectedCards"),
             path=path,
         )
     except KeyError as exc:

@@ -46,7 +46,9 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 OTHER = "other"
-SERVICES = frozenset({"ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result"})
+SERVICES = frozenset(
+    {"ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result", "ixazomib-patient-view"}
+)
 INDICATORS = frozenset({"info", "warning", "critical"})
 FEEDBACK_OUTCOMES = frozenset({"accepted", "overridden"})
 FETCH_FAILURE_REASONS = frozenset(

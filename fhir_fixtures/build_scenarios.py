@@ -49,6 +49,7 @@ NINLARO_CAPSULE = {"2.3": "1723763", "3": "1723767", "4": "1723772"}
 SERVICE_SIGN = "ixazomib-order-sign"
 SERVICE_SELECT = "ixazomib-order-select"
 SERVICE_LAB = "ixazomib-lab-result"
+SERVICE_VIEW = "ixazomib-patient-view"
 
 PRACTITIONER = "Practitioner/onc-hartmann"
 
@@ -703,6 +704,7 @@ def add(
     prefetch_failures: dict[str, str] | None = None,
     with_type: bool = True,
     send_fhir_server: bool = True,
+    expected_cards: list[J] | None = None,
 ) -> None:
     pid = record.pid
     context: J = {"userId": PRACTITIONER, "patientId": pid, "encounterId": f"{pid}-enc"}
@@ -711,6 +713,8 @@ def add(
         context["draftOrders"] = draft_bundle(*orders, extra=draft_extra, with_type=with_type)
         if service == SERVICE_SELECT:
             context["selections"] = [f"MedicationRequest/{orders[0]['id']}"]
+    elif service == SERVICE_VIEW:
+        pass  # patient-view: userId, patientId and encounterId only
     else:
         context["observations"] = {
             "resourceType": "Bundle",
@@ -727,6 +731,8 @@ def add(
         "resources": record.build(),
         "expected": expected,
     }
+    if expected_cards is not None:
+        scenario["expectedCards"] = expected_cards
     if optional:
         scenario["optional"] = optional
     if allow_extra_review:
@@ -2523,6 +2529,148 @@ def more() -> None:
     )
 
 
+def patient_view() -> None:
+    """patient-view: one course card for a patient on ixazomib (info unless something is due
+    now: a hold in force, a reduction or discontinuation owed), none for anyone else."""
+    label = "patient-view course card: Table 2 dose levels, Table 3, label 2.1 / 2.2"
+
+    def course(pid: str, cycles: list[Cycle], counts: list[tuple[float, float]]) -> Record:
+        """Cycles with normal day-1 CBCs and chemistry, and platelet counts (day, 10*3/uL)
+        drawn besides them."""
+        record = Record(pid, cycles=cycles, name=("Moreau", "Claire"), gender="female")
+        record.resources += history_cbcs(pid, cycles)
+        record.resources += good_labs(pid, day=-2)
+        for day, value in counts:
+            record.resources.append(obs(f"{pid}-plt-d{abs(round(day))}", pid, "plt", value, day))
+        return record
+
+    # Four cycles 28 days apart, the current one begun 10 days ago (day 11). Platelets < 30,000
+    # twice: the 1st recovery lowered lenalidomide 25 -> 20 mg, the 2nd ixazomib 4 -> 3 mg;
+    # each was ordered at the next cycle.
+    reduced = [Cycle(-94, 4, 25), Cycle(-66, 4, 20), Cycle(-38, 3, 20), Cycle(-10, 3, 20, "active")]
+    episodes = [(-80, 25), (-74, 80), (-52, 27), (-45, 90)]
+    add(
+        "pv-reduction-history",
+        "On ixazomib 3 mg after two platelet episodes (lenalidomide 25 -> 20 mg after the 1st, "
+        "ixazomib 4 -> 3 mg after the 2nd, both ordered): one info course card, no advice",
+        label,
+        course("pv-reduction-history", reduced, episodes),
+        [],
+        service=SERVICE_VIEW,
+        expected_cards=[{"indicator": "info"}],
+    )
+    held = [Cycle(-38, 4, 25), Cycle(-10, 4, 25, "active")]
+    add(
+        "pv-hold-in-force",
+        "Platelets 22,000/mm3 yesterday, mid-cycle: the hold is in force until platelets >= "
+        "30,000/mm3 (Table 3 withholds ixazomib and lenalidomide): critical course card",
+        label,
+        course("pv-hold-in-force", held, [(-1, 22)]),
+        [rec("platelets-below-30k", "hold", len_="hold")],
+        service=SERVICE_VIEW,
+        expected_cards=[{"indicator": "critical"}],
+    )
+    # The 2nd episode recovered after the current cycle's 4 mg order began: 3 mg is due and no
+    # order has it.
+    owed = [Cycle(-66, 4, 25), Cycle(-38, 4, 20), Cycle(-10, 4, 20, "active")]
+    add(
+        "pv-reduction-owed",
+        "The 2nd platelet episode recovered 3 days ago, after the current 4 mg order began: the "
+        "next doses are due at 3 mg and no order has it (warning, reduce)",
+        label,
+        course("pv-reduction-owed", owed, [(-60, 25), (-55, 80), (-8, 26), (-3, 85)]),
+        [rec("platelets-below-30k", "reduce", 3)],
+        service=SERVICE_VIEW,
+        expected_cards=[{"indicator": "warning"}],
+    )
+    # Started at 3 mg; four platelet episodes: lenalidomide 25 -> 20, ixazomib 3 -> 2.3,
+    # lenalidomide 20 -> 15, and the 4th (recovered 3 days ago) owes ixazomib a level below
+    # 2.3 mg.
+    lowest = [
+        Cycle(-150, 3, 25),
+        Cycle(-122, 3, 20),
+        Cycle(-94, 2.3, 20),
+        Cycle(-66, 2.3, 15),
+        Cycle(-38, 2.3, 15),
+        Cycle(-10, 2.3, 15, "active"),
+    ]
+    four = [
+        (-145, 25),
+        (-140, 80),
+        (-115, 27),
+        (-110, 85),
+        (-88, 26),
+        (-84, 90),
+        (-8, 24),
+        (-3, 88),
+    ]
+    add(
+        "pv-discontinue-owed",
+        "Started at 3 mg, reduced to 2.3 mg after the 2nd platelet episode; the 4th episode "
+        "recovered 3 days ago and owes ixazomib a level below 2.3 mg: discontinuation owed "
+        "(critical)",
+        label,
+        course("pv-discontinue-owed", lowest, four),
+        [rec("platelets-below-30k", "discontinue")],
+        service=SERVICE_VIEW,
+        expected_cards=[{"indicator": "critical"}],
+    )
+    add(
+        "pv-not-on-ixazomib",
+        "A patient with myeloma who has never had ixazomib: patient-view is silent (no card)",
+        label,
+        naive("pv-not-on-ixazomib"),
+        [],
+        service=SERVICE_VIEW,
+        expected_cards=[],
+    )
+    ended = [Cycle(-150, 4, 25), Cycle(-122, 4, 25)]
+    add(
+        "pv-ixazomib-ended",
+        "Ixazomib ended four months ago (last order completed, none active or on hold, none "
+        "begun within two cycles): off ixazomib, patient-view is silent",
+        label,
+        course("pv-ixazomib-ended", ended, []),
+        [],
+        service=SERVICE_VIEW,
+        expected_cards=[],
+    )
+    unreadable = course("pv-data-unreadable", held, [])
+    unreadable.resources.append(
+        obs(
+            "pv-data-unreadable-plt-odd",
+            "pv-data-unreadable",
+            "plt",
+            20,
+            -1,
+            unit_code=None,
+            unit_display="cells/hpf",
+        )
+    )
+    add(
+        "pv-data-unreadable",
+        "Yesterday's platelet count is in a unit that is not a count per volume (cells/hpf): "
+        "not read, never guessed; the course card names it and asks for review (info: nothing "
+        "is known to be due now)",
+        label,
+        unreadable,
+        [rec("data-uninterpretable", "review")],
+        service=SERVICE_VIEW,
+        expected_cards=[{"indicator": "info"}],
+    )
+    add(
+        "pv-adverse-events-unavailable",
+        "The adverse events could be neither prefetched nor fetched: the course card names the "
+        "missing data (review); the rest of the course is shown",
+        label,
+        course("pv-adverse-events-unavailable", held, []),
+        [rec("data-unavailable", "review")],
+        service=SERVICE_VIEW,
+        prefetch_failures={"adverseEvents": "AdverseEvent search failed at the EHR"},
+        expected_cards=[{"indicator": "info"}],
+    )
+
+
 def main() -> None:
     for builder in (
         hepatic,
@@ -2536,6 +2684,7 @@ def main() -> None:
         heme,
         toxicities,
         more,
+        patient_view,
     ):
         builder()
     OUT.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,11 @@ def check(scenario: Scenario, response_json: dict[str, Any]) -> list[str]:
         c for c in cards if isinstance((c.get("extension") or {}).get(RECOMMENDATION_KEY), dict)
     ]
     problems: list[str] = []
+    if scenario.expected_cards is not None:
+        wanted = sorted(str(c.get("indicator")) for c in scenario.expected_cards)
+        got = sorted(str(c.get("indicator")) for c in cards)
+        if wanted != got:
+            problems.append(f"cards by indicator: expected {wanted}, got {got}")
     unused = list(advised)
     for expected in scenario.expected:
         card = next(

@@ -32,7 +32,12 @@ RULES = {
     "severity-without-grade",
 }  # fmt: skip
 
-SERVICES = {"ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result"}
+SERVICES = {
+    "ixazomib-order-sign",
+    "ixazomib-order-select",
+    "ixazomib-lab-result",
+    "ixazomib-patient-view",
+}
 
 FILES = sorted(SCENARIO_DIR.glob("*.json"))
 SCENARIOS = load_scenarios()
@@ -55,6 +60,8 @@ def test_file_is_well_formed(path: Path) -> None:
     assert set(data) >= {"id", "title", "label", "service", "now", "context", "resources"}
     assert data["service"] in SERVICES
     assert data["now"].endswith("Z")
+    for card in data.get("expectedCards", []):
+        assert card["indicator"] in {"info", "warning", "critical"}
     for expectation in data["expected"] + data.get("optional", []):
         rules = (
             expectation["rule"] if isinstance(expectation["rule"], list) else [expectation["rule"]]
@@ -108,6 +115,9 @@ def test_context_matches_the_hook(scenario: Scenario) -> None:
         assert bundle["type"] == "collection"
         assert all(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"])
         assert bundle["entry"]
+    elif scenario.service == "ixazomib-patient-view":
+        assert set(context) <= {"userId", "patientId", "encounterId"}
+        assert context["userId"].startswith("Practitioner/")
     else:
         assert context["userId"].startswith("Practitioner/")
         drafts = [

@@ -33,7 +33,12 @@ from reliability.support import SPEC_PATH, assert_operation_outcome, schema_erro
 
 from cds_service.fixtures import Scenario, load_scenarios
 
-SERVICES = ("ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result")
+SERVICES = (
+    "ixazomib-order-sign",
+    "ixazomib-order-select",
+    "ixazomib-lab-result",
+    "ixazomib-patient-view",
+)
 MAX_EXAMPLES = int(os.environ.get("CDS_SCHEMATHESIS_EXAMPLES", "40"))
 
 
@@ -113,6 +118,7 @@ def test_scenario_requests_and_answers_match_the_description(
         "ixazomib-order-sign": "OrderSignRequest",
         "ixazomib-order-select": "OrderSelectRequest",
         "ixazomib-lab-result": "LabResultRequest",
+        "ixazomib-patient-view": "PatientViewRequest",
     }[scenario.service]
     assert not schema_errors(request_schema, request), "the description refuses a real request"
     response = client.post(f"/cds-services/{scenario.service}", json=request)

@@ -36,12 +36,13 @@ def assert_operation_outcome(response: Any, status: int, words: str = "") -> Non
     assert "Traceback" not in text
 
 
-def test_discovery_lists_the_three_services_with_stu2_prefetch(client: FlaskClient) -> None:
+def test_discovery_lists_the_four_services_with_stu2_prefetch(client: FlaskClient) -> None:
     services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
     assert {sid: s["hook"] for sid, s in services.items()} == {
         "ixazomib-order-sign": "order-sign",
         "ixazomib-order-select": "order-select",
         "ixazomib-lab-result": "org.ixazomib-cds.lab-result",
+        "ixazomib-patient-view": "patient-view",
     }
     for service in services.values():
         assert service["title"]

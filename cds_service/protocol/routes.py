@@ -1,4 +1,4 @@
-"""HTTP routes: discovery, the three services, feedback, liveness, readiness and metrics.
+"""HTTP routes: discovery, the services, feedback, liveness, readiness and metrics.
 
 Kept thin: parse and check the envelope, gather the record, call the rules, record the audit
 trail. Every error becomes an OperationOutcome (``install_error_handlers``).

@@ -16,7 +16,13 @@ from fhir.resources.R4B import get_fhir_model_class
 from cds_service.errors import BadRequest
 from cds_service.fhir.patient import about_another_patient, another_patient
 from cds_service.rules.data_needs import DATA_NEEDS
-from cds_service.rules.inputs import HOOK_LAB_RESULT, HOOK_ORDER_SELECT, HOOK_ORDER_SIGN, JsonDict
+from cds_service.rules.inputs import (
+    HOOK_LAB_RESULT,
+    HOOK_ORDER_SELECT,
+    HOOK_ORDER_SIGN,
+    HOOK_PATIENT_VIEW,
+    JsonDict,
+)
 
 MAX_CONTEXT_ENTRIES = 100  # draft orders or new results in one call; more is not an EHR's call
 
@@ -77,6 +83,17 @@ SERVICES: dict[str, ServiceDefinition] = {
                 "Reads new ANC and platelet results of a patient on ixazomib and advises holding "
                 "ixazomib and lenalidomide below the label thresholds, and how to resume on "
                 "recovery. Custom hook org.ixazomib-cds.lab-result (docs/lab-result-hook.md)."
+            ),
+        ),
+        ServiceDefinition(
+            id="ixazomib-patient-view",
+            hook=HOOK_PATIENT_VIEW,
+            title="Ixazomib (NINLARO) treatment course",
+            description=(
+                "When the chart of a patient on ixazomib opens: one card with the dose level "
+                "and how it was reached, holds in force and what ends them, the cycle and day, "
+                "the next dose, the new-cycle gate and the label's administration instructions; "
+                "a warning or critical indicator only when something is due now."
             ),
         ),
     )

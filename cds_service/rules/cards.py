@@ -17,6 +17,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from cds_service.rules import administration
 from cds_service.rules.administration import with_label_instructions
 from cds_service.rules.catalog import DATA_CHECK, RULES_BY_ID
 from cds_service.rules.codes import (
@@ -30,6 +31,7 @@ from cds_service.rules.codes import (
     UCUM,
 )
 from cds_service.rules.decisions import Decision, DrugAdvice, Suggest
+from cds_service.rules.decisions.patient_view import CourseView
 from cds_service.rules.facts import MedicationOrder
 from cds_service.rules.facts.orders import (
     CODE_ELSEWHERE,
@@ -160,6 +162,68 @@ def card(decision: Decision) -> JsonDict:
         "extension": {RECOMMENDATION: recommendation},
     }
     suggestion = _suggestion(decision)
+    if suggestion is not None:
+        result["suggestions"] = [suggestion]
+        result["selectionBehavior"] = "at-most-one"
+    return result
+
+
+# What the course card (patient-view) rests on when it advises nothing: the dosing sections.
+COURSE_SECTIONS = "2.1-2.5 (Dosage and Administration)"
+
+
+def course_card(view: CourseView) -> JsonDict:
+    """The patient-view course card: the course in sections, then how to take ixazomib.
+
+    It carries the recommendation extension, override reasons and a suggestion only when it
+    advises (something due now, or data to review): the contract asks them of every card with
+    advice about the regimen, and an overview that advises nothing is not one."""
+    advice = view.advice
+    detail: list[str] = []
+    if advice is not None:
+        advices = [_advice_text("ixazomib", advice.ixazomib)]
+        if advice.lenalidomide is not None:
+            advices.append(_advice_text("lenalidomide", advice.lenalidomide))
+        detail += [f"**Advice:** {'; '.join(advices)} ({advice.summary}).", ""]
+    for section in view.sections:
+        detail += [f"**{section.heading}:**", *(f"- {line}" for line in section.lines), ""]
+    section_cited = COURSE_SECTIONS
+    if advice is not None:
+        rule = RULES_BY_ID[advice.rule]  # its evidence is in the view's sections
+        kind = (
+            "Data check (not a label rule)"
+            if rule.section == DATA_CHECK
+            else (f"Label, section {rule.section}")
+        )
+        detail += [f"**{kind}:** {rule.outcome}", ""]
+        detail += [f"{note}\n" for note in advice.notes if note]
+        section_cited = rule.section
+    detail.append(administration.markdown())
+    result: JsonDict = {
+        "uuid": str(uuid.uuid4()),
+        "summary": view.summary[:139],
+        "indicator": view.indicator,
+        "detail": "\n".join(detail),
+        "source": {"label": _source_label(section_cited), "url": LABEL_URL},
+        "links": [
+            {
+                "label": "NINLARO prescribing information (DailyMed)",
+                "url": LABEL_URL,
+                "type": "absolute",
+            },
+        ],
+    }
+    if advice is None:
+        return result
+    recommendation: JsonDict = {"rule": advice.rule, "ixazomib": _advice(advice.ixazomib)}
+    if advice.lenalidomide is not None:
+        recommendation["lenalidomide"] = _advice(advice.lenalidomide)
+    result["overrideReasons"] = [
+        {"system": OVERRIDE_SYSTEM, "code": code, "display": display}
+        for code, display in OVERRIDE_REASONS
+    ]
+    result["extension"] = {RECOMMENDATION: recommendation}
+    suggestion = _suggestion(advice)
     if suggestion is not None:
         result["suggestions"] = [suggestion]
         result["selectionBehavior"] = "at-most-one"

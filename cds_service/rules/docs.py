@@ -202,6 +202,46 @@ DECISIONS = """\
 """
 
 
+PATIENT_VIEW = """\
+## patient-view: the course card (`cds_service.rules.decisions.patient_view`)
+
+When the chart of a patient on ixazomib opens (no rule of its own: it reads the course the
+order and lab hooks compute):
+
+- **Silent** for a patient not on ixazomib: no ixazomib order on record, or none active or
+  on hold and none begun within 56 days (the lab-result hook's reading). When regimen orders
+  on record could not be read (not valid FHIR, or a Medication that could not be fetched)
+  and no readable ixazomib order is found, whether the patient is on ixazomib is unknown: the
+  card says so (`data-unavailable`, `review`) rather than stay silent.
+- **One card** otherwise, its detail in sections: what is due now (each item, with the data
+  it rests on); the dose level now (ixazomib, the next lower
+  level, lenalidomide); how it was reached (each reduction the label required, with its date,
+  rule and the data behind it, and each order that changed a dose); holds in force and what
+  ends them ("until platelets >= 30,000/mm3; latest 22,000/mm3 on ..."); the cycle and day
+  (one cycle per ixazomib order begun 21 days or more after the previous cycle began); the
+  next dose (days 1, 8 and 15 by the order's start: doses given are not read); the new-cycle
+  gate with the latest ANC and platelets (met or not, and whether older than `cbc_max_age`);
+  the starting-dose factors (the starting dose, hepatic and renal function now); what else
+  the order hooks would ask to review (a strong CYP3A inducer, a hypersensitivity, a toxicity
+  without a CTCAE grade); the data the service could not read or fetch; then how to take
+  ixazomib (the table above).
+- **Indicator.** `info` unless something is due now: a hold in force (a latest ANC or
+  platelet count below its threshold; an open Table 3 toxicity), a discontinuation owed (no
+  level below 2.3 mg, pregnancy, Grade 4 neuropathy or rash), or a reduction the course
+  requires that no order has made yet (the latest ixazomib order above the level due, or a
+  lenalidomide step no later order made): then the indicator of the order hooks' card for it
+  (`critical` for holds and discontinuation, `warning` for a reduction owed).
+- **Recommendation.** The card carries `org.ixazomib-cds.recommendation` (with override
+  reasons) only when it advises: the most urgent thing due now, under that rule's id (e.g.
+  `{"rule": "platelets-below-30k", "ixazomib": {"action": "hold"}, "lenalidomide":
+  {"action": "hold"}}`), else a `review` of data that could not be read or fetched
+  (`data-uninterpretable`, `data-unavailable`) or of the other checks above (their rule).
+  A card that only informs carries no recommendation: the contract asks it of cards with
+  advice about the regimen. A hold in force suggests putting the active ixazomib and
+  lenalidomide orders on hold, as the lab-result hook does.
+"""
+
+
 def generate() -> str:
     defaults = RuleSettings()
     lines = [INTRODUCTION, "## Rules", ""]
@@ -217,7 +257,7 @@ def generate() -> str:
         "",
         DECISIONS,
     ]
-    return "\n".join([*lines, *_administration()])
+    return "\n".join([*lines, *_administration(), PATIENT_VIEW])
 
 
 def _administration() -> list[str]:

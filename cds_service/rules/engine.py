@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from cds_service.rules.cards import render
+from cds_service.rules.cards import course_card, render
 from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
+from cds_service.rules.decisions.patient_view import course_view
 from cds_service.rules.decisions.shared import data_problems, unresolved_medication
 from cds_service.rules.facts import Drug, gather_facts, judged_drafts
 from cds_service.rules.facts.orders import medication_unknown, names_other_drug, order_drug
@@ -13,6 +14,7 @@ from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
     HOOK_ORDER_SELECT,
     HOOK_ORDER_SIGN,
+    HOOK_PATIENT_VIEW,
     HookCall,
     JsonDict,
     PatientRecord,
@@ -36,6 +38,9 @@ def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> l
             return []  # the hook fired for another drug
     elif call.hook == HOOK_LAB_RESULT:
         decisions = decide_lab_result(gather_facts(call, record, settings), settings)
+    elif call.hook == HOOK_PATIENT_VIEW:
+        view = course_view(gather_facts(call, record, settings), settings)
+        return [] if view is None else [course_card(view)]  # silent when not on ixazomib
     else:
         return []
     return render(decisions)

@@ -20,6 +20,7 @@ JsonDict = dict[str, Any]
 HOOK_ORDER_SIGN = "order-sign"
 HOOK_ORDER_SELECT = "order-select"
 HOOK_LAB_RESULT = "org.ixazomib-cds.lab-result"
+HOOK_PATIENT_VIEW = "patient-view"
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,12 @@ def run_medplum(
 
 # One scenario per service: the hepatic start dose (order-sign, order-select) and a first
 # ANC < 500 at the lab-result hook (its new result in the context, the history prefetched).
-MEDPLUM_SCENARIOS = ["hep-moderate", "hep-moderate-order-select", "lab-anc-1st-onset"]
+MEDPLUM_SCENARIOS = [
+    "hep-moderate",
+    "hep-moderate-order-select",
+    "lab-anc-1st-onset",
+    "pv-hold-in-force",
+]
 
 
 @pytest.mark.parametrize("scenario_id", MEDPLUM_SCENARIOS)
@@ -93,7 +98,12 @@ def test_medplum_builds_the_prefetch_and_the_service_gives_the_scenarios_advice(
 
     assert output["exit"] == 0, output
     ids = {s["id"] for s in output["discovery"]["services"]}
-    assert ids == {"ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result"}
+    assert ids == {
+        "ixazomib-order-sign",
+        "ixazomib-order-select",
+        "ixazomib-lab-result",
+        "ixazomib-patient-view",
+    }
     request = output["request"]
     assert "fhirServer" not in request  # the prefetch is all the service gets
     assert request["prefetch"]["patient"]["id"] == chosen.patient_id

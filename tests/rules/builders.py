@@ -13,6 +13,7 @@ from cds_service.rules import RuleSettings, evaluate
 from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
     HOOK_ORDER_SIGN,
+    HOOK_PATIENT_VIEW,
     HookCall,
     JsonDict,
     PatientRecord,
@@ -236,6 +237,21 @@ def lab_result(
     )
     cards = evaluate(call, rec, settings or RuleSettings())
     assert_contract(cards)
+    return cards
+
+
+def patient_view(rec: PatientRecord, settings: RuleSettings | None = None) -> list[JsonDict]:
+    """The patient-view answer; a course card that advises is held to the contract."""
+    call = HookCall(
+        hook=HOOK_PATIENT_VIEW,
+        service_id="ixazomib-patient-view",
+        hook_instance="h3",
+        patient_id="p1",
+        now=NOW,
+    )
+    cards = evaluate(call, rec, settings or RuleSettings())
+    assert len(cards) <= 1, "patient-view answers one course card at most"
+    assert_contract([c for c in cards if "extension" in c])
     return cards
 
 

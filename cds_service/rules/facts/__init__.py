@@ -57,6 +57,7 @@ from cds_service.rules.facts.reading import (
 from cds_service.rules.inputs import (
     HOOK_ORDER_SELECT,
     HOOK_ORDER_SIGN,
+    HOOK_PATIENT_VIEW,
     HookCall,
     JsonDict,
     PatientRecord,
@@ -268,7 +269,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     for raw in _unique(new_observations):
         if (why := unused_new_result(raw)) is not None and not overtaken(raw, new_labs, zone):
             problems.uninterpretable.append(why)
-    if call.hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
+    if call.hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT, HOOK_PATIENT_VIEW):
         # A preliminary count newer than every final one is not used, but it is named: a
         # preliminary platelet count of 20,000 must not pass an order in silence.
         counted = [*labs[Lab.ANC], *labs[Lab.PLATELETS]]
