@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
-from cds_service.exact_json import ItemsMemo
 from cds_service.rules import data_needs as keys
 from cds_service.rules.facts.clinical import (
     Evidence,
@@ -43,16 +42,13 @@ from cds_service.rules.facts.orders import (
     names_other_drug,
     order_drug,
     read_order,
-    referenced_medication,
 )
 from cds_service.rules.facts.reading import (
     Problems,
-    Readings,
     dict_field,
     of_type,
     reference_of,
     shown,
-    zone_flag,
 )
 from cds_service.rules.inputs import (
     HOOK_ORDER_SELECT,
@@ -69,11 +65,13 @@ __all__ = [
     "Facts",
     "Lab",
     "LabValue",
+    "MedicationFacts",
     "MedicationOrder",
     "PatientFacts",
     "Problems",
     "ToxicityFinding",
     "gather_facts",
+    "read_medications",
 ]
 
 REGIMEN_DRUGS = (Drug.IXAZOMIB, Drug.LENALIDOMIDE)
@@ -119,22 +117,13 @@ def _resources(entries: list[JsonDict]) -> list[JsonDict]:
     return found
 
 
-# The same history again gives lists of the same shared resources: pick them out once
-# (ItemsMemo). Each call gets a copy of the remembered list.
-_RESOURCES: ItemsMemo[list[JsonDict]] = ItemsMemo(max_size=200_000, size=len)
-_UNIQUE: ItemsMemo[dict[str, JsonDict]] = ItemsMemo(max_size=200_000, size=len)
-
-
 def _unique(resources: list[JsonDict]) -> list[JsonDict]:
-    return list(_add_unique({}, resources).values())
-
-
-def _add_unique(seen: dict[str, JsonDict], resources: list[JsonDict]) -> dict[str, JsonDict]:
-    """``seen`` (resources by reference, in order) with ``resources`` added to it."""
+    """The resources by reference, in order; a later copy (a new result) wins."""
+    seen: dict[str, JsonDict] = {}
     for resource in resources:
         name = reference_of(resource) if "id" in resource else f"#{len(seen)}"
-        seen[name] = resource  # later copies (the new results) win
-    return seen
+        seen[name] = resource
+    return list(seen.values())
 
 
 def judged_drafts(call: HookCall) -> list[JsonDict]:
@@ -144,49 +133,53 @@ def judged_drafts(call: HookCall) -> list[JsonDict]:
     return drafts
 
 
-def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) -> Facts:
+@dataclass
+class MedicationFacts:
+    """What the medication list says, read before anything else: a lab-result call about a
+    patient who takes no ixazomib is decided from this alone (``takes_no_ixazomib``)."""
+
+    problems: Problems
+    draft_orders: list[MedicationOrder]  # the judged drafts that name a regimen drug or inducer
+    all_drafts: list[MedicationOrder]
+    draft_references: set[str]
+    recorded: list[MedicationOrder]  # recorded orders of regimen drugs and inducers
+    history: list[MedicationOrder]
+    unreadable_history: list[str]
+
+    def takes_no_ixazomib(self) -> bool:
+        """No ixazomib order on record, and none that could not be read."""
+        return not self.unreadable_history and all(
+            order.drug is not Drug.IXAZOMIB for order in self.history
+        )
+
+
+def read_medications(
+    call: HookCall, record: PatientRecord, settings: RuleSettings
+) -> MedicationFacts:
+    """The draft and recorded orders of the regimen's drugs and of strong CYP3A inducers. Only
+    those are validated: an order of another drug is passed over on its raw JSON."""
     zone = settings.default_timezone
     problems = Problems()
-    resources = {
-        key: list(_RESOURCES(value, _resources)) for key, value in record.resources.items()
-    }
-
-    readings = Readings(zone)
     medications = record.medications
 
-    def read_selected_order(raw: JsonDict, noted: Problems) -> MedicationOrder | None:
-        if order_drug(raw, medications) == (Drug.OTHER, None):
-            return None
-        return read_order(raw, medications, zone, noted)
-
     def read_orders(raws: list[JsonDict]) -> list[MedicationOrder]:
-        orders = []
-        for raw in raws:
-            # An order also depends on the Medication it references outside itself.
-            medication = referenced_medication(raw, medications)
-            context = None if medication is None else readings.content(medication)
-            if medication is not None and context is None:
-                order = read_selected_order(raw, problems)  # not remembered
-            else:
-                # A remembered order keeps the JSON it was read from: the same content as
-                # ``raw`` (never changed in place), so suggestions built from it are the same.
-                order = readings.read("order", raw, problems, read_selected_order, context)
-                if order and not order.zone_assumed and order.reference in problems.zone_assumed:
-                    order = replace(order, zone_assumed=True)
-            if order is not None:
-                orders.append(order)
-        return orders
+        return [
+            order
+            for raw in raws
+            if order_drug(raw, medications) != (Drug.OTHER, None)
+            and (order := read_order(raw, medications, zone, problems)) is not None
+        ]
 
-    draft_raws = judged_drafts(call)
-    draft_orders = read_orders(draft_raws)
-    draft_references = {
-        reference_of(d) for d in of_type(_resources(call.draft_orders), "MedicationRequest")
-    }
+    drafts = of_type(_resources(call.draft_orders), "MedicationRequest")
+    draft_references = {reference_of(d) for d in drafts}
     recorded_raws = [
         r
-        for r in of_type(resources.get(keys.MEDICATION_REQUESTS, []), "MedicationRequest")
+        for r in of_type(
+            _resources(record.resources.get(keys.MEDICATION_REQUESTS, [])), "MedicationRequest"
+        )
         if reference_of(r) not in draft_references
     ]
+    draft_orders = read_orders(judged_drafts(call))
     recorded = read_orders(recorded_raws)
     # Regimen orders that are not valid FHIR: not history we can read, but history all the same.
     read_references = {o.reference for o in recorded}
@@ -206,43 +199,48 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         ),
         key=lambda o: o.starts or call.now,
     )
-    all_drafts = read_orders(of_type(_resources(call.draft_orders), "MedicationRequest"))
+    return MedicationFacts(
+        problems=problems,
+        draft_orders=draft_orders,
+        all_drafts=read_orders(drafts),
+        draft_references=draft_references,
+        recorded=recorded,
+        history=history,
+        unreadable_history=unreadable_history,
+    )
+
+
+def gather_facts(
+    call: HookCall,
+    record: PatientRecord,
+    settings: RuleSettings,
+    medication_facts: MedicationFacts | None = None,
+) -> Facts:
+    """The facts of one call; ``medication_facts``, when given, are those ``read_medications``
+    gave for this call (read first, to see whether more is needed)."""
+    zone = settings.default_timezone
+    orders = medication_facts or read_medications(call, record, settings)
+    problems = orders.problems
+    resources = {key: _resources(value) for key, value in record.resources.items()}
+    medications = record.medications
+    history = orders.history
 
     new_observations = of_type(_resources(call.new_observations), "Observation")
-    # _unique(history's results + new results), with the history's part done once.
     recorded_labs = of_type(resources.get(keys.LABS, []), "Observation")
-    seen = dict(_UNIQUE(recorded_labs, lambda raws: _add_unique({}, raws)))
-    observation_raws = list(_add_unique(seen, new_observations).values())
+    observation_raws = _unique(recorded_labs + new_observations)
 
-    def read_labs(raws: list[JsonDict], noted: Problems) -> dict[Lab, tuple[LabValue, ...]]:
-        found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
-        not_computed: list[AncNotComputed] = []
-        # Each result's values; then the ANC of each specimen whose neutrophil percentage and
-        # WBC were filed as Observations of their own.
-        read = [
-            value
-            for raw in raws
-            for value in readings.read("lab", raw, noted, lambda lab, p: _read_labs(lab, zone, p))
-        ]
-        for value in [*read, *specimen_ancs(raws, zone, noted)]:
-            if isinstance(value, AncNotComputed):
-                not_computed.append(value)
-            else:
-                found[value.lab].append(_zone_checked(value, noted))
-        noted.uninterpretable += anc_not_computed(not_computed, found[Lab.ANC])
-        return {
-            lab: tuple(sorted(series, key=lambda v: (v.at, v.reference)))
-            for lab, series in found.items()
-        }
-
-    # All results as in an earlier call: one serialisation of the lot; else result by result.
-    series_by_lab = readings.read("labs", observation_raws, problems, read_labs)
-    # No zone assumed anywhere in this call: every value keeps its flag (see _zone_checked).
-    zones = bool(problems.zone_assumed)
-    labs = {
-        lab: [_zone_checked(value, problems) for value in series] if zones else list(series)
-        for lab, series in series_by_lab.items()
-    }
+    found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
+    not_computed: list[AncNotComputed] = []
+    # Each result's values; then the ANC of each specimen whose neutrophil percentage and WBC
+    # were filed as Observations of their own.
+    read = [value for raw in observation_raws for value in _read_labs(raw, zone, problems)]
+    for value in [*read, *specimen_ancs(observation_raws, zone, problems)]:
+        if isinstance(value, AncNotComputed):
+            not_computed.append(value)
+        else:
+            found[value.lab].append(value)
+    problems.uninterpretable += anc_not_computed(not_computed, found[Lab.ANC])
+    labs = {lab: sorted(series, key=lambda v: (v.at, v.reference)) for lab, series in found.items()}
     # A result dated after now is not the latest word on anything: its date or time zone is
     # wrong, or the clocks disagree. Used as the latest it would stand in front of the real
     # latest result (a normal count "from tomorrow" hiding today's low one), so it is not used,
@@ -293,19 +291,12 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             if isinstance(medication, str) and not medication.startswith("#"):
                 other_references.add(medication)
     other_references -= ixazomib_references
-    references_context = (frozenset(ixazomib_references), frozenset(other_references))
     toxicities = [
-        _with_zone_flag(finding, problems)
+        finding
         for raw in of_type(resources.get(keys.ADVERSE_EVENTS, []), "AdverseEvent")
         if (
-            finding := readings.read(
-                "adverse event",
-                raw,
-                problems,
-                lambda event, noted: read_adverse_event(
-                    event, ixazomib_references, zone, noted, other_references
-                ),
-                references_context,
+            finding := read_adverse_event(
+                raw, ixazomib_references, zone, problems, other_references
             )
         )
         is not None
@@ -315,17 +306,9 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         + of_type(resources.get(keys.TOXICITY_TERM_OBSERVATIONS, []), "Observation")
     )
     graded = [
-        _with_zone_flag(finding, problems)
+        finding
         for raw in graded_raws
-        if (
-            finding := readings.read(
-                "graded observation",
-                raw,
-                problems,
-                lambda graded, noted: read_graded_observation(graded, zone, noted),
-            )
-        )
-        is not None
+        if (finding := read_graded_observation(raw, zone, problems)) is not None
     ]
     toxicities += _latest_is_current(graded, call.now)
     conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
@@ -335,14 +318,14 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     patients = of_type(resources.get(keys.PATIENT, []), "Patient")
     return Facts(
         now=call.now,
-        drafts=[o for o in draft_orders if o.drug is Drug.IXAZOMIB],
-        other_drafts=[o for o in all_drafts if o.drug is not Drug.IXAZOMIB],
+        drafts=[o for o in orders.draft_orders if o.drug is Drug.IXAZOMIB],
+        other_drafts=[o for o in orders.all_drafts if o.drug is not Drug.IXAZOMIB],
         history=history,
         active_orders=[o for o in history if o.status == "active"],
         inducers=[
             o
-            for o in recorded + all_drafts
-            if o.inducer and (o.status == "active" or o.reference in draft_references)
+            for o in orders.recorded + orders.all_drafts
+            if o.inducer and (o.status == "active" or o.reference in orders.draft_references)
         ],
         labs=labs,
         new_labs=new_labs,
@@ -355,9 +338,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             zone,
             problems,
         ),
-        pregnancy=pregnancy_evidence(
-            observation_raws, conditions, call.now, zone, problems, readings
-        ),
+        pregnancy=pregnancy_evidence(observation_raws, conditions, call.now, zone, problems),
         hypersensitivity=hypersensitivity_evidence(
             of_type(resources.get(keys.ALLERGIES, []), "AllergyIntolerance"), zone, problems
         ),
@@ -365,7 +346,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         unavailable=dict(record.unavailable),
         left_out=dict(record.left_out),
         problems=problems,
-        unreadable_history=unreadable_history,
+        unreadable_history=orders.unreadable_history,
     )
 
 
@@ -373,19 +354,6 @@ def _read_labs(
     raw: JsonDict, zone: tzinfo, problems: Problems
 ) -> tuple[LabValue | AncNotComputed, ...]:
     return read_labs(raw, zone, problems) if reads_labs(raw) else ()
-
-
-def _zone_checked(value: LabValue, problems: Problems) -> LabValue:
-    """The value with its zone flag as this call's ``problems`` say (see Readings)."""
-    if value.zone_assumed == zone_flag(value.zone_assumed, value.reference, problems):
-        return value
-    return replace(value, zone_assumed=True)
-
-
-def _with_zone_flag(finding: ToxicityFinding, problems: Problems) -> ToxicityFinding:
-    if finding.zone_assumed == zone_flag(finding.zone_assumed, finding.reference, problems):
-        return finding
-    return replace(finding, zone_assumed=True)
 
 
 def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[ToxicityFinding]:
