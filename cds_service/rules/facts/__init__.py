@@ -8,7 +8,7 @@ datetimes). Nothing here decides anything clinical.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 
 from cds_service.rules import data_needs as keys
 from cds_service.rules.facts.clinical import (
@@ -30,9 +30,7 @@ from cds_service.rules.facts.labs import (
     LabValue,
     anc_not_computed,
     overtaken,
-    read_labs,
-    reads_labs,
-    specimen_ancs,
+    read_results,
     unused_latest_count,
     unused_new_result,
 )
@@ -229,12 +227,12 @@ def gather_facts(
     recorded_labs = of_type(resources.get(keys.LABS, []), "Observation")
     observation_raws = _unique(recorded_labs + new_observations)
 
+    new_references = {reference_of(o) for o in new_observations}
     found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
     not_computed: list[AncNotComputed] = []
-    # Each result's values; then the ANC of each specimen whose neutrophil percentage and WBC
-    # were filed as Observations of their own.
-    read = [value for raw in observation_raws for value in _read_labs(raw, zone, problems)]
-    for value in [*read, *specimen_ancs(observation_raws, zone, problems)]:
+    # The results the decisions rest on (read_results): not every result of the history.
+    until = call.now + CLOCK_SKEW
+    for value in read_results(observation_raws, new_references, until, zone, problems):
         if isinstance(value, AncNotComputed):
             not_computed.append(value)
         else:
@@ -246,15 +244,14 @@ def gather_facts(
     # latest result (a normal count "from tomorrow" hiding today's low one), so it is not used,
     # and it is named for review. A minute of clock difference is allowed.
     for lab, series in labs.items():
-        future = [v for v in series if v.at > call.now + CLOCK_SKEW]
+        future = [v for v in series if v.at > until]
         if future:
-            labs[lab] = [v for v in series if v.at <= call.now + CLOCK_SKEW]
+            labs[lab] = [v for v in series if v.at <= until]
             problems.uninterpretable.extend(
                 f"{v.lab.value} {v.reference} ({v.sent}, {shown(v.at)}): dated in the future "
                 f"(now is {shown(call.now)}); not used"
                 for v in future
             )
-    new_references = {reference_of(o) for o in new_observations}
     new_labs = (  # an order hook has no new results: nothing to look for
         [v for series in labs.values() for v in series if v.reference in new_references]
         if new_references
@@ -348,12 +345,6 @@ def gather_facts(
         problems=problems,
         unreadable_history=orders.unreadable_history,
     )
-
-
-def _read_labs(
-    raw: JsonDict, zone: tzinfo, problems: Problems
-) -> tuple[LabValue | AncNotComputed, ...]:
-    return read_labs(raw, zone, problems) if reads_labs(raw) else ()
 
 
 def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[ToxicityFinding]:
