@@ -81,3 +81,13 @@ def test_the_episodes_and_the_latest_are_those_of_reading_every_result() -> None
             )
         assert _values(picked, which)[-1] == _values(every, which)[-1]
     assert _values(picked, Lab.BILIRUBIN) == _values(every, Lab.BILIRUBIN)[-1:]
+
+
+def test_a_past_order_no_decision_reads_costs_nothing_even_malformed() -> None:
+    """A dexamethasone order of the regimen is neither history the dose course is read from nor
+    an inducer: it is passed over on its raw JSON."""
+    dexamethasone = {**order(code="3264", status="completed", days_ago=28), "note": "x"}
+    dexamethasone["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = "forty"
+    history = [*ON_IXAZOMIB, dexamethasone]
+    cards = sign(order(dose=4, id="d"), record(history=history, labs=good_cbc(1)))
+    assert "data-uninterpretable" not in rules_of(cards)

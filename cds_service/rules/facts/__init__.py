@@ -7,6 +7,7 @@ datetimes). Nothing here decides anything clinical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -154,19 +155,28 @@ class MedicationFacts:
 def read_medications(
     call: HookCall, record: PatientRecord, settings: RuleSettings
 ) -> MedicationFacts:
-    """The draft and recorded orders of the regimen's drugs and of strong CYP3A inducers. Only
-    those are validated: an order of another drug is passed over on its raw JSON."""
+    """The draft orders of a drug the rules know, and the recorded orders of the regimen's
+    drugs and of strong CYP3A inducers. Only those are validated: any other order (another
+    drug's, a past dexamethasone order) is passed over on its raw JSON."""
     zone = settings.default_timezone
     problems = Problems()
     medications = record.medications
 
-    def read_orders(raws: list[JsonDict]) -> list[MedicationOrder]:
+    def read_orders(
+        raws: list[JsonDict], wanted: Callable[[Drug, str | None], bool]
+    ) -> list[MedicationOrder]:
         return [
             order
             for raw in raws
-            if order_drug(raw, medications) != (Drug.OTHER, None)
+            if wanted(*order_drug(raw, medications))
             and (order := read_order(raw, medications, zone, problems)) is not None
         ]
+
+    def known(drug: Drug, inducer: str | None) -> bool:
+        return drug is not Drug.OTHER or inducer is not None
+
+    def regimen_or_inducer(drug: Drug, inducer: str | None) -> bool:
+        return drug in REGIMEN_DRUGS or inducer is not None
 
     drafts = of_type(_resources(call.draft_orders), "MedicationRequest")
     draft_references = {reference_of(d) for d in drafts}
@@ -177,8 +187,8 @@ def read_medications(
         )
         if reference_of(r) not in draft_references
     ]
-    draft_orders = read_orders(judged_drafts(call))
-    recorded = read_orders(recorded_raws)
+    draft_orders = read_orders(judged_drafts(call), known)
+    recorded = read_orders(recorded_raws, regimen_or_inducer)
     # Regimen orders that are not valid FHIR: not history we can read, but history all the same.
     read_references = {o.reference for o in recorded}
     unreadable_history = [
@@ -200,7 +210,7 @@ def read_medications(
     return MedicationFacts(
         problems=problems,
         draft_orders=draft_orders,
-        all_drafts=read_orders(drafts),
+        all_drafts=read_orders(drafts, known),
         draft_references=draft_references,
         recorded=recorded,
         history=history,

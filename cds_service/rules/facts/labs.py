@@ -596,10 +596,10 @@ class _Preview:
     low: bool  # a count below a threshold (False for the chemistry and the weight)
 
 
-def _preview(raw: JsonDict) -> _Preview | None:
-    """What a result would read as, from its raw JSON, when that is plain to see: one value of a
-    lab read for its latest result or a count, a time with its zone. None: it must be read."""
-    lab = lab_of(raw)
+def _preview(raw: JsonDict, lab: Lab | None) -> _Preview | None:
+    """What a result of ``lab`` (``lab_of(raw)``) would read as, from its raw JSON, when that is
+    plain to see: one value of a lab read for its latest result or a count, a time with its
+    zone. None: it must be read."""
     if (
         lab is None
         or "component" in raw
@@ -672,13 +672,17 @@ def read_results(
 
     What could not be read is noted in ``problems`` in the order of ``raws``, as if each had
     been read in turn."""
-    candidates = [
-        raw for raw in raws if text_field(raw, "status") in COUNTING_STATUSES and reads_labs(raw)
-    ]
+    candidates: list[JsonDict] = []
     previews: dict[int, _Preview] = {}
-    for position, raw in enumerate(candidates):
-        if reference_of(raw) not in always and (preview := _preview(raw)) is not None:
-            previews[position] = preview
+    for raw in raws:
+        if text_field(raw, "status") not in COUNTING_STATUSES:
+            continue
+        lab = lab_of(raw)
+        if lab is None and not _component_labs(raw):
+            continue
+        if reference_of(raw) not in always and (preview := _preview(raw, lab)) is not None:
+            previews[len(candidates)] = preview
+        candidates.append(raw)
     outcomes: dict[int, tuple[tuple[LabValue | AncNotComputed, ...], Problems]] = {}
 
     def read(position: int) -> tuple[LabValue | AncNotComputed, ...]:
