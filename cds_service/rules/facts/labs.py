@@ -132,11 +132,6 @@ def _component_labs(raw: JsonDict) -> bool:
     )
 
 
-def reads_labs(raw: JsonDict) -> bool:
-    """Whether a raw Observation holds anything ``read_labs`` reads (selection)."""
-    return lab_of(raw) is not None or _component_labs(raw)
-
-
 def read_labs(
     raw: JsonDict, zone: tzinfo, problems: Problems
 ) -> tuple[LabValue | AncNotComputed, ...]:
