@@ -27,7 +27,6 @@ from urllib.parse import quote
 
 import requests
 
-from cds_service.exact_json import ObjectMemo
 from cds_service.fhir.client import FhirClient, bundle_resources
 from cds_service.fhir.errors import FhirUnavailable, PrefetchRefused, RequiredDataMissing
 from cds_service.fhir.patient import about_another_patient, another_patient
@@ -38,8 +37,6 @@ MAX_MEDICATION_READS = 50
 # Years of weekly labs fit easily; more than this in one key is not a patient's record but a
 # misconfigured query, and would tie a worker up for seconds.
 MAX_PREFETCH_ENTRIES = 5000
-# A repeated prefetch Bundle is the same object again (exact_json): list its resources once.
-_PREFETCHED_RESOURCES = ObjectMemo(bundle_resources, max_size=200_000, size=len)  # resources
 _NEEDS = {need.key: need for need in DATA_NEEDS}
 
 
@@ -140,7 +137,7 @@ def _use_prefetch(
         raise PrefetchRefused(
             f"prefetch.{need.key} must be a {expected}, an OperationOutcome or null"
         )
-    found = _PREFETCHED_RESOURCES(value)
+    found = bundle_resources(value)
     if len(found) > MAX_PREFETCH_ENTRIES:
         raise PrefetchRefused(
             f"prefetch.{need.key} has {len(found)} entries; at most {MAX_PREFETCH_ENTRIES} are "

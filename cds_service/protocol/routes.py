@@ -31,7 +31,7 @@ from cds_service.errors import (
     UnsupportedMediaType,
     operation_outcome,
 )
-from cds_service.exact_json import loads_exact, loads_hook_request, why_invalid
+from cds_service.exact_json import loads_exact, why_invalid
 from cds_service.fhir.errors import PrefetchRefused, RequiredDataMissing
 from cds_service.fhir.record import gather_record, require
 from cds_service.protocol.envelope import (
@@ -83,9 +83,7 @@ def discovery() -> Response:
 @cds.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    hook_request = parse_model(
-        HookRequest, read_json_body(loads_hook_request), "CDS Hooks 2.0 request"
-    )
+    hook_request = parse_model(HookRequest, read_json_body(loads_exact), "CDS Hooks 2.0 request")
     logs.set_hook_instance(str(hook_request.hookInstance))
     logs.set_service(service.id)
     if hook_request.hook != service.hook:

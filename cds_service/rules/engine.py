@@ -7,7 +7,7 @@ from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
 from cds_service.rules.decisions.patient_view import course_view
 from cds_service.rules.decisions.shared import data_problems, unresolved_medication
-from cds_service.rules.facts import Drug, gather_facts, judged_drafts
+from cds_service.rules.facts import Drug, gather_facts, judged_drafts, read_medications
 from cds_service.rules.facts.orders import medication_unknown, names_other_drug, order_drug
 from cds_service.rules.facts.reading import reference_of
 from cds_service.rules.inputs import (
@@ -37,9 +37,18 @@ def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> l
         else:
             return []  # the hook fired for another drug
     elif call.hook == HOOK_LAB_RESULT:
-        decisions = decide_lab_result(gather_facts(call, record, settings), settings)
+        medications = read_medications(call, record, settings)
+        if medications.takes_no_ixazomib():
+            # A new result of a patient who takes no ixazomib is not the label's business:
+            # decided from the medication list alone, no lab or other record read.
+            return []
+        facts = gather_facts(call, record, settings, medications)
+        decisions = decide_lab_result(facts, settings)
     elif call.hook == HOOK_PATIENT_VIEW:
-        view = course_view(gather_facts(call, record, settings), settings)
+        medications = read_medications(call, record, settings)
+        if medications.takes_no_ixazomib():  # silent, from the medication list alone
+            return []
+        view = course_view(gather_facts(call, record, settings, medications), settings)
         return [] if view is None else [course_card(view)]  # silent when not on ixazomib
     else:
         return []

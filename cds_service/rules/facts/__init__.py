@@ -7,10 +7,10 @@ datetimes). Nothing here decides anything clinical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 
-from cds_service.exact_json import ItemsMemo
 from cds_service.rules import data_needs as keys
 from cds_service.rules.facts.clinical import (
     Evidence,
@@ -31,9 +31,7 @@ from cds_service.rules.facts.labs import (
     LabValue,
     anc_not_computed,
     overtaken,
-    read_labs,
-    reads_labs,
-    specimen_ancs,
+    read_results,
     unused_latest_count,
     unused_new_result,
 )
@@ -43,16 +41,13 @@ from cds_service.rules.facts.orders import (
     names_other_drug,
     order_drug,
     read_order,
-    referenced_medication,
 )
 from cds_service.rules.facts.reading import (
     Problems,
-    Readings,
     dict_field,
     of_type,
     reference_of,
     shown,
-    zone_flag,
 )
 from cds_service.rules.inputs import (
     HOOK_ORDER_SELECT,
@@ -70,11 +65,13 @@ __all__ = [
     "Facts",
     "Lab",
     "LabValue",
+    "MedicationFacts",
     "MedicationOrder",
     "PatientFacts",
     "Problems",
     "ToxicityFinding",
     "gather_facts",
+    "read_medications",
 ]
 
 REGIMEN_DRUGS = (Drug.IXAZOMIB, Drug.LENALIDOMIDE)
@@ -120,22 +117,13 @@ def _resources(entries: list[JsonDict]) -> list[JsonDict]:
     return found
 
 
-# The same history again gives lists of the same shared resources: pick them out once
-# (ItemsMemo). Each call gets a copy of the remembered list.
-_RESOURCES: ItemsMemo[list[JsonDict]] = ItemsMemo(max_size=200_000, size=len)
-_UNIQUE: ItemsMemo[dict[str, JsonDict]] = ItemsMemo(max_size=200_000, size=len)
-
-
 def _unique(resources: list[JsonDict]) -> list[JsonDict]:
-    return list(_add_unique({}, resources).values())
-
-
-def _add_unique(seen: dict[str, JsonDict], resources: list[JsonDict]) -> dict[str, JsonDict]:
-    """``seen`` (resources by reference, in order) with ``resources`` added to it."""
+    """The resources by reference, in order; a later copy (a new result) wins."""
+    seen: dict[str, JsonDict] = {}
     for resource in resources:
         name = reference_of(resource) if "id" in resource else f"#{len(seen)}"
-        seen[name] = resource  # later copies (the new results) win
-    return seen
+        seen[name] = resource
+    return list(seen.values())
 
 
 def judged_drafts(call: HookCall) -> list[JsonDict]:
@@ -145,50 +133,63 @@ def judged_drafts(call: HookCall) -> list[JsonDict]:
     return drafts
 
 
-def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) -> Facts:
+@dataclass
+class MedicationFacts:
+    """What the medication list says, read before anything else: a lab-result call about a
+    patient who takes no ixazomib is decided from this alone (``takes_no_ixazomib``)."""
+
+    problems: Problems
+    draft_orders: list[MedicationOrder]  # the judged drafts that name a regimen drug or inducer
+    all_drafts: list[MedicationOrder]
+    draft_references: set[str]
+    recorded: list[MedicationOrder]  # recorded orders of regimen drugs and inducers
+    history: list[MedicationOrder]
+    unreadable_history: list[str]
+
+    def takes_no_ixazomib(self) -> bool:
+        """No ixazomib order on record, and none that could not be read."""
+        return not self.unreadable_history and all(
+            order.drug is not Drug.IXAZOMIB for order in self.history
+        )
+
+
+def read_medications(
+    call: HookCall, record: PatientRecord, settings: RuleSettings
+) -> MedicationFacts:
+    """The draft orders of a drug the rules know, and the recorded orders of the regimen's
+    drugs and of strong CYP3A inducers. Only those are validated: any other order (another
+    drug's, a past dexamethasone order) is passed over on its raw JSON."""
     zone = settings.default_timezone
     problems = Problems()
-    resources = {
-        key: list(_RESOURCES(value, _resources)) for key, value in record.resources.items()
-    }
-
-    readings = Readings(zone)
     medications = record.medications
 
-    def read_selected_order(raw: JsonDict, noted: Problems) -> MedicationOrder | None:
-        if order_drug(raw, medications) == (Drug.OTHER, None):
-            return None
-        return read_order(raw, medications, zone, noted)
+    def read_orders(
+        raws: list[JsonDict], wanted: Callable[[Drug, str | None], bool]
+    ) -> list[MedicationOrder]:
+        return [
+            order
+            for raw in raws
+            if wanted(*order_drug(raw, medications))
+            and (order := read_order(raw, medications, zone, problems)) is not None
+        ]
 
-    def read_orders(raws: list[JsonDict]) -> list[MedicationOrder]:
-        orders = []
-        for raw in raws:
-            # An order also depends on the Medication it references outside itself.
-            medication = referenced_medication(raw, medications)
-            context = None if medication is None else readings.content(medication)
-            if medication is not None and context is None:
-                order = read_selected_order(raw, problems)  # not remembered
-            else:
-                # A remembered order keeps the JSON it was read from: the same content as
-                # ``raw`` (never changed in place), so suggestions built from it are the same.
-                order = readings.read("order", raw, problems, read_selected_order, context)
-                if order and not order.zone_assumed and order.reference in problems.zone_assumed:
-                    order = replace(order, zone_assumed=True)
-            if order is not None:
-                orders.append(order)
-        return orders
+    def known(drug: Drug, inducer: str | None) -> bool:
+        return drug is not Drug.OTHER or inducer is not None
 
-    draft_raws = judged_drafts(call)
-    draft_orders = read_orders(draft_raws)
-    draft_references = {
-        reference_of(d) for d in of_type(_resources(call.draft_orders), "MedicationRequest")
-    }
+    def regimen_or_inducer(drug: Drug, inducer: str | None) -> bool:
+        return drug in REGIMEN_DRUGS or inducer is not None
+
+    drafts = of_type(_resources(call.draft_orders), "MedicationRequest")
+    draft_references = {reference_of(d) for d in drafts}
     recorded_raws = [
         r
-        for r in of_type(resources.get(keys.MEDICATION_REQUESTS, []), "MedicationRequest")
+        for r in of_type(
+            _resources(record.resources.get(keys.MEDICATION_REQUESTS, [])), "MedicationRequest"
+        )
         if reference_of(r) not in draft_references
     ]
-    recorded = read_orders(recorded_raws)
+    draft_orders = read_orders(judged_drafts(call), known)
+    recorded = read_orders(recorded_raws, regimen_or_inducer)
     # Regimen orders that are not valid FHIR: not history we can read, but history all the same.
     read_references = {o.reference for o in recorded}
     unreadable_history = [
@@ -207,57 +208,61 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         ),
         key=lambda o: o.starts or call.now,
     )
-    all_drafts = read_orders(of_type(_resources(call.draft_orders), "MedicationRequest"))
+    return MedicationFacts(
+        problems=problems,
+        draft_orders=draft_orders,
+        all_drafts=read_orders(drafts, known),
+        draft_references=draft_references,
+        recorded=recorded,
+        history=history,
+        unreadable_history=unreadable_history,
+    )
+
+
+def gather_facts(
+    call: HookCall,
+    record: PatientRecord,
+    settings: RuleSettings,
+    medication_facts: MedicationFacts | None = None,
+) -> Facts:
+    """The facts of one call; ``medication_facts``, when given, are those ``read_medications``
+    gave for this call (read first, to see whether more is needed)."""
+    zone = settings.default_timezone
+    orders = medication_facts or read_medications(call, record, settings)
+    problems = orders.problems
+    resources = {key: _resources(value) for key, value in record.resources.items()}
+    medications = record.medications
+    history = orders.history
 
     new_observations = of_type(_resources(call.new_observations), "Observation")
-    # _unique(history's results + new results), with the history's part done once.
     recorded_labs = of_type(resources.get(keys.LABS, []), "Observation")
-    seen = dict(_UNIQUE(recorded_labs, lambda raws: _add_unique({}, raws)))
-    observation_raws = list(_add_unique(seen, new_observations).values())
+    observation_raws = _unique(recorded_labs + new_observations)
 
-    def read_labs(raws: list[JsonDict], noted: Problems) -> dict[Lab, tuple[LabValue, ...]]:
-        found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
-        not_computed: list[AncNotComputed] = []
-        # Each result's values; then the ANC of each specimen whose neutrophil percentage and
-        # WBC were filed as Observations of their own.
-        read = [
-            value
-            for raw in raws
-            for value in readings.read("lab", raw, noted, lambda lab, p: _read_labs(lab, zone, p))
-        ]
-        for value in [*read, *specimen_ancs(raws, zone, noted)]:
-            if isinstance(value, AncNotComputed):
-                not_computed.append(value)
-            else:
-                found[value.lab].append(_zone_checked(value, noted))
-        noted.uninterpretable += anc_not_computed(not_computed, found[Lab.ANC])
-        return {
-            lab: tuple(sorted(series, key=lambda v: (v.at, v.reference)))
-            for lab, series in found.items()
-        }
-
-    # All results as in an earlier call: one serialisation of the lot; else result by result.
-    series_by_lab = readings.read("labs", observation_raws, problems, read_labs)
-    # No zone assumed anywhere in this call: every value keeps its flag (see _zone_checked).
-    zones = bool(problems.zone_assumed)
-    labs = {
-        lab: [_zone_checked(value, problems) for value in series] if zones else list(series)
-        for lab, series in series_by_lab.items()
-    }
+    new_references = {reference_of(o) for o in new_observations}
+    found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
+    not_computed: list[AncNotComputed] = []
+    # The results the decisions rest on (read_results): not every result of the history.
+    until = call.now + CLOCK_SKEW
+    for value in read_results(observation_raws, new_references, until, zone, problems):
+        if isinstance(value, AncNotComputed):
+            not_computed.append(value)
+        else:
+            found[value.lab].append(value)
+    problems.uninterpretable += anc_not_computed(not_computed, found[Lab.ANC])
+    labs = {lab: sorted(series, key=lambda v: (v.at, v.reference)) for lab, series in found.items()}
     # A result dated after now is not the latest word on anything: its date or time zone is
     # wrong, or the clocks disagree. Used as the latest it would stand in front of the real
     # latest result (a normal count "from tomorrow" hiding today's low one), so it is not used,
     # and it is named for review. A minute of clock difference is allowed.
     for lab, series in labs.items():
-        future = [v for v in series if v.at > call.now + CLOCK_SKEW]
+        future = [v for v in series if v.at > until]
         if future:
-            labs[lab] = [v for v in series if v.at <= call.now + CLOCK_SKEW]
+            labs[lab] = [v for v in series if v.at <= until]
             problems.uninterpretable.extend(
                 f"{v.lab.value} {v.reference} ({v.sent}, {shown(v.at)}): dated in the future "
                 f"(now is {shown(call.now)}); not used"
                 for v in future
             )
-    new_references = {reference_of(o) for o in new_observations}
     new_labs = (  # an order hook has no new results: nothing to look for
         [v for series in labs.values() for v in series if v.reference in new_references]
         if new_references
@@ -294,19 +299,12 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             if isinstance(medication, str) and not medication.startswith("#"):
                 other_references.add(medication)
     other_references -= ixazomib_references
-    references_context = (frozenset(ixazomib_references), frozenset(other_references))
     toxicities = [
-        _with_zone_flag(finding, problems)
+        finding
         for raw in of_type(resources.get(keys.ADVERSE_EVENTS, []), "AdverseEvent")
         if (
-            finding := readings.read(
-                "adverse event",
-                raw,
-                problems,
-                lambda event, noted: read_adverse_event(
-                    event, ixazomib_references, zone, noted, other_references
-                ),
-                references_context,
+            finding := read_adverse_event(
+                raw, ixazomib_references, zone, problems, other_references
             )
         )
         is not None
@@ -316,17 +314,9 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         + of_type(resources.get(keys.TOXICITY_TERM_OBSERVATIONS, []), "Observation")
     )
     graded = [
-        _with_zone_flag(finding, problems)
+        finding
         for raw in graded_raws
-        if (
-            finding := readings.read(
-                "graded observation",
-                raw,
-                problems,
-                lambda graded, noted: read_graded_observation(graded, zone, noted),
-            )
-        )
-        is not None
+        if (finding := read_graded_observation(raw, zone, problems)) is not None
     ]
     toxicities += _latest_is_current(graded, call.now)
     conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
@@ -336,14 +326,14 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
     patients = of_type(resources.get(keys.PATIENT, []), "Patient")
     return Facts(
         now=call.now,
-        drafts=[o for o in draft_orders if o.drug is Drug.IXAZOMIB],
-        other_drafts=[o for o in all_drafts if o.drug is not Drug.IXAZOMIB],
+        drafts=[o for o in orders.draft_orders if o.drug is Drug.IXAZOMIB],
+        other_drafts=[o for o in orders.all_drafts if o.drug is not Drug.IXAZOMIB],
         history=history,
         active_orders=[o for o in history if o.status == "active"],
         inducers=[
             o
-            for o in recorded + all_drafts
-            if o.inducer and (o.status == "active" or o.reference in draft_references)
+            for o in orders.recorded + orders.all_drafts
+            if o.inducer and (o.status == "active" or o.reference in orders.draft_references)
         ],
         labs=labs,
         new_labs=new_labs,
@@ -356,9 +346,7 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
             zone,
             problems,
         ),
-        pregnancy=pregnancy_evidence(
-            observation_raws, conditions, call.now, zone, problems, readings
-        ),
+        pregnancy=pregnancy_evidence(observation_raws, conditions, call.now, zone, problems),
         hypersensitivity=hypersensitivity_evidence(
             of_type(resources.get(keys.ALLERGIES, []), "AllergyIntolerance"), zone, problems
         ),
@@ -366,27 +354,8 @@ def gather_facts(call: HookCall, record: PatientRecord, settings: RuleSettings) 
         unavailable=dict(record.unavailable),
         left_out=dict(record.left_out),
         problems=problems,
-        unreadable_history=unreadable_history,
+        unreadable_history=orders.unreadable_history,
     )
-
-
-def _read_labs(
-    raw: JsonDict, zone: tzinfo, problems: Problems
-) -> tuple[LabValue | AncNotComputed, ...]:
-    return read_labs(raw, zone, problems) if reads_labs(raw) else ()
-
-
-def _zone_checked(value: LabValue, problems: Problems) -> LabValue:
-    """The value with its zone flag as this call's ``problems`` say (see Readings)."""
-    if value.zone_assumed == zone_flag(value.zone_assumed, value.reference, problems):
-        return value
-    return replace(value, zone_assumed=True)
-
-
-def _with_zone_flag(finding: ToxicityFinding, problems: Problems) -> ToxicityFinding:
-    if finding.zone_assumed == zone_flag(finding.zone_assumed, finding.reference, problems):
-        return finding
-    return replace(finding, zone_assumed=True)
 
 
 def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[ToxicityFinding]:

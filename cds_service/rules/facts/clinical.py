@@ -38,7 +38,6 @@ from cds_service.rules.facts.labs import loinc_codes
 from cds_service.rules.facts.orders import Drug, identify
 from cds_service.rules.facts.reading import (
     Problems,
-    Readings,
     as_instant,
     codes_in,
     codings,
@@ -46,7 +45,6 @@ from cds_service.rules.facts.reading import (
     reference_of,
     text_field,
     validate,
-    zone_flag,
 )
 from cds_service.rules.inputs import JsonDict
 
@@ -152,24 +150,14 @@ def pregnancy_evidence(
     now: datetime,
     zone: tzinfo,
     problems: Problems,
-    readings: Readings | None = None,
 ) -> list[Evidence]:
-    """Pregnancy now: the latest pregnancy status says pregnant, or an active Condition.
-
-    ``readings`` (optional) remembers each Observation's pregnancy status by content."""
+    """Pregnancy now: the latest pregnancy status says pregnant, or an active Condition."""
     found: list[Evidence] = []
-    if readings is None:
-        statuses = _pregnancy_statuses(observations, zone, problems, None)
-    else:
-        statuses = [
-            (when, pregnant, reference, zone_flag(zone_assumed, reference, problems))
-            for when, pregnant, reference, zone_assumed in readings.read(
-                "pregnancy statuses",
-                observations,
-                problems,
-                lambda raws, noted: _pregnancy_statuses(raws, zone, noted, readings),
-            )
-        ]
+    statuses = [
+        status
+        for raw in observations
+        if (status := _pregnancy_status(raw, zone, problems)) is not None
+    ]
     if statuses:
         latest, pregnant, reference, zone_assumed = max(statuses)
         if pregnant and now - latest <= PREGNANCY_LOOKBACK:
@@ -187,28 +175,6 @@ def pregnancy_evidence(
             at = as_instant(condition.onsetDateTime or condition.recordedDate, zone)
             found.append(Evidence("Condition: pregnancy", reference_of(raw), at))
     return found
-
-
-def _pregnancy_statuses(
-    observations: list[JsonDict], zone: tzinfo, problems: Problems, readings: Readings | None
-) -> list[tuple[datetime, bool, str, bool]]:
-    statuses = []
-    for raw in observations:
-        if readings is None:
-            status = _pregnancy_status(raw, zone, problems)
-        else:
-            status = readings.read(
-                "pregnancy status",
-                raw,
-                problems,
-                lambda observation, noted: _pregnancy_status(observation, zone, noted),
-            )
-            if status is not None:
-                when, pregnant, reference, zone_assumed = status
-                status = (when, pregnant, reference, zone_flag(zone_assumed, reference, problems))
-        if status is not None:
-            statuses.append(status)
-    return statuses
 
 
 def _pregnancy_status(

@@ -39,6 +39,7 @@ from cds_service.rules.facts.reading import (
     as_instant,
     as_list,
     codings,
+    dict_field,
     reference_of,
     text_field,
     validate,
@@ -129,11 +130,6 @@ def _component_labs(raw: JsonDict) -> bool:
     return isinstance(components, list) and any(
         isinstance(c, dict) and loinc_codes(c.get("code")) & _COMPONENT_CODES for c in components
     )
-
-
-def reads_labs(raw: JsonDict) -> bool:
-    """Whether a raw Observation holds anything ``read_labs`` reads (selection)."""
-    return lab_of(raw) is not None or _component_labs(raw)
 
 
 def read_labs(
@@ -569,3 +565,163 @@ def _time_sent(raw: JsonDict) -> str | None:
 
 def _when_sent(raw: JsonDict) -> str:
     return _time_sent(raw) or "no date"
+
+
+# --- which results a decision rests on ---------------------------------------------------------
+#
+# A history holds years of results, and validating one costs tens of microseconds to a
+# millisecond. The decisions read, of the chemistry and the weight, the latest result only
+# (start_dose); of the counts, the latest (new-cycle gate) and the episodes below a threshold
+# with the result that ended each (count_episodes: a count at or above every threshold that
+# follows another one changes no episode). So each result is first previewed from its raw JSON
+# (which lab, when, and for a count whether it is below a threshold), and only the results those
+# readings rest on are validated and read. A preview is trusted only where the reading agrees
+# with it; where one does not, every result is read, as if nothing had been previewed.
+
+_LATEST_ONLY = frozenset({Lab.BILIRUBIN, Lab.CREATININE, Lab.CRCL, Lab.EGFR, Lab.WEIGHT})
+# A count below one of these is part of an episode, or ends one, for some threshold compared.
+_COUNT_CLEAR_AT = {lab: max(thresholds) for lab, thresholds in _COUNT_THRESHOLDS.items()}
+
+
+@dataclass(frozen=True)
+class _Preview:
+    lab: Lab
+    at: datetime
+    reference: str
+    low: bool  # a count below a threshold (False for the chemistry and the weight)
+
+
+def _preview(raw: JsonDict, lab: Lab | None) -> _Preview | None:
+    """What a result of ``lab`` (``lab_of(raw)``) would read as, from its raw JSON, when that is
+    plain to see: one value of a lab read for its latest result or a count, a time with its
+    zone. None: it must be read."""
+    if (
+        lab is None
+        or "component" in raw
+        or (lab not in _LATEST_ONLY and lab not in _COUNT_CLEAR_AT)
+    ):
+        return None
+    text = _time_sent(raw)
+    try:
+        at = datetime.fromisoformat(text) if text is not None else None
+    except ValueError:
+        return None
+    if at is None or at.tzinfo is None:
+        return None
+    low = False
+    if lab in _COUNT_CLEAR_AT:
+        quantity = dict_field(raw, "valueQuantity")
+        value = quantity.get("value")
+        if (
+            not isinstance(value, (int, Decimal))
+            or isinstance(value, bool)
+            or "comparator" in quantity
+        ):
+            return None
+        code, system, unit = (quantity.get(key) for key in ("code", "system", "unit"))
+        if not all(part is None or isinstance(part, str) for part in (code, system, unit)):
+            return None
+        converted = convert(Kind.CELL_COUNT, Decimal(value), code, system, unit)
+        if converted is None:
+            return None
+        low = converted.value < _COUNT_CLEAR_AT[lab]
+    return _Preview(lab, at, reference_of(raw), low)
+
+
+def _needed(previews: list[_Preview], read: list[LabValue], until: datetime) -> set[str]:
+    """The references of the previewed results the decisions rest on (see above)."""
+    needed: set[str] = set()
+    for lab in Lab:
+        items: list[_Preview | LabValue] = [p for p in previews if p.lab is lab]
+        if not items:
+            continue
+        items += [v for v in read if v.lab is lab]
+        items.sort(key=lambda item: (item.at, item.reference))
+        # Dated in the future: named for review, so read.
+        needed |= {i.reference for i in items if i.at > until and isinstance(i, _Preview)}
+        past = [i for i in items if i.at <= until]
+        if not past:
+            continue
+        needed.add(past[-1].reference)
+        if lab in _COUNT_CLEAR_AT:
+            lows = [_is_low(i) for i in past]
+            for position, item in enumerate(past):
+                if lows[position] or (position and lows[position - 1]):
+                    needed.add(item.reference)
+    return needed
+
+
+def _is_low(item: _Preview | LabValue) -> bool:
+    if isinstance(item, _Preview):
+        return item.low
+    return item.value < _COUNT_CLEAR_AT[item.lab]
+
+
+def read_results(
+    raws: list[JsonDict], always: set[str], until: datetime, zone: tzinfo, problems: Problems
+) -> list[LabValue | AncNotComputed]:
+    """The values of the results the decisions rest on (see above), as ``read_labs`` gives
+    them, in the order of ``raws``; then the ANCs computed per specimen (``specimen_ancs``).
+    ``always``: references read whatever they show (the new results of a lab-result call);
+    ``until``: a result taken after it is in the future (named for review, so read).
+
+    What could not be read is noted in ``problems`` in the order of ``raws``, as if each had
+    been read in turn."""
+    candidates: list[JsonDict] = []
+    previews: dict[int, _Preview] = {}
+    for raw in raws:
+        if text_field(raw, "status") not in COUNTING_STATUSES:
+            continue
+        lab = lab_of(raw)
+        if lab is None and not _component_labs(raw):
+            continue
+        if reference_of(raw) not in always and (preview := _preview(raw, lab)) is not None:
+            previews[len(candidates)] = preview
+        candidates.append(raw)
+    outcomes: dict[int, tuple[tuple[LabValue | AncNotComputed, ...], Problems]] = {}
+
+    def read(position: int) -> tuple[LabValue | AncNotComputed, ...]:
+        noted = Problems()
+        values = read_labs(candidates[position], zone, noted)
+        outcomes[position] = (values, noted)
+        return values
+
+    plain = [
+        value
+        for position in range(len(candidates))
+        if position not in previews
+        for value in read(position)
+        if isinstance(value, LabValue)
+    ]
+    specimen_noted = Problems()
+    specimen = specimen_ancs(raws, zone, specimen_noted)
+    computed = [value for value in specimen if isinstance(value, LabValue)]
+    needed = _needed(list(previews.values()), plain + computed, until)
+    for position, preview in previews.items():
+        if preview.reference not in needed:
+            continue
+        values = read(position)
+        agrees = (
+            len(values) == 1
+            and isinstance(value := values[0], LabValue)
+            and (value.lab, value.at, value.reference)
+            == (preview.lab, preview.at, preview.reference)
+            and (preview.lab not in _COUNT_CLEAR_AT or _is_low(value) == preview.low)
+            and not value.zone_assumed
+        )
+        if not agrees:  # the preview was wrong: trust none, read every result
+            for other in previews:
+                if other not in outcomes:
+                    read(other)
+            break
+    found: list[LabValue | AncNotComputed] = []
+    for position in sorted(outcomes):
+        values, noted = outcomes[position]
+        found += values
+        problems.invalid += noted.invalid
+        problems.uninterpretable += noted.uninterpretable
+        problems.zone_assumed |= noted.zone_assumed
+    problems.invalid += specimen_noted.invalid
+    problems.uninterpretable += specimen_noted.uninterpretable
+    problems.zone_assumed |= specimen_noted.zone_assumed
+    return found + specimen

@@ -470,17 +470,6 @@ def _raw_medication_concept(medication: JsonDict) -> JsonDict | None:
     return {**code, "coding": codings}
 
 
-def referenced_medication(raw: JsonDict, medications: dict[str, JsonDict]) -> Any:
-    """What ``medications`` holds for the order's medicationReference (not a contained one):
-    the one thing outside the order that reading it depends on. None when nothing."""
-    if "medicationCodeableConcept" in raw:
-        return None
-    reference = dict_field(raw, "medicationReference").get("reference")
-    if not isinstance(reference, str) or reference.startswith("#"):
-        return None
-    return medications.get(reference)
-
-
 def medication_unknown(raw: JsonDict, medications: dict[str, JsonDict]) -> bool:
     """Which medication the order is for cannot be read: a medicationReference that could not
     be resolved, a malformed medicationCodeableConcept (e.g. a bare string), or neither."""

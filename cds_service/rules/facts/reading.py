@@ -15,23 +15,17 @@ in ``RuleSettings.default_timezone``; the resource is remembered so the card can
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from decimal import Decimal
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
-from cds_service.exact_json import ItemsMemo, ObjectMemo, shared_prefix, text_signature
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
-R = TypeVar("R")
-S = TypeVar("S")
 
 _ZONELESS = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2}(\.\d+)?)?$")
 
@@ -73,19 +67,11 @@ def _with_zones(value: Any, zone: tzinfo, found: list[bool]) -> Any:
 
 
 def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problems) -> M | None:
-    """The resource as a validated ``model``, or None (and a note in ``problems``)."""
-    try:
-        key: bytes | None = _content_key(model, resource, zone)
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: validate, don't remember
-        key = None
-    outcome = _VALIDATED.get(key) if key is not None else None
-    if outcome is None:
-        outcome = _validate(model, resource, zone)
-        if key is not None:
-            if len(_VALIDATED) >= _VALIDATED_MAX:
-                _VALIDATED.clear()  # crude but safe bound; a miss only costs a validation
-            _VALIDATED[key] = outcome
-    parsed, zone_assumed, invalid, left_out = outcome
+    """The resource as a validated ``model``, or None (and a note in ``problems``).
+
+    Costs a fhir.resources validation (tens of microseconds to a millisecond), so callers pick
+    the resources a rule reads from the raw JSON first and validate only those."""
+    parsed, zone_assumed, invalid, left_out = _validate(model, resource, zone)
     if invalid is not None:
         problems.invalid.append(f"{reference_of(resource)} ({invalid})")
     problems.invalid.extend(f"{reference_of(resource)} {note}" for note in left_out)
@@ -94,197 +80,7 @@ def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problem
     return parsed  # type: ignore[return-value]
 
 
-# Validating a FHIR resource with fhir.resources costs about a millisecond, and EHRs send the
-# same history again and again (order-select then order-sign, every lab result of a patient).
-# So each process remembers validation outcomes by the resource's exact content: the JSON with
-# keys sorted and Decimals tagged (_tagged), so "0.5" (a string) and 0.5 (a number) never share
-# an entry. Models are never modified after validation, so sharing them between calls is safe.
 _Outcome = tuple[BaseModel | None, bool, str | None, tuple[str, ...]]
-_VALIDATED: dict[bytes, _Outcome] = {}
-_VALIDATED_MAX = 50_000
-
-
-def _content_key(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> bytes:
-    """Raises orjson.JSONEncodeError for content that cannot be written (see content_of)."""
-    content = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS, default=_tagged)
-    return f"{model.__module__}.{model.__name__}|{zone}|".encode() + content
-
-
-def content_of(value: Any) -> bytes | None:
-    """The exact content of a JSON value as bytes (Decimals tagged, see ``_tagged``), or None
-    when it cannot be written (an integer beyond 64 bits): such a value is never remembered.
-
-    Keys are not sorted (twice as fast): equal bytes still mean equal content, key order
-    included; the same content sent in another key order only misses."""
-    try:
-        return orjson.dumps(value, default=_tagged)
-    except orjson.JSONEncodeError:
-        return None
-
-
-class Readings:
-    """Remembers, per process, what reading a resource gave, by the resource's exact content.
-
-    A warm hook call (the same history again) then costs a look-up per resource instead of
-    selecting, validating and converting it again. Only readings that depend on nothing but
-    the resource's content, the zone and the ``context`` the caller names are remembered; the
-    ``Problems`` a reading noted are remembered with it and noted again, in the same order,
-    every time it is reused. A reading that looks at ``problems.zone_assumed`` sees only its
-    own notes (a fresh ``Problems``): callers re-check zone flags against the call's
-    ``problems`` afterwards (see ``zone_flag``).
-
-    One instance serves one hook call.
-    """
-
-    def __init__(self, zone: tzinfo) -> None:
-        self.zone = zone
-        self._zone_key = (zone, str(zone))
-        self._contents: dict[int, tuple[Any, bytes | None]] = {}
-
-    def content(self, value: Any) -> bytes | None:
-        """``content_of(value)``, once per object per call. A resource's content also lives on
-        with a shared prefetch object (``_CONTENTS``); a list of resources gets their contents
-        joined, with no second serialisation."""
-        known = self._contents.get(id(value))
-        if known is not None and known[0] is value:
-            return known[1]
-        content: bytes | None
-        if isinstance(value, dict):
-            content = _CONTENTS(value)
-        elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            content = self._list_content(value)
-        else:
-            content = content_of(value)
-        self._contents[id(value)] = (value, content)  # keeps value alive: its id stays unique
-        return content
-
-    def _list_content(self, resources: list[Any]) -> bytes | None:
-        """The joined contents of a list of resources. The same shared resources as in an
-        earlier call give the very same bytes, whose hash is known, instead of ~100 KB joined
-        and hashed again; a list that starts with shared resources and ends with others (a
-        lab-result call: the history, then the new results) has that start joined once."""
-        found = _JOINED.known(resources)
-        if found is not None:
-            return found[0]
-        shared = shared_prefix(resources)
-        if shared in (0, len(resources)):
-            return _JOINED(resources, self._joined)  # kept only when all are shared
-        head = _JOINED(resources[:shared], self._joined)
-        tail = self._joined(resources[shared:])
-        if head is None or tail is None:
-            return None
-        return head + b"\xff" + tail[1:]  # what _joined gives for the whole list
-
-    def _joined(self, resources: list[Any]) -> bytes | None:
-        parts = [self.content(item) for item in resources]
-        # 0xFE and 0xFF never occur in UTF-8 (orjson's output), so the joined bytes name one
-        # list of contents only, and never a single resource's content.
-        if any(part is None for part in parts):
-            return None
-        return b"\xfe" + b"\xff".join(parts)  # type: ignore[arg-type]
-
-    def read(
-        self,
-        what: str,
-        resource: S,
-        problems: Problems,
-        reading: Callable[[S, Problems], R],
-        context: Hashable = None,
-    ) -> R:
-        """``reading(resource, problems)``, remembered under (what, zone, context, content).
-
-        ``resource`` is a resource, or a list of resources read together (one serialisation
-        for the lot; the reading may remember each resource's part in turn)."""
-        content = self.content(resource)
-        if content is None:
-            return reading(resource, problems)
-        long = len(content) > _LONG_CONTENT
-        if long:  # found by a signature, then compared in full (see _LONG_READINGS)
-            key: tuple[Hashable, ...] = (what, self._zone_key, context, text_signature(content))
-            entry = _LONG_READINGS.get(key)
-            known = entry[1] if entry is not None and entry[0] == content else None
-        else:
-            key = (what, self._zone_key, context, content)
-            known = _READINGS.get(key)
-        if known is None:
-            fresh = Problems()
-            value = reading(resource, fresh)
-            known = (
-                value,
-                tuple(fresh.invalid),
-                tuple(fresh.uninterpretable),
-                tuple(sorted(fresh.zone_assumed)),
-            )
-            _remember(key, known, len(content), content if long else None)
-        value, invalid, uninterpretable, zone_assumed = known
-        if invalid:
-            problems.invalid.extend(invalid)
-        if uninterpretable:
-            problems.uninterpretable.extend(uninterpretable)
-        if zone_assumed:
-            problems.zone_assumed.update(zone_assumed)
-        return value
-
-
-# Readings hold values that are never modified (frozen dataclasses of str, Decimal, datetime
-# and enums; tuples and dicts of them), so sharing them between calls and threads is safe.
-_Known = tuple[Any, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-_READINGS: dict[tuple[Hashable, ...], _Known] = {}
-# Bounded by entries and by the bytes of the content keys (a list of 100 results is a ~100 KB
-# key): crude but safe, a miss only costs a reading.
-_READINGS_MAX = 50_000
-_READINGS_MAX_BYTES = 32 * 1024 * 1024
-_readings_bytes = 0
-
-
-# Readings of long contents (a list of results, ~100 KB): keyed by the content's signature
-# and holding the content, compared in full on a hit. A lab-result call's list is new bytes
-# every call, and hashing them cost several times comparing them. Contents that share a
-# signature only replace each other.
-_LONG_CONTENT = 4096
-_LONG_READINGS: dict[tuple[Hashable, ...], tuple[bytes, _Known]] = {}
-
-
-def _remember(
-    key: tuple[Hashable, ...], known: _Known, size: int, long_content: bytes | None
-) -> None:
-    """``long_content``: the content of a long key (see _LONG_READINGS), else None."""
-    global _readings_bytes
-    entries = len(_READINGS) + len(_LONG_READINGS)
-    if entries >= _READINGS_MAX or _readings_bytes + size > _READINGS_MAX_BYTES:
-        _READINGS.clear()
-        _LONG_READINGS.clear()
-        _readings_bytes = 0
-    if long_content is not None:
-        _LONG_READINGS[key] = (long_content, known)
-    else:
-        _READINGS[key] = known
-    _readings_bytes += size
-
-
-def _content_size(content: bytes | None) -> int:
-    return len(content) if content is not None else 0
-
-
-# A resource is serialised once for as long as it is remembered (see ObjectMemo).
-_CONTENTS = ObjectMemo(content_of, max_size=4 * 1024 * 1024, size=_content_size)
-# And a list of them is joined once (see ItemsMemo).
-_JOINED: ItemsMemo[bytes | None] = ItemsMemo(max_size=8 * 1024 * 1024, size=_content_size)
-
-
-def zone_flag(flag: bool, reference: str, problems: Problems) -> bool:
-    """What ``reference in problems.zone_assumed`` is now, given a remembered ``flag``."""
-    return flag or reference in problems.zone_assumed
-
-
-def _tagged(value: Any) -> Any:
-    """A Decimal as a NUL byte and its exact text. orjson writes a NUL inside a string as
-    ``\\u0000``, so a raw NUL byte marks a Decimal and nothing else: neither a string nor a
-    list that spells the same text can share a key with it (a ``["\\u0000Decimal", "1.5"]``
-    tag could), and "1.50" and "1.5" stay apart."""
-    if isinstance(value, Decimal):
-        return orjson.Fragment("\x00" + str(value))
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _validate(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> _Outcome:
@@ -480,8 +276,8 @@ def _expected(detail: Any) -> str:
 
 def _without(document: JsonDict, path: tuple[str | int, ...]) -> JsonDict:
     """A copy of ``document`` without the element at ``path``, which names an element, never a
-    list item (see ``_element_path``); the input is never changed (request JSON is shared
-    between calls). Nothing to leave out when an enclosing element is already left out."""
+    list item (see ``_element_path``); the input is never changed (the cards quote the
+    order as sent). Nothing to leave out when an enclosing element is already left out."""
     head, rest = path[0], path[1:]
     if head not in document:
         return document
@@ -571,13 +367,4 @@ def shown(moment: datetime | None) -> str:
     """A time for the card: ISO date-time in UTC (what "now" is compared in)."""
     if moment is None:
         return "date unknown"
-    if moment.utcoffset() is not None:
-        return _shown_instant(moment)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-# Cards show the same few times on every call (strftime is ~2 us each). Only aware times are
-# remembered: equal aware datetimes are the same instant, so they always read the same.
-@functools.lru_cache(maxsize=4096)
-def _shown_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
