@@ -158,7 +158,7 @@ def _verify(args: argparse.Namespace) -> int:
     except VerifyError as error:
         print(f"ixazomib-cds verify: {error}", file=sys.stderr)
         return 1
-    print(format_table(result.outcomes), end="")
+    print(format_table(result.outcomes))
     print(summary(result))
     if args.junit:
         write_junit(result, args.junit)
