@@ -62,6 +62,10 @@ def create_app(config: Config | None = None) -> Flask:
     logs.init_app(app)
     app.register_blueprint(cds)
     app.register_blueprint(operations)
+    if config.console_enabled:
+        from cds_service.console import console  # Jinja and markdown only when enabled
+
+        app.register_blueprint(console)
     install_error_handlers(app)
     return app
 

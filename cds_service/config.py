@@ -41,6 +41,7 @@ class Config:
     max_body_bytes: int = 8 * 1024 * 1024
     audit_patient_id: bool = False
     log_level: str = "INFO"
+    console_enabled: bool = False  # the review console at /console (CDS_CONSOLE)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -62,6 +63,7 @@ class Config:
             max_body_bytes=int(_number(env, "CDS_MAX_BODY_BYTES", 8 * 1024 * 1024, 1024, 2**30)),
             audit_patient_id=_flag(env, "CDS_AUDIT_PATIENT_ID"),
             log_level=env.get("CDS_LOG_LEVEL", "INFO").upper(),
+            console_enabled=_console(env.get("CDS_CONSOLE", "disabled")),
         )
         config.validate()
         return config
@@ -125,6 +127,13 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(f"{name} must be true or false, not {raw!r}")
     return raw in ("true", "1", "yes")
+
+
+def _console(value: str) -> bool:
+    chosen = value.strip().lower()
+    if chosen not in ("enabled", "disabled"):
+        raise ConfigError(f"CDS_CONSOLE must be 'enabled' or 'disabled', not {value!r}")
+    return chosen == "enabled"
 
 
 def _timezone(name: str) -> tzinfo:
