@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench reliability soak clean
+.PHONY: serve test lint bench reliability soak screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Run the service on embedded defaults (SQLite file, authentication off for development).
+## Run the service on embedded defaults (SQLite file, authentication off for development,
+## the review console on at /console).
 serve: $(STAMP)
-	CDS_AUTH=$${CDS_AUTH:-disabled} $(BIN)/ixazomib-cds serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
+	CDS_AUTH=$${CDS_AUTH:-disabled} CDS_CONSOLE=$${CDS_CONSOLE:-enabled} $(BIN)/ixazomib-cds serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
 
 ## Everything CI runs: all tests, ruff and mypy --strict among them (tests/test_code_quality.py);
 ## the tests install what they need on first use (Node FHIR server, PostgreSQL, wrk).
@@ -35,6 +36,10 @@ reliability: $(STAMP)
 
 soak: $(STAMP)
 	CDS_RUN_SLOW=1 $(BIN)/pytest tests/reliability/test_load.py -k soak -s
+
+## Screenshots of the review console (Debian's Chromium, installed on first use) in screenshots/.
+screenshots: $(STAMP)
+	$(BIN)/python tests/console_screenshots.py --out $${OUT:-screenshots}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -57,7 +57,8 @@ class RuleRow:
 
 def report_rows(stats: Sequence[RuleStats]) -> list[RuleRow]:
     totals = [s.accepted + s.overridden + s.no_response for s in stats]
-    scale = BAR_WIDTH / max(totals) if totals and max(totals) else 0.0
+    longest = max(totals, default=0)
+    scale = BAR_WIDTH / longest if longest else 0.0
     return [_row(s, scale) for s in stats]
 
 

@@ -117,6 +117,8 @@ class _DropAuthWarning(logging.Filter):
 
 def _examples(sandbox: Sandbox, scenarios: list[Scenario]) -> dict[str, Example]:
     examples: dict[str, Example] = {}
+    # The plainest case first: fewest expected cards, then the shortest (most generic) id.
+    scenarios = sorted(scenarios, key=lambda s: (len(s.expected), len(s.id), s.id))
     for rule in RULES:
         candidates = [s for s in scenarios if any(rule.id in e.rules for e in s.expected)]
         candidates += [s for s in scenarios if any(rule.id in e.rules for e in s.optional)]
