@@ -133,7 +133,7 @@ def _add_verify_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def _verify(args: argparse.Namespace) -> int:
     from cds_service.verify.output import format_table, summary, write_junit
-    from cds_service.verify.runner import VerifyError, VerifyOptions, verify
+    from cds_service.verify.runner import Outcome, VerifyError, VerifyOptions, verify
     from cds_service.verify.signing import load_signer
 
     signer = None
@@ -153,8 +153,12 @@ def _verify(args: argparse.Namespace) -> int:
         scenario_dir=args.fixtures,
         cleanup=args.cleanup,
     )
+
+    def progress(outcome: Outcome) -> None:  # a run against a sandbox takes minutes
+        print(f"{outcome.status:4}  {outcome.scenario} ({outcome.path})", file=sys.stderr)
+
     try:
-        result = verify(options)
+        result = verify(options, progress)
     except VerifyError as error:
         print(f"ixazomib-cds verify: {error}", file=sys.stderr)
         return 1

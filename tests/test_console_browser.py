@@ -19,8 +19,6 @@ from console_data import Expected, call, scenario_request, seed_report
 from live_server import LiveService, start_service
 from playwright.sync_api import Browser, Page
 
-from cds_service.app import create_app
-from cds_service.config import Config
 from cds_service.fixtures import RECOMMENDATION_KEY
 
 # The colours the console promises for the indicators (README, "Review console").
@@ -176,9 +174,3 @@ def test_report_bars_match_the_numbers(
     ]
     top, second = (count for _, count in cbc.reasons.most_common())
     assert widths[1] / widths[0] == pytest.approx(second / top, rel=0.01)
-
-
-def test_console_is_off_unless_enabled() -> None:
-    app = create_app(Config.for_testing())
-    assert app.test_client().get("/console/").status_code == 404
-    app.extensions["ixazomib_cds"].store.close()
