@@ -125,8 +125,13 @@ def test_pasted_request_without_prefetch_is_not_fetched(page: Page, service: Liv
     del body["prefetch"]
     # A FHIR server that would answer: the console must not call it (nothing listens there).
     body["fhirServer"] = f"{service.base_url}/not-a-fhir-server"
-    body["fhirAuthorization"] = {"access_token": "t", "token_type": "Bearer", "expires_in": 60,
-                                 "scope": "patient/*.read", "subject": "cds"}
+    body["fhirAuthorization"] = {
+        "access_token": "t",
+        "token_type": "Bearer",
+        "expires_in": 60,
+        "scope": "patient/*.read",
+        "subject": "cds",
+    }
     page.goto(f"{service.base_url}/console/try")
     page.locator("textarea#request").fill(json.dumps(body))
     page.get_by_role("button", name="Show the cards").click()
