@@ -11,7 +11,6 @@ the console reads only what was pasted (a request without its prefetch gets the 
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
@@ -99,20 +98,7 @@ def _build(config: Config) -> Flask:
         console_enabled=False,
         database_url=f"sqlite:///{Path(tempfile.mkdtemp(prefix='ixazomib-console-')) / 'db'}",
     )
-    # The factory warns that CDS_AUTH=disabled trusts every caller; for this app, which only
-    # the console reaches, that would be a false alarm in the service's log.
-    app_log = logging.getLogger("cds_service.app")
-    quiet = _DropAuthWarning()
-    app_log.addFilter(quiet)
-    try:
-        return create_app(sandbox)
-    finally:
-        app_log.removeFilter(quiet)
-
-
-class _DropAuthWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("CDS_AUTH=disabled")
+    return create_app(sandbox, in_process=True)
 
 
 def _examples(sandbox: Sandbox, scenarios: list[Scenario]) -> dict[str, Example]:

@@ -40,6 +40,7 @@ from cds_service.verify.isolation import Run, isolate
 
 PATH_PREFETCH = "prefetch"
 PATH_FETCH = "fetch"
+PATHS = (PATH_PREFETCH, PATH_FETCH)
 # The setting that lets the service fetch from a FHIR server without an access token (a public
 # sandbox often has none). Config.from_env ignores variables it does not know, so naming it
 # here is harmless on a build without it.
@@ -117,7 +118,7 @@ class InProcessService:
     def __init__(self, config: Config) -> None:
         from cds_service.app import create_app  # Flask only when this path is taken
 
-        self._client = create_app(config).test_client()
+        self._client = create_app(config, in_process=True).test_client()
 
     def discovery(self) -> JsonDict:
         found: JsonDict = self._client.get("/cds-services").get_json()
@@ -125,7 +126,8 @@ class InProcessService:
 
     def call(self, service_id: str, body: JsonDict) -> tuple[int, Any]:
         response = self._client.post(f"/cds-services/{service_id}", json=body)
-        return response.status_code, response.get_json(silent=True) or response.get_data(
+        answer = response.get_json(silent=True)
+        return response.status_code, answer if answer is not None else response.get_data(
             as_text=True
         )[:500]
 
@@ -292,9 +294,6 @@ def _verify_one(
         outcome.seconds = time.monotonic() - started
         outcomes.append(outcome)
     return outcomes
-
-
-PATHS = (PATH_PREFETCH, PATH_FETCH)
 
 
 def _call(
