@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from cds_service.config import Config
 from cds_service.fixtures import (
@@ -159,6 +161,11 @@ class FhirServer:
     def __init__(self, base_url: str, token: str | None, timeout_seconds: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = requests.Session()
+        # A shared sandbox drops idle keep-alive connections and resets under load: the run's
+        # own reads (prefetch, metadata) are retried, so that what fails is the service's.
+        reads = Retry(total=3, status=0, backoff_factor=0.2, allowed_methods={"GET"})
+        self._session.mount("http://", HTTPAdapter(max_retries=reads))
+        self._session.mount("https://", HTTPAdapter(max_retries=reads))
         self._session.headers["Accept"] = "application/fhir+json"
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
