@@ -5,12 +5,15 @@ tests/test_console_browser.py.)"""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jwt_tools import jwk_of, jwks_of, make_es384_key
 
 from cds_service.app import create_app
 from cds_service.config import Config, ConfigError
@@ -91,3 +94,24 @@ def test_console_calls_are_not_in_the_services_report(console_app: Flask) -> Non
     console.post("/console/try", data={"request": scenario_text("hep-moderate")})
     console.get("/console/")  # runs the example scenarios
     assert console_app.extensions["ixazomib_cds"].store.rule_report() == []
+
+
+def test_console_beside_authentication_is_announced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    issuers = tmp_path / "issuers.json"
+    key = jwk_of(make_es384_key(), "k1")
+    issuers.write_text(
+        json.dumps({"issuers": [{"iss": "https://ehr.example.org", "jwks": jwks_of(key)}]})
+    )
+    config = Config.for_testing(
+        auth_required=True, trusted_issuers_path=str(issuers), console_enabled=True
+    )
+    with caplog.at_level(logging.WARNING):
+        app = create_app(config)
+    assert any("/console answers without a token" in r.getMessage() for r in caplog.records)
+    # The service itself still wants its token; the console pages do not.
+    client = app.test_client()
+    assert client.get("/cds-services").status_code == 401
+    assert client.get("/console/report").status_code == 200
+    app.extensions["ixazomib_cds"].store.close()

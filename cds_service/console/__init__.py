@@ -12,6 +12,7 @@ that fetches nothing (``sandbox``).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from cds_service.protocol.services import SERVICES
 from cds_service.rules.catalog import RULES
 from cds_service.state import state
 
+log = logging.getLogger(__name__)
 console = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
 _SANDBOX = "ixazomib_cds_console"
 REPORT_PERIODS = (
@@ -49,7 +51,14 @@ _CSP = (
 @console.record_once
 def _setup(setup: BlueprintSetupState) -> None:
     app = setup.app
-    app.extensions[_SANDBOX] = Sandbox(app.extensions["ixazomib_cds"].config)
+    config = app.extensions["ixazomib_cds"].config
+    app.extensions[_SANDBOX] = Sandbox(config)
+    if config.auth_required:
+        log.warning(
+            "CDS_CONSOLE=enabled: /console answers without a token (the rules, example cards, "
+            "the per-rule report, and cards for pasted requests, which it never fetches for); "
+            "let only the reviewers' network reach it."
+        )
     app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.filters["web_url"] = _web_url
 
