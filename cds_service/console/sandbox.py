@@ -63,14 +63,11 @@ class Sandbox:
     def call(self, service_id: str, request: dict[str, Any]) -> Answer:
         """Post ``request`` (without its FHIR server) to the sandbox service ``service_id``."""
         body = {k: v for k, v in request.items() if k not in FETCH_FIELDS}
-        response = (
-            self._service()
-            .test_client()
-            .post(
-                f"/cds-services/{service_id}",
-                data=_ENCODER.encode(body),
-                content_type="application/json",
-            )
+        client = self._service().test_client()
+        response = client.post(
+            f"/cds-services/{service_id}",
+            data=_ENCODER.encode(body),
+            content_type="application/json",
         )
         answer = response.get_json(silent=True)
         if response.status_code == 200 and isinstance(answer, dict):
