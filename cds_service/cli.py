@@ -119,10 +119,11 @@ def _add_verify_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     verify.add_argument("--jwt-kid", default=None, help="the JWT's kid (with --jwt-key)")
     verify.add_argument(
         "--scenario",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="ID",
-        help="only this scenario (repeatable; default: all)",
+        help="only these scenarios (one or more ids, or the option repeated; default: all)",
     )
     verify.add_argument("--fixtures", default=None, help="scenario directory (default: bundled)")
     verify.add_argument("--junit", default=None, metavar="FILE", help="write a JUnit XML report")
