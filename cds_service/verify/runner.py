@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -43,10 +44,11 @@ from cds_service.verify.isolation import Run, isolate
 PATH_PREFETCH = "prefetch"
 PATH_FETCH = "fetch"
 PATHS = (PATH_PREFETCH, PATH_FETCH)
-# The setting that lets the service fetch from a FHIR server without an access token (a public
-# sandbox often has none). Config.from_env ignores variables it does not know, so naming it
-# here is harmless on a build without it.
+# The settings that let the service fetch from a FHIR server without an access token (a public
+# sandbox often has none) and send a token over plain http. Config.from_env ignores variables
+# it does not know, so naming them here is harmless on a build without them.
 OPEN_FHIR_SERVERS_SETTING = "CDS_ALLOW_OPEN_FHIR_SERVERS"
+PLAIN_HTTP_FHIR_SETTING = "CDS_ALLOW_PLAIN_HTTP_FHIR"
 _CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 JWT_LIFETIME_SECONDS = 300
 
@@ -134,10 +136,11 @@ class InProcessService:
         )[:500]
 
 
-def in_process_config(fhir_token: str | None) -> Config:
+def in_process_config(fhir_server: str, fhir_token: str | None) -> Config:
     """The in-process service's settings: no authentication (nobody else calls it), a
-    throwaway database, FHIR timeouts fit for a slow public sandbox and, without a token,
-    permission to read the FHIR server without one."""
+    throwaway database, FHIR timeouts fit for a slow public sandbox; without a token,
+    permission to read the FHIR server without one; for a plain-http server, permission to
+    send the token there (this command already sends it there to load the scenarios)."""
     database = Path(tempfile.mkdtemp(prefix="ixazomib-cds-verify-")) / "verify.sqlite3"
     environ = {
         "CDS_AUTH": "disabled",
@@ -148,6 +151,8 @@ def in_process_config(fhir_token: str | None) -> Config:
     }
     if not fhir_token:
         environ[OPEN_FHIR_SERVERS_SETTING] = "true"
+    elif urlsplit(fhir_server).scheme == "http":
+        environ[PLAIN_HTTP_FHIR_SETTING] = "true"
     return Config.from_env(environ)
 
 
@@ -251,7 +256,7 @@ def verify(
     if options.service:
         service = RemoteService(options.service, options.signer)
     else:
-        service = InProcessService(in_process_config(options.fhir_token))
+        service = InProcessService(in_process_config(options.fhir_server, options.fhir_token))
     try:
         templates = _templates(service.discovery())
     except requests.RequestException as error:
