@@ -23,7 +23,10 @@ from cds_service.store import open_store
 log = logging.getLogger(__name__)
 
 
-def create_app(config: Config | None = None) -> Flask:
+def create_app(config: Config | None = None, *, in_process: bool = False) -> Flask:
+    """The service's Flask app. ``in_process``: an app only this process calls (the review
+    console's sandbox, ``ixazomib-cds verify``), for which the warning that CDS_AUTH=disabled
+    trusts every caller would be a false alarm."""
     config = config or Config.from_env()
     app = Flask(__name__)
     app.json = ExactJSONProvider(app)
@@ -39,7 +42,7 @@ def create_app(config: Config | None = None) -> Flask:
             algorithms=config.jwt_algorithms,
             jwks_min_refresh_seconds=config.jwks_min_refresh_seconds,
         )
-    else:
+    elif not in_process:
         log.warning(
             "CDS_AUTH=disabled: every caller is trusted and no JWT is checked. "
             "Development only; never run a clinical deployment like this."
@@ -62,6 +65,10 @@ def create_app(config: Config | None = None) -> Flask:
     logs.init_app(app)
     app.register_blueprint(cds)
     app.register_blueprint(operations)
+    if config.console_enabled:
+        from cds_service.console import console  # Jinja and markdown only when enabled
+
+        app.register_blueprint(console)
     install_error_handlers(app)
     return app
 

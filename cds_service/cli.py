@@ -1,4 +1,4 @@
-"""The ``ixazomib-cds`` command: serve, load-fixtures, report."""
+"""The ``ixazomib-cds`` command: serve, load-fixtures, report, verify."""
 
 from __future__ import annotations
 
@@ -34,12 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = commands.add_parser("report", help="per rule: cards shown, accepted, overridden")
     report.add_argument("--days", type=int, default=None, help="only the last N days")
 
+    _add_verify_parser(commands)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args.host, args.port, args.workers, args.front)
         if args.command == "load-fixtures":
             return _load_fixtures(args.fhir_server, args.token, args.fixtures)
+        if args.command == "verify":
+            return _verify(args)
         return _report(args.days)
     except ConfigError as error:
         print(f"ixazomib-cds: configuration error: {error}", file=sys.stderr)
@@ -102,6 +106,79 @@ def _report(days: int | None) -> int:
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     print(format_report(store.rule_report(since)))
     return 0
+
+
+def _add_verify_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="run the bundled scenarios against a FHIR server and the service",
+        description="Load the bundled scenarios into a FHIR server (ids and a tag unique to the "
+        "run), call the service for each with EHR-style prefetch and with none, and compare "
+        "the recommendations with the expected ones. Exit 0 only when all pass.",
+    )
+    verify.add_argument("--fhir-server", required=True, help="FHIR R4 base URL")
+    verify.add_argument(
+        "--service", default=None, help="deployed service base URL (default: an in-process service)"
+    )
+    verify.add_argument("--fhir-token", default=None, help="bearer token for the FHIR server")
+    verify.add_argument(
+        "--jwt-key",
+        default=None,
+        help="PEM private key (P-384 EC or RSA) to sign a CDS Hooks JWT per call to --service",
+    )
+    verify.add_argument("--jwt-iss", default=None, help="the JWT's iss (with --jwt-key)")
+    verify.add_argument("--jwt-kid", default=None, help="the JWT's kid (with --jwt-key)")
+    verify.add_argument(
+        "--scenario",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="only these scenarios (one or more ids, or the option repeated; default: all)",
+    )
+    verify.add_argument("--fixtures", default=None, help="scenario directory (default: bundled)")
+    verify.add_argument("--junit", default=None, metavar="FILE", help="write a JUnit XML report")
+    verify.add_argument(
+        "--cleanup", action="store_true", help="delete the loaded resources afterwards"
+    )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from cds_service.verify.output import format_table, summary, write_junit
+    from cds_service.verify.runner import Outcome, VerifyError, VerifyOptions, verify
+    from cds_service.verify.signing import load_signer
+
+    signer = None
+    if args.jwt_key or args.jwt_iss or args.jwt_kid:
+        if not (args.jwt_key and args.jwt_iss and args.jwt_kid and args.service):
+            raise ConfigError("--jwt-key needs --jwt-iss, --jwt-kid and --service")
+        try:
+            signer = load_signer(args.jwt_key, args.jwt_iss, args.jwt_kid)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    options = VerifyOptions(
+        fhir_server=args.fhir_server,
+        service=args.service,
+        fhir_token=args.fhir_token,
+        signer=signer,
+        scenario_ids=args.scenario,
+        scenario_dir=args.fixtures,
+        cleanup=args.cleanup,
+    )
+
+    def progress(outcome: Outcome) -> None:  # a run against a sandbox takes minutes
+        print(f"{outcome.status:4}  {outcome.scenario} ({outcome.path})", file=sys.stderr)
+
+    try:
+        result = verify(options, progress)
+    except VerifyError as error:
+        print(f"ixazomib-cds verify: {error}", file=sys.stderr)
+        return 1
+    print(format_table(result.outcomes))
+    print(summary(result))
+    if args.junit:
+        write_junit(result, args.junit)
+    return 0 if result.passed else 1
 
 
 if __name__ == "__main__":

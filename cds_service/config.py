@@ -45,6 +45,7 @@ class Config:
     # and send the EHR's token over plain http to a host that is not loopback.
     allow_open_fhir_servers: bool = False
     allow_plain_http_fhir: bool = False
+    console_enabled: bool = False  # the review console at /console (CDS_CONSOLE)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -68,6 +69,7 @@ class Config:
             log_level=env.get("CDS_LOG_LEVEL", "INFO").upper(),
             allow_open_fhir_servers=_flag(env, "CDS_ALLOW_OPEN_FHIR_SERVERS"),
             allow_plain_http_fhir=_flag(env, "CDS_ALLOW_PLAIN_HTTP_FHIR"),
+            console_enabled=_console(env.get("CDS_CONSOLE", "disabled")),
         )
         config.validate()
         return config
@@ -131,6 +133,13 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(f"{name} must be true or false, not {raw!r}")
     return raw in ("true", "1", "yes")
+
+
+def _console(value: str) -> bool:
+    chosen = value.strip().lower()
+    if chosen not in ("enabled", "disabled"):
+        raise ConfigError(f"CDS_CONSOLE must be 'enabled' or 'disabled', not {value!r}")
+    return chosen == "enabled"
 
 
 def _timezone(name: str) -> tzinfo:
