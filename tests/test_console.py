@@ -83,7 +83,7 @@ def test_pasted_request_that_is_not_json_is_named(console: FlaskClient) -> None:
 
 
 def test_pasted_request_for_no_known_hook_asks_for_a_service(console: FlaskClient) -> None:
-    html = console.post("/console/try", data={"request": '{"hook": "patient-view"}'}).get_data(
+    html = console.post("/console/try", data={"request": '{"hook": "order-dispatch"}'}).get_data(
         as_text=True
     )
     assert "Choose a service" in html
