@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from cds_service.rules.cards import course_card, render
-from cds_service.rules.data_needs import MEDICATIONS
+from cds_service.rules.data_needs import MEDICATION_REQUESTS, MEDICATIONS
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
 from cds_service.rules.decisions.patient_view import course_view
 from cds_service.rules.decisions.shared import data_problems, unresolved_medication
-from cds_service.rules.facts import Drug, gather_facts, judged_drafts, read_medications
+from cds_service.rules.facts import (
+    Drug,
+    MedicationFacts,
+    gather_facts,
+    judged_drafts,
+    read_medications,
+)
 from cds_service.rules.facts.orders import medication_unknown, names_other_drug, order_drug
 from cds_service.rules.facts.reading import reference_of
 from cds_service.rules.inputs import (
@@ -38,15 +44,18 @@ def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> l
             return []  # the hook fired for another drug
     elif call.hook == HOOK_LAB_RESULT:
         medications = read_medications(call, record, settings)
-        if medications.takes_no_ixazomib():
+        if _takes_no_ixazomib(medications, record):
             # A new result of a patient who takes no ixazomib is not the label's business:
             # decided from the medication list alone, no lab or other record read.
             return []
         facts = gather_facts(call, record, settings, medications)
         decisions = decide_lab_result(facts, settings)
+        if not decisions and (unknown := _unidentified_current_orders(record)):
+            # Whether the patient takes ixazomib cannot be known: never a silent pass.
+            decisions = [unresolved_medication(unknown, record.unavailable.get(MEDICATIONS))]
     elif call.hook == HOOK_PATIENT_VIEW:
         medications = read_medications(call, record, settings)
-        if medications.takes_no_ixazomib():  # silent, from the medication list alone
+        if _takes_no_ixazomib(medications, record):  # silent, from the medication list alone
             return []
         view = course_view(gather_facts(call, record, settings, medications), settings)
         return [] if view is None else [course_card(view)]  # silent when not on ixazomib
@@ -92,5 +101,23 @@ def _unresolved_drafts(call: HookCall, record: PatientRecord) -> list[str]:
     ]
 
 
+def _unidentified_current_orders(record: PatientRecord) -> list[str]:
+    """Active or on-hold recorded orders whose medication cannot be read (a Medication the
+    FHIR server did not give) and whose display names no other drug: any may be ixazomib."""
+    return [
+        reference_of(order)
+        for order in record.resources.get(MEDICATION_REQUESTS, [])
+        if order.get("status") in ("active", "on-hold")
+        and medication_unknown(order, record.medications)
+        and not names_other_drug(order, record.medications)
+    ]
+
+
 def _orders_ixazomib(call: HookCall, record: PatientRecord) -> bool:
     return any(order_drug(d, record.medications)[0] is Drug.IXAZOMIB for d in _drafts(call))
+
+
+def _takes_no_ixazomib(medications: MedicationFacts, record: PatientRecord) -> bool:
+    """No ixazomib order on record, and no order's Medication left unread: an order whose
+    Medication could not be fetched may be ixazomib, so it is not taken as "not on it"."""
+    return medications.takes_no_ixazomib() and MEDICATIONS not in record.unavailable

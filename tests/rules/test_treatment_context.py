@@ -149,3 +149,18 @@ def test_a_lenalidomide_reduction_signed_with_the_ixazomib_order_is_not_advised_
     }
     together = sign([order(dose=4, id="ixa"), order(code=LENALIDOMIDE, dose=20, id="len")], rec)
     assert "platelets-below-30k" not in rules_of(together)
+
+
+def test_a_low_count_is_not_passed_over_when_the_orders_medication_could_not_be_read() -> None:
+    """The lab-result hook is silent for a patient who takes no ixazomib, but an active order
+    whose Medication could not be fetched may be ixazomib: that is not "takes no ixazomib"."""
+    unresolved = {"medicationReference": {"reference": "Medication/ninlaro-4mg"}}
+    history = [order(status="active", days_ago=5, medication=unresolved)]
+    rec = record(history=history)
+    rec = PatientRecord(
+        resources=rec.resources,
+        unavailable={"medications": "Medication/ninlaro-4mg: no FHIR server to read it from"},
+    )
+    cards = lab_result([anc(300, 0)], rec)
+    assert cards, "a new ANC of 300 was passed over in silence"
+    assert any("Medication/ninlaro-4mg" in (c.get("detail") or "") for c in cards)
