@@ -14,6 +14,9 @@ call's deadline bounds everything it does:
   arrive (a gzip bomb is inflated chunk by chunk and abandoned at the cap);
 - it never leaves the ``fhirServer`` origin: not for a reference, a paging link or a redirect.
 
+A query whose connection the server dropped unanswered (a kept-alive connection it closed for
+being idle, just as the query went out) is sent once more on a new connection: ``_send``.
+
 What a failure says to the EHR does not map the network (an unreachable host, a refused
 connection, an HTTP error and an answer that is not FHIR read alike); the metric labels keep
 the detail.
