@@ -25,6 +25,12 @@ worst for whoever asked first. ``redirect``: every request is answered 302 to th
 under ``redirect_to`` (another server's base URL, or ``moved_base_url`` on this one, which
 is answered normally).
 
+Dropped connections: ``drop`` closes the connection of every request without answering it,
+``drop_once`` only that of the next request (the ones after it are answered normally);
+with ``drop_with_reset`` the connection is reset (RST) instead of closed. A real server does
+this only by a race: it closes a kept-alive connection for being idle just as the client
+sends a request on it.
+
 ``set_other_patient(scenario)``: searches also answer that scenario's matching resources
 (another patient's), the way a FHIR server that ignores the patient parameter would; a Patient
 read answers that patient when asked to. ``page_size``: searches answer in pages of that many
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 import threading
 import zlib
@@ -75,6 +82,8 @@ class Mode(StrEnum):
     TRICKLE_HEADERS = "trickle_headers"
     SERIAL = "serial"
     REDIRECT = "redirect"
+    DROP = "drop"
+    DROP_ONCE = "drop_once"
 
 
 BOMB_INFLATED_BYTES = 1024**3
@@ -137,6 +146,8 @@ class FaultyFhirServer:
         self.serial_delay = serial_delay
         self.redirect_to: str | None = None
         self.page_size: int | None = None
+        self.drop_with_reset = False
+        self._drop_pending = False
         self._other_patient: Scenario | None = None
         self._other_patient_reads = False
         self._open = 0
@@ -198,6 +209,7 @@ class FaultyFhirServer:
         with self._lock:
             self._mode = mode
             self._only = frozenset(only) if only is not None else None
+            self._drop_pending = mode is Mode.DROP_ONCE
 
     def set_scenario(self, scenario: Scenario | None) -> None:
         with self._lock:
@@ -255,6 +267,14 @@ class FaultyFhirServer:
         if only is not None and relative.split("/")[0] not in only:
             return Mode.HEALTHY
         return mode
+
+    def _drops(self, mode: Mode) -> bool:
+        """Whether this request's connection is dropped; ``drop_once`` drops only the first."""
+        if mode is Mode.DROP:
+            return True
+        with self._lock:
+            dropped, self._drop_pending = self._drop_pending, False
+        return dropped
 
     def _answer(self, target: str) -> tuple[int, bytes]:
         parts = urlsplit(target)
@@ -349,6 +369,14 @@ class FaultyFhirServer:
                         owner._open -= 1
 
             def _reply(self, mode: Mode) -> None:
+                if mode in (Mode.DROP, Mode.DROP_ONCE) and owner._drops(mode):
+                    self.close_connection = True  # no answer: the connection is closed
+                    if owner.drop_with_reset:  # close() with a zero linger time sends RST
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        self.connection.close()
+                    return
                 if mode is Mode.TRICKLE_HEADERS:
                     self.close_connection = True
                     for byte in b"HTTP/1.1 200 OK\r\n" * 1000:
