@@ -9,6 +9,7 @@ the figures, the in-process cold cost among them. The timings are for the docume
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ DISTINCT = ("distinct", "off-treatment")
 APPS = ("bare", "minimal", "service")
 TIME_LIMIT_SECONDS = 180  # a --quick run takes ~60 s on a busy 2-CPU machine; bounds a hang
 
-pytestmark = pytest.mark.skipif(
+needs_wrk = pytest.mark.skipif(
     shutil.which("wrk") is None and (shutil.which("apt-get") is None or os.geteuid() != 0),
     reason="needs wrk (apt-get install -y wrk), or root to let the benchmark install it",
 )
@@ -56,6 +58,7 @@ def quick_run(
     return done, json.loads(output.read_text())
 
 
+@needs_wrk
 def test_quick_benchmark_completes_and_prints_the_table(
     quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
 ) -> None:
@@ -75,6 +78,7 @@ def test_quick_benchmark_completes_and_prints_the_table(
         assert name in done.stdout
 
 
+@needs_wrk
 def test_both_servers_answered_200_to_every_request(
     quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
 ) -> None:
@@ -91,6 +95,7 @@ def test_both_servers_answered_200_to_every_request(
             assert results["payloads"][name][app]["tokens_reused"] is False, (name, app)
 
 
+@needs_wrk
 def test_real_traffic_workloads_send_a_different_patient_each_time(
     quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
 ) -> None:
@@ -105,6 +110,7 @@ def test_real_traffic_workloads_send_a_different_patient_each_time(
         assert results["payloads"][name]["patients"] == 1, name
 
 
+@needs_wrk
 def test_the_result_file_has_every_figure(
     quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
 ) -> None:
@@ -151,3 +157,43 @@ def test_the_result_file_has_every_figure(
         assert _number(check["value"])
         assert isinstance(check["pass"], bool)
     assert isinstance(results["all_targets_pass"], bool)
+
+
+@pytest.fixture
+def minimal_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, Any]:
+    """benchmarks.minimal_app set up as side_by_side starts it, and the run's signing key."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))  # the benchmarks package is not installed
+    from benchmarks.tokens import SigningKey
+
+    key = SigningKey.generate()
+    issuers = key.write_trusted_issuers(tmp_path / "trusted-issuers.json")
+    monkeypatch.setenv("BENCH_TRUSTED_ISSUERS", str(issuers))
+    monkeypatch.setenv("BENCH_BASE_URL", "http://127.0.0.1:8082")
+    monkeypatch.setenv("BENCH_JTI_DATABASE", str(tmp_path / "jti.sqlite3"))
+    monkeypatch.delitem(sys.modules, "benchmarks.minimal_app", raising=False)
+    return importlib.import_module("benchmarks.minimal_app"), key
+
+
+def test_the_minimal_baseline_does_what_every_conformant_service_must(
+    minimal_app: tuple[ModuleType, Any],
+) -> None:
+    """The second baseline is only a fair floor if it really checks the token and its jti."""
+    module, key = minimal_app
+    client = module.app.test_client()
+    path = "/cds-services/ixazomib-order-sign"
+    audience = f"http://127.0.0.1:8082{path}"
+    body = b'{"hook": "order-sign", "hookInstance": "x", "context": {}}'
+
+    def post(token: str | None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = client.post(path, data=body, headers=headers, content_type="application/json")
+        return int(answer.status_code)
+
+    token = key.mint(audience, 120)
+    assert post(token) == 200
+    assert post(token) == 401  # the same jti again
+    assert post(key.mint(audience, 120)) == 200
+    assert post(None) == 401
+    assert post(key.mint("http://127.0.0.1:8082/cds-services/other", 120)) == 401  # aud
+    assert post(key.mint(audience, -60)) == 401  # expired a minute ago
+    assert post(type(key).generate().mint(audience, 120)) == 401  # same kid, another key
