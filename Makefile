@@ -32,8 +32,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## Long runs, not in CI (see README "Performance" and "Reliability").
+## make bench BENCH_ARGS="--quick" (or --duration, --rounds, --patients, --payloads ...).
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.side_by_side
+	$(BIN)/python -m benchmarks.side_by_side $(BENCH_ARGS)
 
 reliability: $(STAMP)
 	$(BIN)/pytest tests/test_openapi.py tests/reliability -s

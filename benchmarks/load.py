@@ -9,6 +9,10 @@ below gives every request:
   nothing) tokens are reused;
 * its own ``hookInstance`` (a UUID made from a per-phase salt, the thread and a counter) spliced
   into the body template;
+* the next body of the bodies file (one template per line): a warm workload's file has one
+  line, a real-traffic workload's a line per patient, so that each request is about another
+  patient than the last ``patients - 1``; the run starts at line ``offset`` (the requests an
+  app was already sent), so that a timed run does not begin with the patients of its warm-up;
 
 and counts, per thread, the responses whose status is not 200. ``done`` prints one JSON line
 (marked ``BENCH_RESULT``) with the counts and the latency percentiles (microseconds).
@@ -30,7 +34,7 @@ from benchmarks.payloads import HOOK_INSTANCE_PLACEHOLDER
 MARKER = "BENCH_RESULT "
 
 LUA_SCRIPT = r"""
--- args: tokens_file body_file path mode(unique|cycle) nthreads salt(hex)
+-- args: tokens_file bodies_file path mode(unique|cycle) nthreads salt(hex) offset
 local threads = {}
 local thread_count = 0
 
@@ -41,34 +45,33 @@ function setup(thread)
 end
 
 local tokens = {}
-local prefix, suffix, path, cycle
-local nthreads, salt
-local sent = 0
+local prefixes, suffixes = {}, {}
+local path, cycle
+local nthreads, salt, offset
+sent = 0
 non2xx = 0
 exhausted = 0
 responses = 0
 first_bad = ""
 
-local function read_all(name)
-  local f = assert(io.open(name, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
 function init(args)
   for line in io.lines(args[1]) do
     if #line > 0 then tokens[#tokens + 1] = line end
   end
-  local body = read_all(args[2])
-  local at = string.find(body, "PLACEHOLDER", 1, true)
-  assert(at, "the body has no hookInstance placeholder")
-  prefix = string.sub(body, 1, at - 1)
-  suffix = string.sub(body, at + #"PLACEHOLDER")
+  for body in io.lines(args[2]) do
+    if #body > 0 then
+      local at = string.find(body, "PLACEHOLDER", 1, true)
+      assert(at, "a body has no hookInstance placeholder")
+      prefixes[#prefixes + 1] = string.sub(body, 1, at - 1)
+      suffixes[#suffixes + 1] = string.sub(body, at + #"PLACEHOLDER")
+    end
+  end
+  assert(#prefixes > 0, "the bodies file is empty")
   path = args[3]
   cycle = args[4] == "cycle"
   nthreads = tonumber(args[5])
   salt = tonumber(args[6], 16)
+  offset = tonumber(args[7])
 end
 
 function request()
@@ -81,13 +84,14 @@ function request()
     end
     index = ((index - 1) % #tokens) + 1
   end
+  local body = (offset + thread_id + (sent - 1) * nthreads) % #prefixes + 1
   local hook_instance = string.format("%08x-%04x-4000-8000-%012x", salt, thread_id % 65536,
                                       sent)
   return wrk.format("POST", path, {
     ["Authorization"] = "Bearer " .. tokens[index],
     ["Content-Type"] = "application/json",
     ["Accept"] = "application/json",
-  }, prefix .. hook_instance .. suffix)
+  }, prefixes[body] .. hook_instance .. suffixes[body])
 end
 
 function response(status, headers, body)
@@ -108,7 +112,13 @@ end
 
 function done(summary, latency, requests)
   local non2xx_total, exhausted_total, responses_total, bad = 0, 0, 0, ""
+  local tokens_used = 0  -- tokens 1 .. tokens_used may have been sent (see request)
   for _, thread in ipairs(threads) do
+    local thread_sent = thread:get("sent") or 0
+    if thread_sent > 0 then
+      local last = thread:get("thread_id") + (thread_sent - 1) * thread_count + 1
+      if last > tokens_used then tokens_used = last end
+    end
     non2xx_total = non2xx_total + (thread:get("non2xx") or 0)
     exhausted_total = exhausted_total + (thread:get("exhausted") or 0)
     responses_total = responses_total + (thread:get("responses") or 0)
@@ -118,13 +128,13 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     "BENCH_RESULT {\"requests\": %d, \"duration_us\": %d, \"bytes\": %d, " ..
-    "\"responses\": %d, \"non_2xx\": %d, \"tokens_exhausted\": %d, " ..
+    "\"responses\": %d, \"non_2xx\": %d, \"tokens_exhausted\": %d, \"tokens_used\": %d, " ..
     "\"errors\": {\"connect\": %d, \"read\": %d, \"write\": %d, " ..
     "\"status\": %d, \"timeout\": %d}, " ..
     "\"latency_us\": {\"min\": %d, \"mean\": %.1f, \"max\": %d, \"stdev\": %.1f, " ..
     "\"p50\": %d, \"p90\": %d, \"p99\": %d, \"p999\": %d}, \"first_bad\": %s}\n",
     summary.requests, summary.duration, summary.bytes,
-    responses_total, non2xx_total, exhausted_total,
+    responses_total, non2xx_total, exhausted_total, tokens_used,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency.max, latency.stdev,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
@@ -153,6 +163,7 @@ class LoadResult:
     non_2xx: int
     socket_errors: dict[str, int]
     tokens_exhausted: int
+    tokens_used: int  # tokens 1 .. tokens_used of the pool may have been sent
     first_bad_response: str
     bytes_read: int
 
@@ -197,12 +208,13 @@ def run_wrk(
     path: str,
     script: Path,
     tokens_file: Path,
-    body_file: Path,
+    bodies_file: Path,
     duration_s: float,
     connections: int,
     threads: int,
     unique_tokens: bool,
     salt: int,
+    offset: int = 0,
     timeout_s: float = 10.0,
 ) -> LoadResult:
     wrk = wrk_path()
@@ -221,11 +233,12 @@ def run_wrk(
         f"{url_base}{path}",
         "--",
         str(tokens_file),
-        str(body_file),
+        str(bodies_file),
         path,
         "unique" if unique_tokens else "cycle",
         str(threads),
         f"{salt & 0xFFFFFFFF:08x}",
+        str(max(0, offset)),
     ]
     try:
         done = subprocess.run(  # noqa: S603 - fixed argv, no shell
@@ -255,6 +268,7 @@ def run_wrk(
         non_2xx=raw["non_2xx"],
         socket_errors={k: raw["errors"][k] for k in ("connect", "read", "write", "timeout")},
         tokens_exhausted=raw["tokens_exhausted"],
+        tokens_used=raw["tokens_used"],
         first_bad_response=raw["first_bad"],
         bytes_read=raw["bytes"],
     )

@@ -130,8 +130,9 @@ def service_argv() -> list[str]:
     return [sys.executable, "-m", "cds_service.cli", "serve", "--front", "none"]
 
 
-def bare_argv() -> list[str]:
-    return [sys.executable, "-m", "benchmarks.bare_app"]
+def module_argv(module: str) -> list[str]:
+    """A baseline app's ``python -m`` command line (``benchmarks.bare_app``, ...)."""
+    return [sys.executable, "-m", module]
 
 
 def make_server(

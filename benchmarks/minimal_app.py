@@ -1,0 +1,138 @@
+"""The second baseline: the least any conformant CDS service does per call.
+
+The bare app (``benchmarks.bare_app``) plus what CDS Hooks asks of every service before it may
+look at the data: verify the EHR's JWT (PyJWT: ES384 signature with the issuer's key, ``iss``,
+``aud`` = this endpoint's URL, ``exp``, ``iat`` and ``jti`` present) and record its ``jti``
+once, refusing a token seen before (SQLite, WAL, ``synchronous=NORMAL``: what the service's
+own replay check uses). Then it parses the body and answers ``{"cards": []}``.
+
+``python -m benchmarks.minimal_app --host H --port P`` serves it through
+``cds_service.serve.run_server`` with ``app_uri`` set to this module: the gunicorn settings of
+``ixazomib-cds serve``. It reads, from the environment:
+
+* ``BENCH_TRUSTED_ISSUERS``: the trusted-issuers file the service is given (inline JWKS);
+* ``BENCH_BASE_URL``: its own URL (the expected ``aud`` is this plus the request path);
+* ``BENCH_JTI_DATABASE``: the SQLite file for the token ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import jwt
+from flask import Flask, Response, jsonify, request
+
+APP_URI = "benchmarks.minimal_app:app"
+ALGORITHMS = ["ES384"]
+
+
+def _keys_by_issuer(path: str) -> dict[str, dict[str, jwt.PyJWK]]:
+    issuers = json.loads(Path(path).read_text())["issuers"]
+    return {
+        issuer["iss"]: {key["kid"]: jwt.PyJWK(key) for key in issuer["jwks"]["keys"]}
+        for issuer in issuers
+    }
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class TokenIds:
+    """Each (iss, jti) recorded once; one SQLite connection per thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        with contextlib.closing(_connect(path)) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS jti_claims (issuer TEXT NOT NULL, jti TEXT NOT NULL,"
+                " expires_at INTEGER NOT NULL, PRIMARY KEY (issuer, jti))"
+            )
+        # The connection is per thread and made after gunicorn forks (the app is preloaded).
+
+    def claim(self, issuer: str, jti: str, expires_at: int) -> bool:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path)
+        try:
+            conn.execute(
+                "INSERT INTO jti_claims (issuer, jti, expires_at) VALUES (?, ?, ?)",
+                (issuer, jti, expires_at),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+
+app = Flask(__name__)
+KEYS = _keys_by_issuer(os.environ["BENCH_TRUSTED_ISSUERS"])
+BASE_URL = os.environ["BENCH_BASE_URL"].rstrip("/")
+TOKEN_IDS = TokenIds(os.environ["BENCH_JTI_DATABASE"])
+
+
+def _unauthorized() -> Response:
+    response = jsonify({"error": "unauthorized"})
+    response.status_code = 401
+    return response
+
+
+@app.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return _unauthorized()
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+        issuer = str(unverified.get("iss"))
+        kid = str(jwt.get_unverified_header(token).get("kid"))
+        key = KEYS.get(issuer, {}).get(kid)
+        if key is None:
+            return _unauthorized()
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=ALGORITHMS,
+            audience=f"{BASE_URL}{request.path}",
+            issuer=issuer,
+            options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+        )
+    except jwt.PyJWTError:
+        return _unauthorized()
+    if not TOKEN_IDS.claim(claims["iss"], str(claims["jti"]), int(claims["exp"])):
+        return _unauthorized()
+    json.loads(request.get_data(cache=False))
+    return jsonify({"cards": []})
+
+
+@app.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.minimal_app", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8082)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    from cds_service.serve import run_server
+
+    run_server(args.host, args.port, args.workers, app_uri=APP_URI)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
