@@ -9,7 +9,7 @@ from typing import Any
 
 from cds_assertions import IXAZOMIB_ACTIONS
 
-from cds_service.rules import RuleSettings, evaluate
+from cds_service.rules import RuleSettings, render
 from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
     HOOK_ORDER_SIGN,
@@ -17,6 +17,7 @@ from cds_service.rules.inputs import (
     JsonDict,
     PatientRecord,
 )
+from cds_service.services import SERVICES
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -218,7 +219,7 @@ def sign(
         draft_orders=drafts,
         selections=selections or [],
     )
-    cards = evaluate(call, rec, settings or RuleSettings())
+    cards = render(SERVICES.for_hook(hook).decide(call, rec, settings or RuleSettings()))
     assert_contract(cards)
     return cards
 
@@ -234,7 +235,7 @@ def lab_result(
         now=NOW,
         new_observations=new,
     )
-    cards = evaluate(call, rec, settings or RuleSettings())
+    cards = render(SERVICES.for_hook(HOOK_LAB_RESULT).decide(call, rec, settings or RuleSettings()))
     assert_contract(cards)
     return cards
 
