@@ -142,7 +142,7 @@ class Scenario:
     path: Path | None = None
 
     @property
-    def cds_service(self) -> CdsService:
+    def cds_service(self) -> CdsService[Any]:
         found = SERVICES.get(self.service)
         assert found is not None  # load_scenario refuses an unknown service
         return found

@@ -23,7 +23,6 @@ from cds_service.app import create_app
 from cds_service.config import Config
 from cds_service.fixtures import load_scenarios
 from cds_service.rules.data_needs import DATA_NEEDS, PATIENT
-from cds_service.rules.decisions import Decision
 from cds_service.rules.inputs import HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 from cds_service.services import SERVICES, CdsService, HookContext, Registry
@@ -95,9 +94,16 @@ def _read_new_context(context: JsonDict) -> HookContext:
     return HookContext(read_patient_id(context, user_required=False))
 
 
-def _decide_new(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[Decision]:
+def _decide_new(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[str]:
     SEEN.append((call, record))
-    return []
+    return [f"Patient/{p['id']}" for p in record.resources[PATIENT]]
+
+
+def _render_new(seen: list[str]) -> list[JsonDict]:
+    return [
+        {"uuid": str(uuid.uuid4()), "summary": f"Seen {who}", "indicator": "info", "source": {}}
+        for who in seen
+    ]
 
 
 def _needs_record(call: HookCall, bundled: Mapping[str, JsonDict]) -> bool:
@@ -111,6 +117,7 @@ NEW_SERVICE = CdsService(
     description="Reads the Patient only.",
     read_context=_read_new_context,
     decide=_decide_new,
+    render=_render_new,
     data_needs=tuple(need for need in DATA_NEEDS if need.key == PATIENT),
     needs_record=_needs_record,
 )
@@ -149,7 +156,7 @@ def test_a_new_service_is_advertised_called_decided_and_counted(
     # be a 412 (no medication history, no labs, no FHIR server).
     response = client.post(f"/cds-services/{NEW_ID}", json=_new_request(patient=patient))
     assert response.status_code == 200, response.get_json()
-    assert response.get_json() == {"cards": []}
+    assert [card["summary"] for card in response.get_json()["cards"]] == ["Seen Patient/p-new"]
     [(call, record)] = SEEN
     assert (call.hook, call.service_id, call.patient_id) == (NEW_HOOK, NEW_ID, "p-new")
     assert record.resources == {PATIENT: [patient]}

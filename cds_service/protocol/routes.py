@@ -44,7 +44,6 @@ from cds_service.protocol.envelope import (
     parse_timestamp,
 )
 from cds_service.protocol.fhir_policy import check_fhir_server, not_fetched
-from cds_service.rules.cards import render
 from cds_service.rules.inputs import HookCall, JsonDict
 from cds_service.services import SERVICES, CdsService
 from cds_service.state import state
@@ -128,7 +127,7 @@ def call_service(service_id: str) -> Response:
         raise BadRequest(error.message, details=error.details) from None
     except RequiredDataMissing as error:
         raise PreconditionFailed(error.message, details=error.details) from None
-    cards = render(service.decide(call, record, current.rule_settings))
+    cards = service.render(service.decide(call, record, current.rule_settings))
     _audit(call, cards)
     metrics.record_request(service.id, 200, time.perf_counter() - g.started)
     return jsonify({"cards": cards})
@@ -210,7 +209,7 @@ def read_json_body(decode: Callable[[bytes], Any]) -> Any:
         raise BadRequest(f"The body is not valid JSON: {why_invalid(raw, error)}") from None
 
 
-def _service(service_id: str) -> CdsService:
+def _service(service_id: str) -> CdsService[Any]:
     service = SERVICES.get(service_id)
     if service is None:
         raise NotFound(

@@ -7,6 +7,7 @@ calls it when results are filed, with the new Observations in ``context.observat
 from __future__ import annotations
 
 from cds_service.errors import BadRequest
+from cds_service.rules.cards import render
 from cds_service.rules.engine import decide_new_results
 from cds_service.rules.inputs import HOOK_LAB_RESULT, JsonDict
 from cds_service.services.context import (
@@ -40,5 +41,6 @@ SERVICE = CdsService(
     ),
     read_context=read_context,
     decide=decide_new_results,
+    render=render,
     context_bundles=("observations",),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cds_service.rules.cards import render
 from cds_service.rules.engine import decide_orders, drafts_need_record
 from cds_service.rules.inputs import HOOK_ORDER_SELECT, JsonDict
 from cds_service.services.context import HookContext, read_draft_orders, read_patient_id
@@ -20,6 +21,7 @@ SERVICE = CdsService(
     description="The order-sign checks, run early when ixazomib is selected in order entry.",
     read_context=read_context,
     decide=decide_orders,
+    render=render,
     context_bundles=("draftOrders",),
     needs_record=drafts_need_record,
 )

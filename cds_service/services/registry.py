@@ -2,18 +2,19 @@
 
 A service declares, in one place (its module in this package): its id, the hook it answers,
 its title and description, how its hook's context is read, the data it needs (the prefetch
-templates it advertises and the queries run for what was not prefetched) and the pure
-function that decides. Discovery, the routes, the metrics labels, the clinical scenarios and
-the OpenAPI description's checks all take the services from ``cds_service.services.SERVICES``.
+templates it advertises and the queries run for what was not prefetched), the pure function
+that decides and the one that renders its decisions as cards. Discovery, the routes, the
+metrics labels, the clinical scenarios and the OpenAPI description's checks all take the
+services from ``cds_service.services.SERVICES``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from cds_service.rules.data_needs import DATA_NEEDS
-from cds_service.rules.decisions import Decision
 from cds_service.rules.inputs import DataNeed, HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 from cds_service.services.context import HookContext
@@ -25,12 +26,15 @@ FHIR_USAGE = (
 )
 
 
+Decided = TypeVar("Decided")  # what a service's decide function returns and its render reads
+
+
 def _always(call: HookCall, bundled_medications: Mapping[str, JsonDict]) -> bool:
     return True
 
 
 @dataclass(frozen=True)
-class CdsService:
+class CdsService(Generic[Decided]):
     """One CDS service: everything the product needs to advertise it, call it and test it."""
 
     id: str
@@ -39,8 +43,10 @@ class CdsService:
     description: str
     # context (a JSON object) -> its parts, checked; raises BadRequest when it is not usable
     read_context: Callable[[JsonDict], HookContext]
-    # pure: the hook call and the patient's record -> the decisions (rendered as cards)
-    decide: Callable[[HookCall, PatientRecord, RuleSettings], list[Decision]]
+    # pure (cds_service.rules): the hook call and the patient's record -> the decisions
+    decide: Callable[[HookCall, PatientRecord, RuleSettings], Decided]
+    # pure: the decisions -> CDS Hooks 2.0 cards, ready to send
+    render: Callable[[Decided], list[JsonDict]]
     data_needs: tuple[DataNeed, ...] = DATA_NEEDS
     # the context members that carry FHIR resources (a Bundle each)
     context_bundles: tuple[str, ...] = ()
@@ -64,27 +70,27 @@ class CdsService:
 class Registry:
     """The services, in the order discovery lists them; ids are unique (checked at import)."""
 
-    def __init__(self, *services: CdsService) -> None:
+    def __init__(self, *services: CdsService[Any]) -> None:
         ids = [service.id for service in services]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
             raise ValueError(f"CDS service ids declared more than once: {repeated}")
         self._by_id = {service.id: service for service in services}
 
-    def __iter__(self) -> Iterator[CdsService]:
+    def __iter__(self) -> Iterator[CdsService[Any]]:
         return iter(self._by_id.values())
 
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def get(self, service_id: str) -> CdsService | None:
+    def get(self, service_id: str) -> CdsService[Any] | None:
         return self._by_id.get(service_id)
 
     @property
     def ids(self) -> frozenset[str]:
         return frozenset(self._by_id)
 
-    def for_hook(self, hook: str) -> CdsService:
+    def for_hook(self, hook: str) -> CdsService[Any]:
         """The first service that answers ``hook`` (KeyError when none does)."""
         for service in self:
             if service.hook == hook:

@@ -9,7 +9,7 @@ from typing import Any
 
 from cds_assertions import IXAZOMIB_ACTIONS
 
-from cds_service.rules import RuleSettings, render
+from cds_service.rules import RuleSettings
 from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
     HOOK_ORDER_SIGN,
@@ -219,7 +219,8 @@ def sign(
         draft_orders=drafts,
         selections=selections or [],
     )
-    cards = render(SERVICES.for_hook(hook).decide(call, rec, settings or RuleSettings()))
+    service = SERVICES.for_hook(hook)
+    cards = service.render(service.decide(call, rec, settings or RuleSettings()))
     assert_contract(cards)
     return cards
 
@@ -235,7 +236,8 @@ def lab_result(
         now=NOW,
         new_observations=new,
     )
-    cards = render(SERVICES.for_hook(HOOK_LAB_RESULT).decide(call, rec, settings or RuleSettings()))
+    service = SERVICES.for_hook(HOOK_LAB_RESULT)
+    cards = service.render(service.decide(call, rec, settings or RuleSettings()))
     assert_contract(cards)
     return cards
 
