@@ -309,7 +309,7 @@ def load_scenario(path: Path, now: datetime | None = None) -> Scenario:
         current = now or datetime.now(UTC).replace(microsecond=0)
         delta = current - scenario_now
         shifted = shift_dates(data, delta)
-        if SERVICES.get(data["service"]) is None:
+        if data["service"] not in SERVICES:
             raise ScenarioError(f"{path}: unknown service {data['service']!r}")
         if path.stem != data["id"]:
             raise ScenarioError(f"{path}: file name and id {data['id']!r} differ")

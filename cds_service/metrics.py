@@ -166,7 +166,7 @@ def _service_label(service: str) -> str:
     # records its fetches here, and the registry imports the FHIR layer's patient check.
     from cds_service.services import SERVICES
 
-    return service if service in SERVICES.ids else OTHER
+    return service if service in SERVICES else OTHER
 
 
 def _status_label(status: int) -> str:

@@ -78,7 +78,7 @@ def authenticate() -> None:
 
 @cds.get("/cds-services")
 def discovery() -> Response:
-    return jsonify({"services": [service.discovery() for service in SERVICES]})
+    return jsonify({"services": [service.discovery() for service in SERVICES.values()]})
 
 
 @cds.post("/cds-services/<service_id>")

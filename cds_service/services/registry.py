@@ -67,8 +67,9 @@ class CdsService(Generic[Decided]):
         }
 
 
-class Registry:
-    """The services, in the order discovery lists them; ids are unique (checked at import)."""
+class Registry(Mapping[str, CdsService[Any]]):
+    """The services by id, in the order discovery lists them; an id declared twice is refused
+    at import."""
 
     def __init__(self, *services: CdsService[Any]) -> None:
         ids = [service.id for service in services]
@@ -77,22 +78,18 @@ class Registry:
             raise ValueError(f"CDS service ids declared more than once: {repeated}")
         self._by_id = {service.id: service for service in services}
 
-    def __iter__(self) -> Iterator[CdsService[Any]]:
-        return iter(self._by_id.values())
+    def __getitem__(self, service_id: str) -> CdsService[Any]:
+        return self._by_id[service_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
 
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def get(self, service_id: str) -> CdsService[Any] | None:
-        return self._by_id.get(service_id)
-
-    @property
-    def ids(self) -> frozenset[str]:
-        return frozenset(self._by_id)
-
     def for_hook(self, hook: str) -> CdsService[Any]:
         """The first service that answers ``hook`` (KeyError when none does)."""
-        for service in self:
+        for service in self.values():
             if service.hook == hook:
                 return service
         raise KeyError(hook)
