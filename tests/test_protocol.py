@@ -388,3 +388,20 @@ def test_the_suggested_order_says_how_to_take_ixazomib(
         for extra in dosage["additionalInstruction"]
         for coding in extra["coding"]
     } == {("http://snomed.info/sct", "418693002"), ("http://snomed.info/sct", "717154004")}
+
+
+def test_an_order_hook_without_draft_orders_says_they_are_required(client: FlaskClient) -> None:
+    body = _order_select_request("MedicationRequest/a")
+    body["context"]["selections"] = [f"MedicationRequest/{n}" for n in "abcde"]
+    del body["context"]["draftOrders"]
+    response = client.post("/cds-services/ixazomib-order-select", json=body)
+    assert_operation_outcome(
+        response,
+        400,
+        "the selected orders MedicationRequest/a, MedicationRequest/b, MedicationRequest/c "
+        "and 2 more were not checked",
+    )
+    body["hook"] = "order-sign"
+    del body["context"]["selections"]
+    response = client.post("/cds-services/ixazomib-order-sign", json=body)
+    assert_operation_outcome(response, 400, "context.draftOrders is required for order-sign")

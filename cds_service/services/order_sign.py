@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cds_service.errors import BadRequest
 from cds_service.rules.cards import render
 from cds_service.rules.engine import decide_orders, drafts_need_record
 from cds_service.rules.inputs import HOOK_ORDER_SIGN, JsonDict
@@ -11,6 +12,11 @@ from cds_service.services.registry import CdsService
 
 def read_context(context: JsonDict) -> HookContext:
     patient_id = read_patient_id(context, user_required=True)
+    if context.get("draftOrders") is None:  # REQUIRED at order-sign (CDS Hooks 2.0)
+        raise BadRequest(
+            "context.draftOrders is required for order-sign: the Bundle of the draft orders "
+            "being signed (CDS Hooks 2.0); no order was checked."
+        )
     return read_draft_orders(context, patient_id, selected=False)
 
 
