@@ -1,16 +1,18 @@
 """The service registry (cds_service.services): every part of the product takes its services
 from it, so that a new service is one module and one line in ``SERVICES``.
 
-Discovery, the routes, the metrics labels, the clinical scenarios and the OpenAPI description
-are each checked against the registry; a service added to a registry is then advertised,
-called with its own context reader and data needs, decided by its own function and counted
-under its own id, with nothing else changed.
+Discovery, the routes, the metrics labels, the clinical scenarios, the OpenAPI description and
+the README's table of services are each checked against the registry; a service added to a
+registry is then advertised, called with its own context reader and data needs, decided and
+rendered by its own functions and counted under its own id, with nothing else changed.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +72,13 @@ def test_every_scenario_names_a_service_of_the_registry_and_its_hook() -> None:
             for key in service.context_bundles
             for entry in scenario.context[key].get("entry", [])
         ]
+
+
+def test_the_readmes_services_table_is_the_registry() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Services\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| `([^`]+)` \|", section, flags=re.MULTILINE)
+    assert rows == [(s.id, s.hook) for s in SERVICES.values()]
 
 
 def test_a_registry_refuses_an_id_declared_twice() -> None:
