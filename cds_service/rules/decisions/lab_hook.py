@@ -10,14 +10,10 @@ from cds_service.rules.settings import RuleSettings
 from . import shared
 from .history import HOLD_RULES, HOLD_THRESHOLDS, DoseCourse, count_episodes, dose_course
 from .model import (
-    CRITICAL,
-    DISCONTINUE,
-    INFO,
-    REDUCE,
-    RESUME,
-    WARNING,
+    Action,
     Decision,
     DrugAdvice,
+    Indicator,
     Suggest,
     count_line,
     mg,
@@ -102,10 +98,10 @@ def _count_advice(
         return [
             Decision(
                 rule=HOLD_RULES[lab],
-                indicator=INFO,
+                indicator=Indicator.INFO,
                 summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}; "
                 "no lenalidomide order on record",
-                ixazomib=DrugAdvice(RESUME, course.ixazomib_level),
+                ixazomib=DrugAdvice(Action.RESUME, course.ixazomib_level),
                 evidence=evidence,
                 notes=(
                     f"Occurrence {episode.number}: ixazomib continues at its most recent dose "
@@ -117,18 +113,20 @@ def _count_advice(
     if step.drug is Drug.LENALIDOMIDE:
         if step.to_mg is None and step.from_mg is not None:
             # Below lenalidomide's lowest level (2.5 mg): its own label stops it.
-            lenalidomide = DrugAdvice(DISCONTINUE)
+            lenalidomide = DrugAdvice(Action.DISCONTINUE)
             lenalidomide_text = "no lenalidomide dose below 2.5 mg: discontinue lenalidomide"
         else:
-            lenalidomide = DrugAdvice(REDUCE, step.to_mg)
+            lenalidomide = DrugAdvice(Action.REDUCE, step.to_mg)
             lenalidomide_text = f"lenalidomide one level lower ({mg(step.to_mg)})"
         return [
             Decision(
                 rule=HOLD_RULES[lab],
-                indicator=INFO if lenalidomide.action == REDUCE else WARNING,
+                indicator=Indicator.INFO
+                if lenalidomide.action == Action.REDUCE
+                else Indicator.WARNING,
                 summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}; "
                 + lenalidomide_text,
-                ixazomib=DrugAdvice(RESUME, course.ixazomib_level),
+                ixazomib=DrugAdvice(Action.RESUME, course.ixazomib_level),
                 lenalidomide=lenalidomide,
                 evidence=evidence,
                 notes=(
@@ -141,20 +139,20 @@ def _count_advice(
         return [
             Decision(
                 rule=HOLD_RULES[lab],
-                indicator=CRITICAL,
+                indicator=Indicator.CRITICAL,
                 summary=f"{lab.value} recovered, but no ixazomib dose below 2.3 mg: discontinue it",
-                ixazomib=DrugAdvice(DISCONTINUE),
-                lenalidomide=DrugAdvice(RESUME, course.lenalidomide_level),
+                ixazomib=DrugAdvice(Action.DISCONTINUE),
+                lenalidomide=DrugAdvice(Action.RESUME, course.lenalidomide_level),
                 evidence=evidence,
             )
         ]
     return [
         Decision(
             rule=HOLD_RULES[lab],
-            indicator=WARNING,
+            indicator=Indicator.WARNING,
             summary=f"{lab.value} recovered: resume ixazomib one level lower at {mg(step.to_mg)}",
-            ixazomib=DrugAdvice(REDUCE, step.to_mg),
-            lenalidomide=DrugAdvice(RESUME, course.lenalidomide_level),
+            ixazomib=DrugAdvice(Action.REDUCE, step.to_mg),
+            lenalidomide=DrugAdvice(Action.RESUME, course.lenalidomide_level),
             evidence=evidence,
             notes=(
                 f"Occurrence {episode.number}: ixazomib goes from {mg(step.from_mg)} to "

@@ -32,18 +32,10 @@ from .history import (
     toxicity_episodes,
 )
 from .model import (
-    CORRECT_DOSE,
-    CRITICAL,
-    DISCONTINUE,
-    HOLD,
-    INFO,
-    REDUCE,
-    RESUME,
-    REVIEW,
-    START_REDUCED,
-    WARNING,
+    Action,
     Decision,
     DrugAdvice,
+    Indicator,
     Suggest,
     count_line,
     mg,
@@ -128,7 +120,7 @@ def _with_lenalidomide_drafts(
     with the ixazomib order: Table 3 withholds both drugs, not only the one being checked."""
     if not lenalidomide or decision.lenalidomide is None:
         return decision
-    if decision.lenalidomide.action not in {HOLD, DISCONTINUE}:
+    if decision.lenalidomide.action not in {Action.HOLD, Action.DISCONTINUE}:
         return decision
     if decision.suggest is Suggest.DELETE_DRAFT:
         return replace(decision, targets=(*decision.targets, *lenalidomide))
@@ -143,9 +135,9 @@ def _history_unknown(facts: Facts) -> Decision:
         evidence.append(f"medication references: {facts.unavailable[MEDICATIONS]}")
     return Decision(
         rule="data-unavailable",
-        indicator=WARNING,
+        indicator=Indicator.WARNING,
         summary="Earlier orders could not be identified: starting dose not checked",
-        ixazomib=DrugAdvice(REVIEW),
+        ixazomib=DrugAdvice(Action.REVIEW),
         evidence=tuple(evidence),
         notes=(
             "No readable earlier ixazomib order was found, but some earlier orders could not "
@@ -183,9 +175,9 @@ def _discontinued_by_history(
     return [
         Decision(
             rule=last.rule,
-            indicator=CRITICAL,
+            indicator=Indicator.CRITICAL,
             summary="No ixazomib dose below 2.3 mg: discontinue ixazomib",
-            ixazomib=DrugAdvice(DISCONTINUE),
+            ixazomib=DrugAdvice(Action.DISCONTINUE),
             lenalidomide=_lenalidomide_after(last, course, lenalidomide_was_stopped),
             evidence=history,
             notes=(f"{last.why} owed a reduction below 2.3 mg, the lowest dose level.",),
@@ -202,9 +194,9 @@ def _lenalidomide_after(step: Step, course: DoseCourse, stopped: bool) -> DrugAd
         return None
     if step.drug is Drug.LENALIDOMIDE:
         if step.to_mg is None and step.from_mg is not None:
-            return DrugAdvice(DISCONTINUE)
-        return None if stopped else DrugAdvice(REDUCE, step.to_mg)
-    return DrugAdvice(RESUME, course.lenalidomide_level)
+            return DrugAdvice(Action.DISCONTINUE)
+        return None if stopped else DrugAdvice(Action.REDUCE, step.to_mg)
+    return DrugAdvice(Action.RESUME, course.lenalidomide_level)
 
 
 def _latest(facts: Facts, lab: Lab) -> LabValue | None:
@@ -267,9 +259,9 @@ def _counts(
         decisions.append(
             Decision(
                 rule="new-cycle-gate",
-                indicator=CRITICAL,
+                indicator=Indicator.CRITICAL,
                 summary=f"New cycle must wait: {'; '.join(gate_failures)}"[:139],
-                ixazomib=DrugAdvice(HOLD),
+                ixazomib=DrugAdvice(Action.HOLD),
                 lenalidomide=shared.lenalidomide_hold(shared.lenalidomide_stopped(facts)),
                 evidence=(*gate_lines, cycle_line),
                 notes=(
@@ -284,9 +276,9 @@ def _counts(
         decisions.append(
             Decision(
                 rule="cbc-missing",
-                indicator=WARNING,
+                indicator=Indicator.WARNING,
                 summary="No recent CBC: ANC and platelets must be checked before this cycle",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(missing),
                 notes=(
                     f"A CBC within {settings.cbc_max_age.days} days is needed to check the hold "
@@ -327,9 +319,9 @@ def _non_hematologic_gate(
     return [
         Decision(
             rule="new-cycle-gate",
-            indicator=WARNING,
+            indicator=Indicator.WARNING,
             summary=f"New cycle: Grade 2 {terms[:70]} not yet back to Grade 1 or baseline",
-            ixazomib=DrugAdvice(REVIEW),
+            ixazomib=DrugAdvice(Action.REVIEW),
             evidence=(
                 *(toxicity_line(f, zone) for f in ongoing),
                 cycle_line,
@@ -366,10 +358,10 @@ def _unattributed_recoveries(
         decisions.append(
             Decision(
                 rule="other-toxicity-grade-3-4",
-                indicator=WARNING,
+                indicator=Indicator.WARNING,
                 summary=f"Grade {episode.worst_grade} {episode.term[:50]} resolved: "
                 "attributable to ixazomib? It decides the dose",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=(
                     *(toxicity_line(f, zone) for f in episode.findings),
                     "attribution to ixazomib not recorded",
@@ -428,9 +420,9 @@ def _starting_dose(
             decisions.append(
                 Decision(
                     rule=rule,
-                    indicator=WARNING,
+                    indicator=Indicator.WARNING,
                     summary=f"Starting ixazomib with {kind}: start at 3 mg",
-                    ixazomib=DrugAdvice(START_REDUCED, due),
+                    ixazomib=DrugAdvice(Action.START_REDUCED, due),
                     evidence=(*assessment.evidence, order_line(target, shared.zone_name(settings))),
                     notes=tuple(n for n in (assessment.assumption,) if n),
                     suggest=Suggest.NOTHING if stopped else Suggest.UPDATE_DOSE,
@@ -441,9 +433,9 @@ def _starting_dose(
             decisions.append(
                 Decision(
                     rule=rule,
-                    indicator=WARNING,
+                    indicator=Indicator.WARNING,
                     summary=f"Starting dose: {organ} function unknown; 3 mg may be due",
-                    ixazomib=DrugAdvice(REVIEW),
+                    ixazomib=DrugAdvice(Action.REVIEW),
                     evidence=assessment.evidence,
                     notes=(
                         f"Missing: {assessment.missing}. The starting dose is 3 mg in "
@@ -472,9 +464,9 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
         ]
         return Decision(
             rule="overdose",
-            indicator=CRITICAL,
+            indicator=Indicator.CRITICAL,
             summary=f"Ixazomib overdose: {reasons[0]}"[:139],
-            ixazomib=DrugAdvice(CORRECT_DOSE, due),
+            ixazomib=DrugAdvice(Action.CORRECT_DOSE, due),
             evidence=(line, *reasons),
             notes=(
                 "Ixazomib is given once a week (days 1, 8 and 15 of a 28-day cycle); "
@@ -487,9 +479,9 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
     if draft.dose_mg is None:
         return Decision(
             rule="data-uninterpretable",
-            indicator=WARNING,
+            indicator=Indicator.WARNING,
             summary="The ixazomib order's dose cannot be read: review it",
-            ixazomib=DrugAdvice(REVIEW),
+            ixazomib=DrugAdvice(Action.REVIEW),
             evidence=(line, draft.dose_problem or "no dose"),
         )
     dose = draft.dose_mg
@@ -505,9 +497,9 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
             reasons.append(f"{plain(weekly)} mg a week (at most 4 mg)")
         return Decision(
             rule="overdose",
-            indicator=CRITICAL,
+            indicator=Indicator.CRITICAL,
             summary=f"Ixazomib overdose: {'; '.join(reasons)}"[:139],
-            ixazomib=DrugAdvice(CORRECT_DOSE, target),
+            ixazomib=DrugAdvice(Action.CORRECT_DOSE, target),
             evidence=(line, *reasons),
             notes=(
                 "Ixazomib is given once a week (days 1, 8 and 15 of a 28-day cycle); "
@@ -533,9 +525,9 @@ def _order_error(draft: MedicationOrder, due: Decimal | None, zone: str) -> Deci
         return None
     return Decision(
         rule="dose-not-labelled",
-        indicator=WARNING,
+        indicator=Indicator.WARNING,
         summary=summary,
-        ixazomib=DrugAdvice(CORRECT_DOSE, target),
+        ixazomib=DrugAdvice(Action.CORRECT_DOSE, target),
         evidence=(line,),
         notes=(f"The dose due is {mg(target)}: one capsule of that strength, once weekly.",),
         suggest=Suggest.UPDATE_DOSE if target is not None else Suggest.NOTHING,
@@ -553,9 +545,9 @@ def _start_level(
     return [
         Decision(
             rule="dose-level-due",
-            indicator=INFO,
+            indicator=Indicator.INFO,
             summary=f"Starting dose due is {mg(due)}; the order says {mg(draft.dose_mg)}",
-            ixazomib=DrugAdvice(CORRECT_DOSE, due),
+            ixazomib=DrugAdvice(Action.CORRECT_DOSE, due),
             evidence=(order_line(draft, zone),),
             notes=(
                 "The label starts ixazomib at 4 mg, or 3 mg in moderate/severe hepatic or "
@@ -599,12 +591,12 @@ def _dose_due(
         decisions.append(
             Decision(
                 rule=step.rule,
-                indicator=WARNING if lowers_ixazomib else INFO,
+                indicator=Indicator.WARNING if lowers_ixazomib else Indicator.INFO,
                 summary=(
                     f"After {STEP_RULE_NAMES[step.rule]}: ixazomib {mg(due)}"
                     + (" (one level lower)" if lowers_ixazomib else " (most recent dose)")
                 )[:139],
-                ixazomib=DrugAdvice(REDUCE if lowers_ixazomib else RESUME, due),
+                ixazomib=DrugAdvice(Action.REDUCE if lowers_ixazomib else Action.RESUME, due),
                 lenalidomide=_lenalidomide_after(step, course, shared.lenalidomide_stopped(facts)),
                 evidence=(*history, order_line(draft, zone)),
                 notes=(f"{step.why}; not yet reflected in an ixazomib order.",),
@@ -618,9 +610,9 @@ def _dose_due(
         decisions.append(
             Decision(
                 rule="dose-level-due",
-                indicator=WARNING if draft.dose_mg > due else INFO,
+                indicator=Indicator.WARNING if draft.dose_mg > due else Indicator.INFO,
                 summary=f"Ixazomib dose level due is {mg(due)}; the order says {mg(draft.dose_mg)}",
-                ixazomib=DrugAdvice(REDUCE if owed_now else CORRECT_DOSE, due),
+                ixazomib=DrugAdvice(Action.REDUCE if owed_now else Action.CORRECT_DOSE, due),
                 evidence=(*history, order_line(draft, zone)),
                 notes=(
                     "Dose levels only go down (4 -> 3 -> 2.3 mg); a reduction the label "

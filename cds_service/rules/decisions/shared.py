@@ -22,14 +22,10 @@ from .history import (
     toxicity_episodes,
 )
 from .model import (
-    CRITICAL,
-    DISCONTINUE,
-    HOLD,
-    RESUME,
-    REVIEW,
-    WARNING,
+    Action,
     Decision,
     DrugAdvice,
+    Indicator,
     Suggest,
     count_line,
     evidence_line,
@@ -66,7 +62,7 @@ LENALIDOMIDE_NOT_ON_RECORD = (
 
 def lenalidomide_hold(stopped: bool) -> DrugAdvice | None:
     """Withhold lenalidomide, unless it has been stopped (``lenalidomide_stopped``)."""
-    return None if stopped else DrugAdvice(HOLD)
+    return None if stopped else DrugAdvice(Action.HOLD)
 
 
 def pregnancy(
@@ -77,10 +73,10 @@ def pregnancy(
     return [
         Decision(
             rule="pregnancy",
-            indicator=CRITICAL,
+            indicator=Indicator.CRITICAL,
             summary="Pregnancy recorded: stop ixazomib, lenalidomide and dexamethasone regimen",
-            ixazomib=DrugAdvice(DISCONTINUE),
-            lenalidomide=DrugAdvice(DISCONTINUE),
+            ixazomib=DrugAdvice(Action.DISCONTINUE),
+            lenalidomide=DrugAdvice(Action.DISCONTINUE),
             evidence=tuple(evidence_line(e, zone_name(settings)) for e in facts.pregnancy),
             notes=(
                 "Ixazomib can cause fetal harm; lenalidomide is contraindicated in pregnancy. "
@@ -223,14 +219,14 @@ def ongoing_toxicities(
             decisions.append(
                 Decision(
                     rule="rash-grade-2-3",
-                    indicator=WARNING,
+                    indicator=Indicator.WARNING,
                     summary=f"Rash Grade {grade}: "
                     + (
                         "ixazomib continues; no lenalidomide order on record"
                         if stopped
                         else "withhold lenalidomide; ixazomib continues"
                     ),
-                    ixazomib=DrugAdvice(RESUME, due),
+                    ixazomib=DrugAdvice(Action.RESUME, due),
                     lenalidomide=lenalidomide_hold(stopped),
                     evidence=evidence,
                     notes=(
@@ -245,10 +241,10 @@ def ongoing_toxicities(
             decisions.append(
                 Decision(
                     rule="rash-grade-2-3",
-                    indicator=CRITICAL,
+                    indicator=Indicator.CRITICAL,
                     summary=f"Rash Grade {grade} again: withhold ixazomib"
                     + ("" if stopped else " and lenalidomide"),
-                    ixazomib=DrugAdvice(HOLD),
+                    ixazomib=DrugAdvice(Action.HOLD),
                     lenalidomide=lenalidomide_hold(stopped),
                     evidence=evidence,
                     notes=(
@@ -269,9 +265,9 @@ def ongoing_toxicities(
         decisions.append(
             Decision(
                 rule="other-toxicity-grade-3-4",
-                indicator=CRITICAL,
+                indicator=Indicator.CRITICAL,
                 summary=f"Grade {episode.worst_grade} {episode.term[:60]}: withhold ixazomib",
-                ixazomib=DrugAdvice(HOLD),
+                ixazomib=DrugAdvice(Action.HOLD),
                 evidence=(*_episode_lines(episode, zone), attributed),
                 notes=(
                     f"When it is Grade 1 or baseline: if attributable to ixazomib resume one level "
@@ -295,9 +291,9 @@ def _neuropathy_hold(
     """Table 3 neuropathy rows below Grade 4: withhold ixazomib; ``resumption`` says how."""
     return Decision(
         rule=rule,
-        indicator=CRITICAL,
+        indicator=Indicator.CRITICAL,
         summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
-        ixazomib=DrugAdvice(HOLD),
+        ixazomib=DrugAdvice(Action.HOLD),
         evidence=evidence,
         notes=(f"When it is {resumption}.",),
         suggest=Suggest.DELETE_DRAFT,
@@ -310,10 +306,10 @@ def _discontinue_regimen(
 ) -> Decision:
     return Decision(
         rule=rule,
-        indicator=CRITICAL,
+        indicator=Indicator.CRITICAL,
         summary=f"{finding.term[:60]} Grade {finding.grade}: discontinue the regimen",
-        ixazomib=DrugAdvice(DISCONTINUE),
-        lenalidomide=DrugAdvice(DISCONTINUE),
+        ixazomib=DrugAdvice(Action.DISCONTINUE),
+        lenalidomide=DrugAdvice(Action.DISCONTINUE),
         evidence=evidence,
         suggest=Suggest.DELETE_DRAFT,
         targets=tuple(drafts),
@@ -327,9 +323,9 @@ def severity_without_grade(facts: Facts, settings: RuleSettings) -> list[Decisio
     return [
         Decision(
             rule="severity-without-grade",
-            indicator=WARNING,
+            indicator=Indicator.WARNING,
             summary="Adverse event without a CTCAE grade: record the grade to check Table 3",
-            ixazomib=DrugAdvice(REVIEW),
+            ixazomib=DrugAdvice(Action.REVIEW),
             evidence=tuple(toxicity_line(f, zone_name(settings)) for f in ungraded),
             notes=(
                 "Mild/moderate/severe cannot be mapped to a CTCAE grade with confidence "
@@ -347,9 +343,9 @@ def interactions(facts: Facts, settings: RuleSettings) -> list[Decision]:
     return [
         Decision(
             rule="strong-cyp3a-inducer",
-            indicator=WARNING,
+            indicator=Indicator.WARNING,
             summary=f"Strong CYP3A inducer ({', '.join(names)[:60]}): avoid with ixazomib",
-            ixazomib=DrugAdvice(REVIEW),
+            ixazomib=DrugAdvice(Action.REVIEW),
             evidence=tuple(order_line(o, zone_name(settings)) for o in facts.inducers),
             notes=(
                 "Rifampin lowered ixazomib exposure by about 74%; consider an alternative "
@@ -365,9 +361,9 @@ def hypersensitivity(facts: Facts, settings: RuleSettings) -> list[Decision]:
     return [
         Decision(
             rule="hypersensitivity",
-            indicator=WARNING,
+            indicator=Indicator.WARNING,
             summary="Documented hypersensitivity to ixazomib: review before ordering",
-            ixazomib=DrugAdvice(REVIEW),
+            ixazomib=DrugAdvice(Action.REVIEW),
             evidence=tuple(evidence_line(e, zone_name(settings)) for e in facts.hypersensitivity),
             notes=(
                 "The US label lists no contraindication; the EU SmPC contraindicates "
@@ -387,9 +383,9 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
         decisions.append(
             Decision(
                 rule="data-uninterpretable",
-                indicator=WARNING,
+                indicator=Indicator.WARNING,
                 summary="Some data could not be read exactly and were not used: review them",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(unreadable),
                 notes=(
                     "Values are never guessed: the checks that needed these data were made "
@@ -402,9 +398,9 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
         decisions.append(
             Decision(
                 rule="data-unavailable",
-                indicator=WARNING,
+                indicator=Indicator.WARNING,
                 summary="Part of the record could not be fetched; some checks were not made",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(
                     f"{key} ({descriptions.get(key, key)}): {reason}"
                     for key, reason in sorted(facts.unavailable.items())
@@ -416,9 +412,9 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
         decisions.append(
             Decision(
                 rule="data-unavailable",
-                indicator=WARNING,
+                indicator=Indicator.WARNING,
                 summary="Data about another patient was left out; some checks may lack data",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(
                     f"{key}: {reason}" for key, reason in sorted(facts.left_out.items())
                 ),
@@ -459,9 +455,9 @@ def _names(problem: str, reference: str) -> bool:
 def unresolved_medication(orders: list[str], reason: str | None) -> Decision:
     return Decision(
         rule="data-unavailable",
-        indicator=WARNING,
+        indicator=Indicator.WARNING,
         summary="The ordered medication could not be identified: ixazomib checks not made",
-        ixazomib=DrugAdvice(REVIEW),
+        ixazomib=DrugAdvice(Action.REVIEW),
         evidence=tuple(
             f"{order}: its medication (medicationCodeableConcept or medicationReference) "
             "could not be read" + (f" ({reason})" if reason else "")
@@ -502,10 +498,10 @@ def hold_for_low_count(
     g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
     return Decision(
         rule=HOLD_RULES[lab],
-        indicator=CRITICAL,
+        indicator=Indicator.CRITICAL,
         summary=f"{lab.value} {count_text(low.value)}/mm3 (< {count_text(threshold)}): "
         + ("withhold ixazomib" if stopped else "withhold ixazomib and lenalidomide"),
-        ixazomib=DrugAdvice(HOLD),
+        ixazomib=DrugAdvice(Action.HOLD),
         lenalidomide=lenalidomide_hold(stopped),
         evidence=(count_line(low, zone), f"occurrence {occurrence} since ixazomib started"),
         notes=(
