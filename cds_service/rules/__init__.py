@@ -3,8 +3,9 @@
     cards = evaluate(call, record, settings)
 
 Three stages: ``facts`` (read the FHIR data exactly), ``decisions`` (one per label row that
-applies), ``cards`` (CDS Hooks 2.0 JSON). ``RULES`` is the rule table; docs/rules.md is
-generated from it (``python -m cds_service.rules.docs``).
+applies), ``cards`` (CDS Hooks 2.0 JSON). ``RULES`` is the rule table: one module per rule in
+``decisions.label``, listed by its registry; docs/rules.md is generated from it
+(``python -m cds_service.rules.docs``).
 """
 
 from cds_service.rules.catalog import RULES, Rule

@@ -134,9 +134,9 @@ def card(decision: Decision) -> JsonDict:
     if decision.evidence:
         detail += ["", "**Based on:**", *(f"- {line}" for line in decision.evidence)]
     if rule.section == DATA_CHECK:
-        detail += ["", f"**Data check (not a label rule):** {rule.outcome}"]
+        detail += ["", f"**Data check (not a label rule):** {rule.label_text}"]
     else:
-        detail += ["", f"**Label, section {rule.section}:** {rule.outcome}"]
+        detail += ["", f"**Label, section {rule.section}:** {rule.label_text}"]
     detail += [f"\n{note}" for note in decision.notes if note]
     result: JsonDict = {
         "uuid": str(uuid.uuid4()),
