@@ -64,11 +64,7 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
         decisions += _hold_for_count(now, count_row)
     decisions += new_cycle_gate.counts(facts, settings, registry.COUNT_ROWS, drafts, cycle)
     decisions += cbc_missing.decide(facts, settings, registry.COUNT_ROWS)
-    decided: set[object] = set()  # toxicities a row has decided for: its milder rows are not asked
-    for row in registry.TOXICITY_ROWS:
-        if row.toxicity not in decided and (found := row.decide(now)):
-            decisions += found
-            decided.add(row.toxicity)
+    decisions += toxicity_holds(now)
     if cycle[0] and course.started is not None:  # before cycle 1 what is there is baseline
         decisions += new_cycle_gate.toxicities(now, registry.TOXICITY_ROWS, cycle[1])
     for row in registry.TOXICITY_ROWS:
@@ -106,6 +102,18 @@ def decide_order(facts: Facts, settings: RuleSettings) -> list[Decision]:
     lenalidomide = _lenalidomide_drafts(facts)
     decisions = [_with_lenalidomide_drafts(d, lenalidomide) for d in decisions]
     return shared.recognised_by_text(decisions, [*drafts, *lenalidomide])
+
+
+def toxicity_holds(now: Now) -> list[Decision]:
+    """Table 3 toxicity rows now: for each toxicity the first row that decides something
+    (rows of one toxicity are listed worst first, so Grade 4 is asked before Grade 2-3)."""
+    decisions: list[Decision] = []
+    decided: set[object] = set()
+    for row in registry.TOXICITY_ROWS:
+        if row.toxicity not in decided and (found := row.decide(now)):
+            decisions += found
+            decided.add(row.toxicity)
+    return decisions
 
 
 def _row(step: Step) -> Table3Row:
