@@ -6,7 +6,8 @@
 Three stages: ``facts`` (read the FHIR data exactly), ``decisions`` (one per label row that
 applies), ``cards`` (CDS Hooks 2.0 JSON, ``cards.render``). Each CDS service
 (``cds_service.services``) names the entry point of ``engine`` that decides for it. ``RULES``
-is the rule table; docs/rules.md is generated from it (``python -m cds_service.rules.docs``).
+is the rule table: one module per rule in ``decisions.label``, listed by its registry;
+docs/rules.md is generated from it (``python -m cds_service.rules.docs``).
 """
 
 from cds_service.rules.cards import render
