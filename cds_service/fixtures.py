@@ -24,25 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cds_service.rules.data_needs import DATA_NEEDS
-from cds_service.rules.inputs import (
-    HOOK_LAB_RESULT,
-    HOOK_ORDER_SELECT,
-    HOOK_ORDER_SIGN,
-    HOOK_PATIENT_VIEW,
-)
+from cds_service.services import SERVICES, CdsService
 
 JsonDict = dict[str, Any]
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 RECOMMENDATION_KEY = "org.ixazomib-cds.recommendation"
-
-HOOK_OF_SERVICE = {
-    "ixazomib-order-sign": HOOK_ORDER_SIGN,
-    "ixazomib-order-select": HOOK_ORDER_SELECT,
-    "ixazomib-lab-result": HOOK_LAB_RESULT,
-    "ixazomib-patient-view": HOOK_PATIENT_VIEW,
-}
 
 # Deliberate departures from FHIR R4 that real clients make (scenario field "deviations").
 DEVIATION_NAIVE_DATETIMES = "dateTime-without-zone"  # Epic: dateTimes without a zone
@@ -158,8 +145,14 @@ class Scenario:
     path: Path | None = None
 
     @property
+    def cds_service(self) -> CdsService[Any]:
+        found = SERVICES.get(self.service)
+        assert found is not None  # load_scenario refuses an unknown service
+        return found
+
+    @property
     def hook(self) -> str:
-        return HOOK_OF_SERVICE[self.service]
+        return self.cds_service.hook
 
     @property
     def patient_id(self) -> str:
@@ -170,8 +163,8 @@ class Scenario:
     def cds_request(self, prefetch: bool = True, fhir_server: str | None = None) -> JsonDict:
         """A complete CDS Hooks 2.0 request for this scenario.
 
-        With ``prefetch`` every key of ``DATA_NEEDS`` is filled from ``resources`` the way a
-        FHIR server would answer its query (a key named in ``prefetchFailures`` carries an
+        With ``prefetch`` every key of the service's data needs is filled from ``resources``
+        the way a FHIR server would answer its query (a key named in ``prefetchFailures`` carries an
         OperationOutcome instead). ``fhir_server`` adds ``fhirServer`` and a bearer token.
         """
         request: JsonDict = {
@@ -195,7 +188,7 @@ class Scenario:
 
     def prefetch(self) -> JsonDict:
         prefetched: JsonDict = {}
-        for need in DATA_NEEDS:
+        for need in self.cds_service.data_needs:
             query = need.query.replace("{{context.patientId}}", self.patient_id)
             if need.key in self.prefetch_failures:
                 prefetched[need.key] = operation_outcome(self.prefetch_failures[need.key])
@@ -261,7 +254,8 @@ class Scenario:
 
     def failing_resource_types(self) -> set[str]:
         """Resource types whose searches also fail on the FHIR server (``prefetchFailures``)."""
-        return {need.resource_type for need in DATA_NEEDS if need.key in self.prefetch_failures}
+        needs = self.cds_service.data_needs
+        return {need.resource_type for need in needs if need.key in self.prefetch_failures}
 
     def transaction_bundle(self) -> JsonDict:
         """Every server-side resource as a FHIR transaction of PUTs (ids are kept)."""
@@ -280,7 +274,7 @@ class Scenario:
     def context_resources(self) -> list[JsonDict]:
         """Resources carried in the hook context (draft orders or new observations)."""
         found: list[JsonDict] = []
-        for key in ("draftOrders", "observations"):
+        for key in self.cds_service.context_bundles:
             bundle = self.context.get(key)
             if isinstance(bundle, dict):
                 found += [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
@@ -318,7 +312,7 @@ def load_scenario(path: Path, now: datetime | None = None) -> Scenario:
         current = now or datetime.now(UTC).replace(microsecond=0)
         delta = current - scenario_now
         shifted = shift_dates(data, delta)
-        if data["service"] not in HOOK_OF_SERVICE:
+        if data["service"] not in SERVICES:
             raise ScenarioError(f"{path}: unknown service {data['service']!r}")
         if path.stem != data["id"]:
             raise ScenarioError(f"{path}: file name and id {data['id']!r} differ")

@@ -46,9 +46,6 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 OTHER = "other"
-SERVICES = frozenset(
-    {"ixazomib-order-sign", "ixazomib-order-select", "ixazomib-lab-result", "ixazomib-patient-view"}
-)
 INDICATORS = frozenset({"info", "warning", "critical"})
 FEEDBACK_OUTCOMES = frozenset({"accepted", "overridden"})
 FETCH_FAILURE_REASONS = frozenset(
@@ -165,6 +162,10 @@ def declare_rules(rule_ids: Iterable[str]) -> None:
 
 
 def _service_label(service: str) -> str:
+    # The service ids are the registry's. Imported here, not at the top: the FHIR layer
+    # records its fetches here, and the registry imports the FHIR layer's patient check.
+    from cds_service.services import SERVICES
+
     return service if service in SERVICES else OTHER
 
 

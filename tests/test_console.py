@@ -14,10 +14,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from jwt_tools import jwk_of, jwks_of, make_es384_key
+from markupsafe import escape
 
 from cds_service.app import create_app
 from cds_service.config import Config, ConfigError
 from cds_service.fixtures import load_scenarios
+from cds_service.rules.catalog import RULES
 
 
 @pytest.fixture
@@ -58,6 +60,14 @@ def test_pages_load_nothing_from_elsewhere(console: FlaskClient, path: str) -> N
     assert "<script" not in html
     assert not re.search(r"<(link|img|iframe)\b", html)
     assert not re.search(r"\bsrc=", html)
+
+
+def test_rules_page_shows_each_rules_label_text_and_what_it_reads(console: FlaskClient) -> None:
+    html = console.get("/console/").get_data(as_text=True)
+    for rule in RULES:
+        section = html.split(f'data-rule="{rule.id}"', 1)[1].split("</section>", 1)[0]
+        assert f'<dd class="rule-text">{escape(rule.label_text)}</dd>' in section, rule.id
+        assert f"<dt>Reads</dt><dd>{escape(rule.reads)}</dd>" in section, rule.id
 
 
 def test_pasted_text_from_resources_is_shown_escaped(console: FlaskClient) -> None:

@@ -10,7 +10,7 @@ from builders import order_sign_request
 from cds_assertions import assert_conformant_response
 from live_server import LiveService, start_service
 
-from cds_service.protocol.services import SERVICES
+from cds_service.services import SERVICES
 
 SIGN = "/cds-services/ixazomib-order-sign"
 

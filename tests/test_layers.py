@@ -1,5 +1,9 @@
 """The layers' import rule (architecture): nothing in ``rules/`` or ``fhir/`` imports
-``protocol/``; the protocol layer alone turns the FHIR layer's errors into HTTP answers."""
+``protocol/``; the protocol layer alone turns the FHIR layer's errors into HTTP answers.
+
+The pipeline runs one way: ``protocol`` (HTTP) -> ``services`` (the registry: which context
+reader, data needs and rules) -> ``fhir`` (gather the record) and ``rules`` (decide, render).
+A lower step never imports a higher one, and the rules stay pure (no I/O, no Flask)."""
 
 from __future__ import annotations
 
@@ -36,3 +40,32 @@ def test_lower_layers_do_not_import_the_protocol_layer(layer: str) -> None:
 def test_the_fhir_layer_raises_its_own_errors_not_http_answers() -> None:
     for path in sorted((PACKAGE / "fhir").rglob("*.py")):
         assert "cds_service.errors" not in imported_modules(path), path
+
+
+# Each package, and the packages (or modules) it must not import: those above it in the
+# pipeline, and for the rules everything that does I/O.
+FORBIDDEN = {
+    "services": ("cds_service.protocol", "flask"),
+    "fhir": ("cds_service.services", "flask"),
+    "rules": (
+        "cds_service.protocol",
+        "cds_service.services",
+        "cds_service.fhir",
+        "cds_service.metrics",
+        "flask",
+        "requests",
+    ),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_no_step_of_the_pipeline_imports_a_later_or_higher_one(layer: str) -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(
+            m
+            for m in imported_modules(path)
+            if any(m == f or m.startswith(f + ".") for f in FORBIDDEN[layer])
+        )
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+    }
+    assert not {path: mods for path, mods in offenders.items() if mods}

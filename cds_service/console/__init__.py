@@ -25,8 +25,8 @@ from markupsafe import Markup
 from cds_service.console.charts import BAR_WIDTH, OUTCOMES, REASON_BAR_WIDTH, report_rows
 from cds_service.console.sandbox import Sandbox, parse_request
 from cds_service.fixtures import RECOMMENDATION_KEY
-from cds_service.protocol.services import SERVICES
 from cds_service.rules.catalog import RULES
+from cds_service.services import SERVICES
 from cds_service.state import state
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def try_request() -> str:
         parsed, problem = parse_request(text)
         if parsed is not None:
             service_id = chosen or _service_for(parsed.get("hook"))
-            if service_id not in SERVICES:
+            if service_id is None or service_id not in SERVICES:
                 problem = "Choose a service: the request's hook is not one this service answers."
             else:
                 answer = _sandbox().call(service_id, parsed)

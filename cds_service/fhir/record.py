@@ -37,7 +37,6 @@ MAX_MEDICATION_READS = 50
 # Years of weekly labs fit easily; more than this in one key is not a patient's record but a
 # misconfigured query, and would tie a worker up for seconds.
 MAX_PREFETCH_ENTRIES = 5000
-_NEEDS = {need.key: need for need in DATA_NEEDS}
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,10 @@ def gather_record(
     access_token: str | None,
     draft_orders: list[JsonDict],
     bundled_medications: Mapping[str, JsonDict],
+    needs: tuple[DataNeed, ...] = DATA_NEEDS,
 ) -> PatientRecord:
-    """The record for one hook call; raises ``PrefetchRefused`` for an unusable prefetch."""
+    """The record for one hook call (``needs``: the calling service's data needs); raises
+    ``PrefetchRefused`` for an unusable prefetch."""
     deadline = time.monotonic() + access.deadline_seconds
     client = None
     if fhir_server:
@@ -81,16 +82,17 @@ def gather_record(
         )
     record = PatientRecord(medications=dict(bundled_medications))
     owed: dict[str, _Query] = {}
-    for need in DATA_NEEDS:
+    by_key = {need.key: need for need in needs}
+    for need in needs:
         query = _use_prefetch(need, prefetch or {}, record, patient_id)
         if query is not None:
             owed[need.key] = query
-    fetch = _Fetch(client, access.executor, patient_id, record)
+    fetch = _Fetch(client, access.executor, patient_id, record, by_key)
     try:
         # First what a decision cannot do without, the ordered drug included; then the rest.
-        fetch.round({k: q for k, q in owed.items() if _NEEDS[k].required}, draft_orders)
+        fetch.round({k: q for k, q in owed.items() if by_key[k].required}, draft_orders)
         fetch.round(
-            {k: q for k, q in owed.items() if not _NEEDS[k].required},
+            {k: q for k, q in owed.items() if not by_key[k].required},
             record.resources.get(MEDICATION_REQUESTS, []),
         )
     finally:
@@ -100,11 +102,11 @@ def gather_record(
     return record
 
 
-def require(record: PatientRecord) -> None:
+def require(record: PatientRecord, needs: tuple[DataNeed, ...] = DATA_NEEDS) -> None:
     """``RequiredDataMissing`` when data the rules cannot do without is missing."""
     missing = [
         f"{need.key} ({need.resource_type}: {need.description}): {record.unavailable[need.key]}"
-        for need in DATA_NEEDS
+        for need in needs
         if need.required and need.key in record.unavailable
     ]
     if missing:
@@ -208,8 +210,10 @@ class _Fetch:
         executor: ThreadPoolExecutor,
         patient_id: str,
         record: PatientRecord,
+        needs: Mapping[str, DataNeed],
     ) -> None:
         self._client = client
+        self._needs = needs
         self._executor = executor
         self._patient_id = patient_id
         self._record = record
@@ -227,7 +231,7 @@ class _Fetch:
                 self._record.unavailable[key] = outcome
             else:
                 kept = self._this_patients(key, outcome)
-                if outcome and not kept and "?" not in _NEEDS[key].query:
+                if outcome and not kept and "?" not in self._needs[key].query:
                     # A read answered with someone else's resource: this patient's is missing.
                     self._record.unavailable[key] = self._record.left_out.pop(key)
                 else:

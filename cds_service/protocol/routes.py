@@ -1,7 +1,10 @@
-"""HTTP routes: discovery, the services, feedback, liveness, readiness and metrics.
+"""HTTP routes: discovery, the services of the registry, feedback, liveness, readiness and
+metrics.
 
-Kept thin: parse and check the envelope, gather the record, call the rules, record the audit
-trail. Every error becomes an OperationOutcome (``install_error_handlers``).
+Kept thin, and one way: parse the envelope, look up the service (``cds_service.services``),
+read its context, gather the record, decide (the service's pure rules), render the cards and
+record the audit trail; no step calls back into an earlier one. Every error becomes an
+OperationOutcome (``install_error_handlers``).
 """
 
 from __future__ import annotations
@@ -42,9 +45,8 @@ from cds_service.protocol.envelope import (
     parse_timestamp,
 )
 from cds_service.protocol.fhir_policy import check_fhir_server, not_fetched
-from cds_service.protocol.services import SERVICES, ServiceDefinition, read_context
-from cds_service.rules import evaluate, needs_patient_data
 from cds_service.rules.inputs import HookCall, JsonDict
+from cds_service.services import SERVICES, CdsService
 from cds_service.state import state
 from cds_service.store.models import CardAudit, FeedbackItem
 
@@ -92,18 +94,14 @@ def call_service(service_id: str) -> Response:
         )
     current = state()
     why_not_fetched = check_fhir_server(hook_request, current.config, g.get("allowed_fhir_servers"))
-    context = read_context(service.hook, hook_request.context)
-    call = HookCall(
+    context = service.read_context(hook_request.context)
+    call = context.call(
         hook=service.hook,
         service_id=service.id,
         hook_instance=str(hook_request.hookInstance),
-        patient_id=context.patient_id,
         now=datetime.now(UTC),
-        draft_orders=context.draft_orders,
-        selections=context.selections,
-        new_observations=context.new_observations,
     )
-    if not needs_patient_data(call, context.bundled_medications):
+    if not service.needs_record(call, context.bundled_medications):
         metrics.record_request(service.id, 200, time.perf_counter() - g.started)
         return jsonify({"cards": []})  # orders of other drugs only: nothing to fetch or say
     try:
@@ -119,15 +117,16 @@ def call_service(service_id: str) -> Response:
             ),
             draft_orders=context.draft_orders,
             bundled_medications=context.bundled_medications,
+            needs=service.data_needs,
         )
         if why_not_fetched is not None:  # nothing was fetched: say why
             not_fetched(record, why_not_fetched)
-        require(record)
+        require(record, service.data_needs)
     except PrefetchRefused as error:  # the client's request is broken
         raise BadRequest(error.message, details=error.details) from None
     except RequiredDataMissing as error:
         raise PreconditionFailed(error.message, details=error.details) from None
-    cards = evaluate(call, record, current.rule_settings)
+    cards = service.render(service.decide(call, record, current.rule_settings))
     _audit(call, cards)
     metrics.record_request(service.id, 200, time.perf_counter() - g.started)
     return jsonify({"cards": cards})
@@ -216,7 +215,7 @@ def read_json_body(decode: Callable[[bytes], Any]) -> Any:
         raise BadRequest(f"The body is not valid JSON: {why_invalid(raw, error)}") from None
 
 
-def _service(service_id: str) -> ServiceDefinition:
+def _service(service_id: str) -> CdsService[Any]:
     service = SERVICES.get(service_id)
     if service is None:
         raise NotFound(

@@ -31,6 +31,7 @@ from cds_service.rules.codes import (
     UCUM,
 )
 from cds_service.rules.decisions import Decision, DrugAdvice, Suggest
+from cds_service.rules.decisions.model import Action, Indicator
 from cds_service.rules.decisions.patient_view import CourseView
 from cds_service.rules.facts import MedicationOrder
 from cds_service.rules.facts.orders import (
@@ -51,7 +52,7 @@ OVERRIDE_REASONS = (
     ("data-out-of-date", "The data shown are out of date or wrong"),
     ("already-aware", "Prescriber already aware; managed elsewhere"),
 )
-_INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
+_INDICATOR_ORDER = {indicator: rank for rank, indicator in enumerate(Indicator)}
 _PRODUCT_NAMES = {
     "1723757": "ixazomib 2.3 MG Oral Capsule",
     "1723765": "ixazomib 3 MG Oral Capsule",
@@ -113,7 +114,7 @@ def number(dose: Decimal) -> int | Decimal:
 
 
 def _advice(advice: DrugAdvice) -> JsonDict:
-    found: JsonDict = {"action": advice.action}
+    found: JsonDict = {"action": advice.action.value}
     if advice.dose_mg is not None:
         found["doseMg"] = number(advice.dose_mg)
     return found
@@ -121,7 +122,7 @@ def _advice(advice: DrugAdvice) -> JsonDict:
 
 def _advice_text(drug: str, advice: DrugAdvice) -> str:
     dose = f" {plain(advice.dose_mg)} mg" if advice.dose_mg is not None else ""
-    return f"{drug}: **{advice.action}**{dose}"
+    return f"{drug}: **{advice.action.value}**{dose}"
 
 
 def card(decision: Decision) -> JsonDict:
@@ -135,14 +136,14 @@ def card(decision: Decision) -> JsonDict:
     if decision.evidence:
         detail += ["", "**Based on:**", *(f"- {line}" for line in decision.evidence)]
     if rule.section == DATA_CHECK:
-        detail += ["", f"**Data check (not a label rule):** {rule.outcome}"]
+        detail += ["", f"**Data check (not a label rule):** {rule.label_text}"]
     else:
-        detail += ["", f"**Label, section {rule.section}:** {rule.outcome}"]
+        detail += ["", f"**Label, section {rule.section}:** {rule.label_text}"]
     detail += [f"\n{note}" for note in decision.notes if note]
     result: JsonDict = {
         "uuid": str(uuid.uuid4()),
         "summary": decision.summary[:139],
-        "indicator": decision.indicator,
+        "indicator": decision.indicator.value,
         "detail": "\n".join(detail),
         "source": {
             "label": _source_label(rule.section),
@@ -195,14 +196,14 @@ def course_card(view: CourseView) -> JsonDict:
             if rule.section == DATA_CHECK
             else (f"Label, section {rule.section}")
         )
-        detail += [f"**{kind}:** {rule.outcome}", ""]
+        detail += [f"**{kind}:** {rule.label_text}", ""]
         detail += [f"{note}\n" for note in advice.notes if note]
         section_cited = rule.section
     detail.append(administration.markdown())
     result: JsonDict = {
         "uuid": str(uuid.uuid4()),
         "summary": view.summary[:139],
-        "indicator": view.indicator,
+        "indicator": view.indicator.value,
         "detail": "\n".join(detail),
         "source": {"label": _source_label(section_cited), "url": LABEL_URL},
         "links": [
@@ -256,7 +257,8 @@ def _suggestion(decision: Decision) -> JsonDict | None:
             ],
         )
     if decision.suggest is Suggest.DELETE_DRAFT:
-        verb = "Discontinue" if "discontinue" in {a.action for a in _advices(decision)} else "Hold"
+        stops = Action.DISCONTINUE in {a.action for a in _advices(decision)}
+        verb = "Discontinue" if stops else "Hold"
         drugs = sorted({o.drug.value for o in targets})
         orders = " and ".join(drugs) + (" orders" if len(targets) > 1 else " order")
         return _suggest(

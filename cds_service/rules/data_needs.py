@@ -1,6 +1,8 @@
 """The patient data the rules read, one entry per prefetch key.
 
-Discovery advertises these templates, the data-access layer fetches whatever the client did
+Every rule declares the keys, codes and terms it reads (``decisions.label``), and the
+registry checks at import that these templates ask for exactly those. Discovery advertises
+these templates, the data-access layer fetches whatever the client did
 not prefetch with exactly the same queries, and the engine reads ``PatientRecord.resources``
 by these keys. STU2 prefetch tokens only: ``{{context.patientId}}``; no date tokens, so the
 engine applies its own time windows.
@@ -15,14 +17,17 @@ SNOMED = "http://snomed.info/sct"
 NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
 MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
 
-# Labs and vital signs the label criteria read (see docs/rules.md for what each is used for).
+# Panels with the counts as components: 58410-2 "CBC panel - Blood by Automated count" (its
+# LOINC page lists 6690-2 and 777-3), 57021-8 "CBC W Auto Differential panel - Blood", 24318-8
+# "Manual Differential panel - Blood" (lists 26464-8).
+CBC_PANEL_CODES = ("58410-2", "57021-8", "24318-8")
+
+# Labs and vital signs the label criteria read. Each rule declares the codes it reads
+# (``decisions.label``); the registry checks at import that this list is exactly their union.
 LAB_LOINC_CODES = (
     "751-8", "753-4", "26499-4",  # ANC
     "770-8", "23761-0", "26511-6", "6690-2", "804-5", "26464-8",  # neutrophil %, WBC
-    # Panels with the counts as components: 58410-2 "CBC panel - Blood by Automated count"
-    # (its LOINC page lists 6690-2 and 777-3), 57021-8 "CBC W Auto Differential panel -
-    # Blood", 24318-8 "Manual Differential panel - Blood" (lists 26464-8).
-    "58410-2", "57021-8", "24318-8",
+    *CBC_PANEL_CODES,
     "777-3", "26515-7", "778-1",  # platelets
     "1975-2", "14631-6",  # total bilirubin
     "2160-0", "14682-9", "38483-4",  # creatinine
@@ -36,7 +41,8 @@ LAB_LOINC_CODES = (
 # CTCAE grade codes (NCI Thesaurus): Observations whose value is a grade, whatever the term.
 CTCAE_GRADE_CODES = ("C41338", "C41339", "C41340", "C41337", "C48275")
 
-# Toxicity terms the rules name, for Observations that carry the grade as an integer.
+# Toxicity terms the rules name, for Observations that carry the grade as an integer (checked
+# against the rules' declared terms, as the LOINC codes are).
 TOXICITY_TERMS = (
     (NCIT, "C143752"), (NCIT, "C143750"), (NCIT, "C143799"), (NCIT, "C143703"),
     (MEDDRA, "10034620"), (MEDDRA, "10037868"),

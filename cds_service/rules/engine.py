@@ -1,11 +1,16 @@
-"""evaluate(): the three stages in order (facts -> decisions -> cards)."""
+"""The rules' entry points, one per kind of hook call: facts -> decisions.
+
+Each CDS service (``cds_service.services``) names the entry point that decides for it; the
+protocol layer renders the decisions as cards (``cards.render``). Pure: no Flask, no I/O.
+"""
 
 from __future__ import annotations
 
-from cds_service.rules.cards import course_card, render
+from collections.abc import Mapping
+
 from cds_service.rules.data_needs import MEDICATION_REQUESTS, MEDICATIONS
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
-from cds_service.rules.decisions.patient_view import course_view
+from cds_service.rules.decisions.patient_view import CourseView, course_view
 from cds_service.rules.decisions.shared import data_problems, unresolved_medication
 from cds_service.rules.facts import (
     Drug,
@@ -16,79 +21,65 @@ from cds_service.rules.facts import (
 )
 from cds_service.rules.facts.orders import medication_unknown, names_other_drug, order_drug
 from cds_service.rules.facts.reading import reference_of
-from cds_service.rules.inputs import (
-    HOOK_LAB_RESULT,
-    HOOK_ORDER_SELECT,
-    HOOK_ORDER_SIGN,
-    HOOK_PATIENT_VIEW,
-    HookCall,
-    JsonDict,
-    PatientRecord,
-)
+from cds_service.rules.inputs import HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 
 
-def evaluate(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[JsonDict]:
-    """The cards for one hook call: CDS Hooks 2.0 card JSON, ready to send."""
-    if call.hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
-        facts = gather_facts(call, record, settings)
-        if facts.drafts:
-            decisions: list[Decision] = decide_order(facts, settings)
-        elif _orders_ixazomib(call, record):
-            # An ixazomib draft that could not be read: say so rather than stay silent.
-            decisions = data_problems(facts, only=_draft_references(call))
-        elif unknown := _unresolved_drafts(call, record):
-            # Whether the order is for ixazomib cannot be known: never a silent pass.
-            decisions = [unresolved_medication(unknown, record.unavailable.get(MEDICATIONS))]
-        else:
-            return []  # the hook fired for another drug
-    elif call.hook == HOOK_LAB_RESULT:
-        medications = read_medications(call, record, settings)
-        if _takes_no_ixazomib(medications, record):
-            # A new result of a patient who takes no ixazomib is not the label's business:
-            # decided from the medication list alone, no lab or other record read.
-            return []
-        facts = gather_facts(call, record, settings, medications)
-        decisions = decide_lab_result(facts, settings)
-        if not decisions and (unknown := _unidentified_current_orders(record)):
-            # Whether the patient takes ixazomib cannot be known: never a silent pass.
-            decisions = [unresolved_medication(unknown, record.unavailable.get(MEDICATIONS))]
-    elif call.hook == HOOK_PATIENT_VIEW:
-        medications = read_medications(call, record, settings)
-        if _takes_no_ixazomib(medications, record):  # silent, from the medication list alone
-            return []
-        view = course_view(gather_facts(call, record, settings, medications), settings)
-        return [] if view is None else [course_card(view)]  # silent when not on ixazomib
-    else:
+def decide_orders(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[Decision]:
+    """order-sign and order-select: the decisions about the draft ixazomib orders judged."""
+    facts = gather_facts(call, record, settings)
+    if facts.drafts:
+        return decide_order(facts, settings)
+    if _orders_ixazomib(call, record):
+        # An ixazomib draft that could not be read: say so rather than stay silent.
+        drafts = {f"MedicationRequest/{d.get('id')}" for d in call.draft_orders}
+        return data_problems(facts, only=drafts)
+    if unknown := _unresolved_drafts(call, record):
+        # Whether the order is for ixazomib cannot be known: never a silent pass.
+        return [unresolved_medication(unknown, record.unavailable.get(MEDICATIONS))]
+    return []  # the hook fired for another drug
+
+
+def decide_new_results(
+    call: HookCall, record: PatientRecord, settings: RuleSettings
+) -> list[Decision]:
+    """The lab-result hook: the decisions about the new results."""
+    medications = read_medications(call, record, settings)
+    if _takes_no_ixazomib(medications, record):
+        # A new result of a patient who takes no ixazomib is not the label's business:
+        # decided from the medication list alone, no lab or other record read.
         return []
-    return render(decisions)
+    facts = gather_facts(call, record, settings, medications)
+    decisions = decide_lab_result(facts, settings)
+    if not decisions and (unknown := _unidentified_current_orders(record)):
+        # Whether the patient takes ixazomib cannot be known: never a silent pass.
+        decisions = [unresolved_medication(unknown, record.unavailable.get(MEDICATIONS))]
+    return decisions
 
 
-def needs_patient_data(call: HookCall, medications: dict[str, JsonDict]) -> bool:
-    """Whether the rules will read the patient's record for this call.
+def decide_course(
+    call: HookCall, record: PatientRecord, settings: RuleSettings
+) -> CourseView | None:
+    """The patient-view hook: the patient's ixazomib course, or None when not on ixazomib."""
+    medications = read_medications(call, record, settings)
+    if _takes_no_ixazomib(medications, record):  # silent, from the medication list alone
+        return None
+    return course_view(gather_facts(call, record, settings, medications), settings)
+
+
+def drafts_need_record(call: HookCall, medications: Mapping[str, JsonDict]) -> bool:
+    """Whether the order rules will read the patient's record for this call.
 
     False only when the hook fired for orders that are all, recognisably, of other drugs (the
     EHR may call the order hooks for every order): then nothing is fetched and nothing said.
     An order whose medication cannot be identified yet (a reference to the FHIR server) needs
     the record, which resolves it.
     """
-    if call.hook not in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT):
-        return True
+    bundled = dict(medications)
     return any(
-        medication_unknown(draft, medications) or order_drug(draft, medications)[0] is Drug.IXAZOMIB
+        medication_unknown(draft, bundled) or order_drug(draft, bundled)[0] is Drug.IXAZOMIB
         for draft in judged_drafts(call)
     )
-
-
-def _drafts(call: HookCall) -> list[JsonDict]:
-    entries = [e.get("resource", e) for e in call.draft_orders if isinstance(e, dict)]
-    return [
-        e for e in entries if isinstance(e, dict) and e.get("resourceType") == "MedicationRequest"
-    ]
-
-
-def _draft_references(call: HookCall) -> set[str]:
-    return {f"MedicationRequest/{d.get('id')}" for d in _drafts(call)}
 
 
 def _unresolved_drafts(call: HookCall, record: PatientRecord) -> list[str]:
@@ -114,7 +105,7 @@ def _unidentified_current_orders(record: PatientRecord) -> list[str]:
 
 
 def _orders_ixazomib(call: HookCall, record: PatientRecord) -> bool:
-    return any(order_drug(d, record.medications)[0] is Drug.IXAZOMIB for d in _drafts(call))
+    return any(order_drug(d, record.medications)[0] is Drug.IXAZOMIB for d in call.draft_orders)
 
 
 def _takes_no_ixazomib(medications: MedicationFacts, record: PatientRecord) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 JsonDict = dict[str, Any]
 
+# The hooks the services answer (each service declares its own in cds_service.services).
 HOOK_ORDER_SIGN = "order-sign"
 HOOK_ORDER_SELECT = "order-select"
 HOOK_LAB_RESULT = "org.ixazomib-cds.lab-result"
@@ -25,14 +26,16 @@ HOOK_PATIENT_VIEW = "patient-view"
 
 @dataclass(frozen=True)
 class HookCall:
-    """The parts of a CDS Hooks request the rules look at."""
+    """The parts of a CDS Hooks request the rules look at, read once by the service's context
+    reader (``cds_service.services``): nothing downstream reads the request's Bundles again."""
 
     hook: str
     service_id: str
     hook_instance: str
     patient_id: str
     now: datetime  # time zone aware: when the call arrived
-    draft_orders: list[JsonDict] = field(default_factory=list)  # context.draftOrders entries
+    # the draft MedicationRequests of context.draftOrders (resources, not Bundle entries)
+    draft_orders: list[JsonDict] = field(default_factory=list)
     selections: list[str] = field(default_factory=list)  # order-select: "MedicationRequest/103"
     # lab-result: the Observations of context.observations
     new_observations: list[JsonDict] = field(default_factory=list)

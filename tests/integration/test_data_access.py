@@ -20,9 +20,9 @@ from flask.testing import FlaskClient
 from cds_service.fhir.client import make_session
 from cds_service.fhir.record import FhirAccess, gather_record
 from cds_service.protocol.envelope import HookRequest
-from cds_service.protocol.services import read_context
 from cds_service.rules.data_needs import DATA_NEEDS, LABS, MEDICATION_REQUESTS
 from cds_service.rules.inputs import PatientRecord
+from cds_service.services import SERVICES
 
 pytestmark = pytest.mark.integration
 TOKEN = "integration-secret-token-" + uuid.uuid4().hex
@@ -90,7 +90,7 @@ def access() -> Iterator[FhirAccess]:
 
 def gather(body: dict[str, Any], access: FhirAccess) -> PatientRecord:
     request = HookRequest.model_validate(body)
-    context = read_context(request.hook, request.context)
+    context = SERVICES.for_hook(request.hook).read_context(request.context)
     return gather_record(
         access,
         patient_id=context.patient_id,

@@ -9,7 +9,7 @@ from typing import Any
 
 from cds_assertions import IXAZOMIB_ACTIONS
 
-from cds_service.rules import RuleSettings, evaluate
+from cds_service.rules import RuleSettings
 from cds_service.rules.inputs import (
     HOOK_LAB_RESULT,
     HOOK_ORDER_SIGN,
@@ -18,6 +18,7 @@ from cds_service.rules.inputs import (
     JsonDict,
     PatientRecord,
 )
+from cds_service.services import SERVICES
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -219,7 +220,8 @@ def sign(
         draft_orders=drafts,
         selections=selections or [],
     )
-    cards = evaluate(call, rec, settings or RuleSettings())
+    service = SERVICES.for_hook(hook)
+    cards = service.render(service.decide(call, rec, settings or RuleSettings()))
     assert_contract(cards)
     return cards
 
@@ -235,7 +237,8 @@ def lab_result(
         now=NOW,
         new_observations=new,
     )
-    cards = evaluate(call, rec, settings or RuleSettings())
+    service = SERVICES.for_hook(HOOK_LAB_RESULT)
+    cards = service.render(service.decide(call, rec, settings or RuleSettings()))
     assert_contract(cards)
     return cards
 
@@ -249,7 +252,8 @@ def patient_view(rec: PatientRecord, settings: RuleSettings | None = None) -> li
         patient_id="p1",
         now=NOW,
     )
-    cards = evaluate(call, rec, settings or RuleSettings())
+    service = SERVICES.for_hook(HOOK_PATIENT_VIEW)
+    cards = service.render(service.decide(call, rec, settings or RuleSettings()))
     assert len(cards) <= 1, "patient-view answers one course card at most"
     assert_contract([c for c in cards if "extension" in c])
     return cards

@@ -9,7 +9,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
-from cds_service.rules.decisions.history import count_episodes
+from cds_service.rules.decisions.episodes import count_episodes
 from cds_service.rules.facts import Lab, LabValue, Problems
 from cds_service.rules.facts.labs import read_labs, read_results
 

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.rules.facts import Drug, Facts, Lab, LabValue
+from cds_service.rules.facts import Drug, Facts, LabValue
 from cds_service.rules.settings import RuleSettings
 
 from . import shared
-from .history import HOLD_RULES, HOLD_THRESHOLDS, DoseCourse, count_episodes, dose_course
+from .episodes import count_episodes
+from .history import DoseCourse, dose_course
+from .label import data_unavailable, pregnancy, registry
+from .label.rule import CountRow
 from .model import (
-    CRITICAL,
-    DISCONTINUE,
-    INFO,
-    REDUCE,
-    RESUME,
-    WARNING,
+    Action,
     Decision,
     DrugAdvice,
+    Indicator,
     Suggest,
     count_line,
     mg,
@@ -37,19 +36,19 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     if course.started is None or not _on_treatment(facts):
         return []
     decisions: list[Decision] = []
-    for lab in (Lab.ANC, Lab.PLATELETS):
-        new = [v for v in facts.new_labs if v.lab is lab]
+    for row in registry.COUNT_ROWS:
+        new = [v for v in facts.new_labs if v.lab is row.lab]
         if new:
-            decisions += _count_advice(facts, settings, course, lab, max(new, key=lambda v: v.at))
+            decisions += _count_advice(facts, settings, course, row, max(new, key=lambda v: v.at))
     pregnancy_now = [e for e in facts.pregnancy if e.reference in facts.new_references]
     if pregnancy_now:
-        decisions += shared.pregnancy(facts, settings, [])
+        decisions += pregnancy.decide(facts, settings, [])
     # The new results, and the regimen orders the dose course was read from (one with an
     # element left out as unreadable is named: the course may rest on what was left out).
     named = facts.new_references | {order.reference for order in facts.history}
     decisions += shared.data_problems(facts, only=named)
     if decisions and (facts.unavailable or facts.left_out):
-        decisions += [d for d in shared.data_problems(facts) if d.rule == "data-unavailable"]
+        decisions += [d for d in shared.data_problems(facts) if d.rule == data_unavailable.RULE.id]
     return shared.recognised_by_text(decisions, facts.active_orders)
 
 
@@ -62,10 +61,12 @@ def _on_treatment(facts: Facts) -> bool:
 
 
 def _count_advice(
-    facts: Facts, settings: RuleSettings, course: DoseCourse, lab: Lab, newest: LabValue
+    facts: Facts, settings: RuleSettings, course: DoseCourse, row: CountRow, newest: LabValue
 ) -> list[Decision]:
+    """Table 3 at a new count of ``row``'s lab: hold when it is low, and when it ends an
+    episode, the step that recovery owes."""
     zone = shared.zone_name(settings)
-    threshold = HOLD_THRESHOLDS[lab]
+    lab, threshold = row.lab, row.hold_below
     started = course.started or newest.at
     episodes = count_episodes(facts.labs[lab], threshold, started)
     orders = tuple(facts.active_orders)
@@ -76,18 +77,14 @@ def _count_advice(
         stopped = shared.lenalidomide_stopped(facts)
         return [
             shared.hold_for_low_count(
-                lab, newest, number, zone, Suggest.HOLD_ACTIVE, orders, stopped
+                row, newest, number, zone, Suggest.HOLD_ACTIVE, orders, stopped
             )
         ]
     episode = next((e for e in episodes if e.recovery is newest), None)
     if episode is None:
         return []
     step = next(
-        (
-            s
-            for s in course.steps
-            if s.rule == HOLD_RULES[lab] and s.episode_number == episode.number
-        ),
+        (s for s in course.steps if s.rule == row.id and s.episode_number == episode.number),
         None,
     )
     if step is None:
@@ -101,11 +98,11 @@ def _count_advice(
     if step.drug is Drug.LENALIDOMIDE and shared.lenalidomide_stopped(facts):
         return [
             Decision(
-                rule=HOLD_RULES[lab],
-                indicator=INFO,
+                rule=row.id,
+                indicator=Indicator.INFO,
                 summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}; "
                 "no lenalidomide order on record",
-                ixazomib=DrugAdvice(RESUME, course.ixazomib_level),
+                ixazomib=DrugAdvice(Action.RESUME, course.ixazomib_level),
                 evidence=evidence,
                 notes=(
                     f"Occurrence {episode.number}: ixazomib continues at its most recent dose "
@@ -117,18 +114,20 @@ def _count_advice(
     if step.drug is Drug.LENALIDOMIDE:
         if step.to_mg is None and step.from_mg is not None:
             # Below lenalidomide's lowest level (2.5 mg): its own label stops it.
-            lenalidomide = DrugAdvice(DISCONTINUE)
+            lenalidomide = DrugAdvice(Action.DISCONTINUE)
             lenalidomide_text = "no lenalidomide dose below 2.5 mg: discontinue lenalidomide"
         else:
-            lenalidomide = DrugAdvice(REDUCE, step.to_mg)
+            lenalidomide = DrugAdvice(Action.REDUCE, step.to_mg)
             lenalidomide_text = f"lenalidomide one level lower ({mg(step.to_mg)})"
         return [
             Decision(
-                rule=HOLD_RULES[lab],
-                indicator=INFO if lenalidomide.action == REDUCE else WARNING,
+                rule=row.id,
+                indicator=Indicator.INFO
+                if lenalidomide.action == Action.REDUCE
+                else Indicator.WARNING,
                 summary=f"{lab.value} recovered: resume ixazomib {mg(course.ixazomib_level)}; "
                 + lenalidomide_text,
-                ixazomib=DrugAdvice(RESUME, course.ixazomib_level),
+                ixazomib=DrugAdvice(Action.RESUME, course.ixazomib_level),
                 lenalidomide=lenalidomide,
                 evidence=evidence,
                 notes=(
@@ -140,21 +139,21 @@ def _count_advice(
     if step.to_mg is None:
         return [
             Decision(
-                rule=HOLD_RULES[lab],
-                indicator=CRITICAL,
+                rule=row.id,
+                indicator=Indicator.CRITICAL,
                 summary=f"{lab.value} recovered, but no ixazomib dose below 2.3 mg: discontinue it",
-                ixazomib=DrugAdvice(DISCONTINUE),
-                lenalidomide=DrugAdvice(RESUME, course.lenalidomide_level),
+                ixazomib=DrugAdvice(Action.DISCONTINUE),
+                lenalidomide=DrugAdvice(Action.RESUME, course.lenalidomide_level),
                 evidence=evidence,
             )
         ]
     return [
         Decision(
-            rule=HOLD_RULES[lab],
-            indicator=WARNING,
+            rule=row.id,
+            indicator=Indicator.WARNING,
             summary=f"{lab.value} recovered: resume ixazomib one level lower at {mg(step.to_mg)}",
-            ixazomib=DrugAdvice(REDUCE, step.to_mg),
-            lenalidomide=DrugAdvice(RESUME, course.lenalidomide_level),
+            ixazomib=DrugAdvice(Action.REDUCE, step.to_mg),
+            lenalidomide=DrugAdvice(Action.RESUME, course.lenalidomide_level),
             evidence=evidence,
             notes=(
                 f"Occurrence {episode.number}: ixazomib goes from {mg(step.from_mg)} to "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import Enum, StrEnum
 
 from cds_service.rules.facts import LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Evidence, ToxicityFinding
@@ -12,23 +12,30 @@ from cds_service.rules.facts.labs import count_text
 from cds_service.rules.facts.reading import shown
 from cds_service.rules.units import plain
 
-# Contract actions (service-contract.md).
-HOLD = "hold"
-RESUME = "resume"
-REDUCE = "reduce"
-START_REDUCED = "start-reduced"
-DISCONTINUE = "discontinue"
-CORRECT_DOSE = "correct-dose"
-REVIEW = "review"
 
-CRITICAL = "critical"
-WARNING = "warning"
-INFO = "info"
+class Action(StrEnum):
+    """What a card advises for one drug (service-contract.md); the value is the JSON text."""
+
+    HOLD = "hold"
+    RESUME = "resume"
+    REDUCE = "reduce"
+    START_REDUCED = "start-reduced"
+    DISCONTINUE = "discontinue"
+    CORRECT_DOSE = "correct-dose"
+    REVIEW = "review"
+
+
+class Indicator(StrEnum):
+    """The CDS Hooks card indicator, most urgent first; the value is the JSON text."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
 
 
 @dataclass(frozen=True)
 class DrugAdvice:
-    action: str
+    action: Action
     dose_mg: Decimal | None = None
 
 
@@ -42,7 +49,7 @@ class Suggest(Enum):
 @dataclass(frozen=True)
 class Decision:
     rule: str
-    indicator: str
+    indicator: Indicator
     summary: str
     ixazomib: DrugAdvice
     lenalidomide: DrugAdvice | None = None
@@ -55,7 +62,7 @@ class Decision:
 
     @property
     def stops_ixazomib(self) -> bool:
-        return self.ixazomib.action in {HOLD, DISCONTINUE}
+        return self.ixazomib.action in {Action.HOLD, Action.DISCONTINUE}
 
 
 def mg(dose: Decimal | None) -> str:

@@ -30,39 +30,37 @@ from cds_service.rules.facts.labs import (
 from cds_service.rules.facts.reading import shown
 from cds_service.rules.settings import RuleSettings
 
-from . import shared, start_dose
-from .history import HOLD_THRESHOLDS, DoseCourse, Step, dose_course, next_lower
+from . import shared
+from .episodes import Step, next_lower
+from .history import DoseCourse, dose_course
 from .lab_hook import _on_treatment
+from .label import data_unavailable, dose_level_due, pregnancy, registry
+from .label.dose_not_labelled import DOSES_PER_CYCLE
+from .label.rule import Now
 from .model import (
-    CRITICAL,
-    DISCONTINUE,
-    HOLD,
-    INFO,
-    REDUCE,
-    RESUME,
-    REVIEW,
-    WARNING,
+    Action,
     Decision,
     DrugAdvice,
+    Indicator,
     Suggest,
     count_line,
     mg,
     order_line,
 )
 from .order_hooks import (
-    DOSES_PER_CYCLE,
     NEW_CYCLE_AFTER,
-    STEP_RULE_NAMES,
     _discontinued_by_history,
     _hold_for_count,
+    _step_name,
+    toxicity_holds,
 )
 
 CYCLE_DAYS = 28
 DOSE_DAYS = (1, 8, 15)  # of each 28-day cycle (label 2.1)
 NEW_CYCLE_GATE = {Lab.ANC: ANC_NEW_CYCLE_AT_LEAST, Lab.PLATELETS: PLATELETS_NEW_CYCLE_AT_LEAST}
 UNREAD = "Data the service could not read or fetch"
-_URGENCY = {CRITICAL: 0, WARNING: 1, INFO: 2}
-_ACTION_URGENCY = {DISCONTINUE: 0, HOLD: 1, REDUCE: 2}
+_URGENCY = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 2}
+_ACTION_URGENCY = {Action.DISCONTINUE: 0, Action.HOLD: 1, Action.REDUCE: 2}
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ class Section:
 @dataclass(frozen=True)
 class CourseView:
     summary: str
-    indicator: str  # info unless something is due now
+    indicator: Indicator  # info unless something is due now
     sections: tuple[Section, ...]
     due: tuple[Decision, ...] = ()  # most urgent first
     review: Decision | None = None  # data the service could not read
@@ -108,11 +106,7 @@ def course_view(facts: Facts, settings: RuleSettings) -> CourseView | None:
     due = tuple(sorted(_due_now(facts, settings, course), key=_urgency))
     # Checks the order hooks make that ask for review whatever the dose (an inducer, a
     # hypersensitivity, a toxicity without a grade): shown, never an indicator of their own.
-    reviews = [
-        *shared.severity_without_grade(facts, settings),
-        *shared.interactions(facts, settings),
-        *shared.hypersensitivity(facts, settings),
-    ]
+    reviews = [d for check in registry.PATIENT_CHECKS for d in check.check(facts, settings)]
     sections = [Section("Due now", tuple(_due_line(d) for d in due))] if due else []
     sections += [
         Section("Dose level now", _levels(course, facts)),
@@ -136,7 +130,7 @@ def course_view(facts: Facts, settings: RuleSettings) -> CourseView | None:
         summary = f"Ixazomib {mg(course.ixazomib_level)}, {where}: nothing due now"
     return CourseView(
         summary=summary[:139],
-        indicator=due[0].indicator if due and due[0].indicator != INFO else INFO,
+        indicator=due[0].indicator if due else Indicator.INFO,
         sections=tuple(sections),
         due=due,
         review=next(iter([*problems, *reviews]), None),
@@ -163,20 +157,19 @@ def _due_now(facts: Facts, settings: RuleSettings, course: DoseCourse) -> list[D
     """What the order and lab hooks would say is due for this patient now, with no order in
     hand: pregnancy, a discontinuation the history owes, holds for a count below threshold or
     an open toxicity, and a reduction the label requires that no order has made yet."""
-    zone = shared.zone_name(settings)
+    now = Now(facts, settings, course, [])
+    zone = now.zone
     stopped = shared.lenalidomide_stopped(facts)
     found: list[Decision] = []
-    found += shared.pregnancy(facts, settings, [])
+    found += pregnancy.decide(facts, settings, [])
     # The course itself is the card's "How it was reached": the evidence here is the step
     # that leaves no level below 2.3 mg.
     ends = [s for s in course.steps if s.drug is Drug.IXAZOMIB and s.to_mg is None]
     last_steps = tuple(_step_line(s) for s in ends[-1:])
     found += _discontinued_by_history(course, [], last_steps, stopped)
-    for lab in HOLD_THRESHOLDS:
-        latest = facts.labs[lab][-1] if facts.labs[lab] else None
-        if latest is not None and latest.value < HOLD_THRESHOLDS[lab]:
-            found.append(_hold_for_count(facts, lab, latest, course, [], zone))
-    found += shared.ongoing_toxicities(facts, settings, course, [])
+    for row in registry.COUNT_ROWS:
+        found += _hold_for_count(now, row)  # the latest count below the row's threshold
+    found += toxicity_holds(now)
     owed = _reduction_owed(facts, course, stopped, zone)
     if owed is not None:
         found.append(owed)
@@ -184,7 +177,7 @@ def _due_now(facts: Facts, settings: RuleSettings, course: DoseCourse) -> list[D
     # A hold in force puts the active regimen orders on hold (as at the lab-result hook).
     return [
         replace(d, suggest=Suggest.HOLD_ACTIVE, targets=active)
-        if d.ixazomib.action == HOLD and active
+        if d.ixazomib.action is Action.HOLD and active
         else replace(d, suggest=Suggest.NOTHING, targets=())
         for d in found
         if _advises_now(d)
@@ -193,7 +186,7 @@ def _due_now(facts: Facts, settings: RuleSettings, course: DoseCourse) -> list[D
 
 def _advises_now(decision: Decision) -> bool:
     actions = {a.action for a in (decision.ixazomib, decision.lenalidomide) if a is not None}
-    return bool(actions & {HOLD, DISCONTINUE, REDUCE})
+    return bool(actions & {Action.HOLD, Action.DISCONTINUE, Action.REDUCE})
 
 
 def _urgency(decision: Decision) -> tuple[int, int]:
@@ -220,7 +213,7 @@ def _reduction_owed(facts: Facts, course: DoseCourse, stopped: bool, zone: str) 
     if stopped:
         lenalidomide_step = None  # no advice about a drug the patient no longer takes
     if ixazomib_owed:
-        rule = ixazomib_step.rule if ixazomib_step is not None else "dose-level-due"
+        rule = ixazomib_step.rule if ixazomib_step is not None else dose_level_due.RULE.id
     elif lenalidomide_step is not None:
         rule = lenalidomide_step.rule
     else:
@@ -235,11 +228,13 @@ def _reduction_owed(facts: Facts, course: DoseCourse, stopped: bool, zone: str) 
         reasons.append(_step_line(lenalidomide_step))
     return Decision(
         rule=rule,
-        indicator=WARNING,
+        indicator=Indicator.WARNING,
         summary=f"Reduction not yet ordered: {'; '.join(parts)}",
-        ixazomib=DrugAdvice(REDUCE if ixazomib_owed else RESUME, level),
+        ixazomib=DrugAdvice(Action.REDUCE if ixazomib_owed else Action.RESUME, level),
         lenalidomide=(
-            DrugAdvice(REDUCE, lenalidomide_step.to_mg) if lenalidomide_step is not None else None
+            DrugAdvice(Action.REDUCE, lenalidomide_step.to_mg)
+            if lenalidomide_step is not None
+            else None
         ),
         evidence=tuple(reasons),
         notes=("The next doses are due at the reduced level; no order on record has it.",),
@@ -278,7 +273,7 @@ def _step_line(step: Step) -> str:
     to = mg(step.to_mg) if step.to_mg is not None else "discontinue"
     return (
         f"{step.at:%Y-%m-%d}: {step.drug.value} {mg(step.from_mg)} -> {to}, after "
-        f"{step.why} (rule {step.rule}: {STEP_RULE_NAMES[step.rule]})"
+        f"{step.why} (rule {step.rule}: {_step_name(step)})"
     )
 
 
@@ -306,7 +301,7 @@ def _holds(due: tuple[Decision, ...], facts: Facts) -> tuple[str, ...]:
     lines = []
     for decision in due:
         advices = [a for a in (decision.ixazomib, decision.lenalidomide) if a is not None]
-        if not any(a.action == HOLD for a in advices):
+        if not any(a.action is Action.HOLD for a in advices):
             continue
         ends = _count_hold_end(decision, facts) or "; ".join(n for n in decision.notes if n)
         lines.append(f"{decision.summary} (rule {decision.rule}). Ends: {ends}")
@@ -314,17 +309,14 @@ def _holds(due: tuple[Decision, ...], facts: Facts) -> tuple[str, ...]:
 
 
 def _count_hold_end(decision: Decision, facts: Facts) -> str | None:
-    lab = next((lab for lab, rule in _HOLD_RULE_LABS.items() if rule == decision.rule), None)
-    if lab is None or not facts.labs[lab]:
+    row = next((row for row in registry.COUNT_ROWS if row.id == decision.rule), None)
+    if row is None or not facts.labs[row.lab]:
         return None
-    latest = facts.labs[lab][-1]
+    latest = facts.labs[row.lab][-1]
     return (
-        f"until {lab.value} >= {count_text(HOLD_THRESHOLDS[lab])}/mm3; latest "
+        f"until {row.lab.value} >= {count_text(row.hold_below)}/mm3; latest "
         f"{count_text(latest.value)}/mm3 on {shown(latest.at)} [{latest.reference}]"
     )
-
-
-_HOLD_RULE_LABS = {Lab.ANC: "anc-below-500", Lab.PLATELETS: "platelets-below-30k"}
 
 
 def _cycle_line(cycle: Cycle) -> str:
@@ -342,9 +334,9 @@ def _cycle_line(cycle: Cycle) -> str:
 def _next_dose(
     course: DoseCourse, cycle: Cycle | None, due: tuple[Decision, ...], facts: Facts
 ) -> str:
-    if any(d.ixazomib.action == DISCONTINUE for d in due):
+    if any(d.ixazomib.action is Action.DISCONTINUE for d in due):
         return "none: ixazomib is to be discontinued"
-    if any(d.ixazomib.action == HOLD for d in due):
+    if any(d.ixazomib.action is Action.HOLD for d in due):
         return "none while ixazomib is withheld (see Holds in force)"
     if cycle is None:
         return "unknown: no ixazomib order gives a start date"
@@ -393,12 +385,12 @@ def _start_factors(course: DoseCourse, facts: Facts, settings: RuleSettings) -> 
         f"ixazomib started at {mg(course.start_dose)}"
         + (" (a reduced starting dose)" if reduced else "")
     ]
-    for organ, assess in (("hepatic", start_dose.hepatic), ("renal", start_dose.renal)):
-        assessment = assess(facts, settings)
+    for rule in registry.START_DOSE_RULES:
+        assessment = rule.assess(facts, settings)
         if assessment.impaired is None:
-            lines.append(f"{organ}: unknown now (missing {assessment.missing})")
+            lines.append(f"{rule.organ}: unknown now (missing {assessment.missing})")
         else:
-            lines.append(f"{organ}: " + "; ".join(assessment.evidence))
+            lines.append(f"{rule.organ}: " + "; ".join(assessment.evidence))
         if assessment.assumption:
             lines.append(assessment.assumption)
     return tuple(lines)
@@ -411,17 +403,17 @@ def _course_unknown(facts: Facts, problems: list[Decision]) -> CourseView:
     if MEDICATIONS in facts.unavailable:
         evidence.append(f"medication references: {facts.unavailable[MEDICATIONS]}")
     review = Decision(
-        rule="data-unavailable",
-        indicator=INFO,
+        rule=data_unavailable.RULE.id,
+        indicator=Indicator.INFO,
         summary="Ixazomib course unknown: regimen orders on record could not be read",
-        ixazomib=DrugAdvice(REVIEW),
+        ixazomib=DrugAdvice(Action.REVIEW),
         evidence=tuple(evidence),
         notes=("Whether the patient is on ixazomib, and at which dose, is unknown.",),
     )
     lines = (*evidence, *(line for p in problems for line in p.evidence if line not in evidence))
     return CourseView(
         summary=review.summary,
-        indicator=INFO,
+        indicator=Indicator.INFO,
         sections=(Section(UNREAD, lines),),
         review=review,
     )

@@ -1,43 +1,34 @@
-"""Rules both hooks apply: patient-level stops, ongoing toxicities, and review cards."""
+"""What the rules share: lenalidomide's state, toxicity episodes now, the hold of a low count,
+and the data checks both hooks make."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from cds_service.rules.codes import IXAZOMIB_LEVELS
 from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
 from cds_service.rules.facts.labs import count_text
 from cds_service.rules.settings import RuleSettings
 
-from .history import (
-    HOLD_RULES,
-    HOLD_THRESHOLDS,
-    DoseCourse,
-    ToxicityEpisode,
-    next_lower,
-    series_key,
-    toxicity_episodes,
-)
+from .episodes import ToxicityEpisode, series_key, toxicity_episodes
+from .label import data_unavailable, data_uninterpretable
+from .label.rule import CountRow, Now
 from .model import (
-    CRITICAL,
-    DISCONTINUE,
-    HOLD,
-    RESUME,
-    REVIEW,
-    WARNING,
+    Action,
     Decision,
     DrugAdvice,
+    Indicator,
     Suggest,
     count_line,
-    evidence_line,
     lab_line,
-    mg,
-    order_line,
     toxicity_line,
 )
+
+if TYPE_CHECKING:
+    from .history import DoseCourse
 
 
 def zone_name(settings: RuleSettings) -> str:
@@ -66,39 +57,16 @@ LENALIDOMIDE_NOT_ON_RECORD = (
 
 def lenalidomide_hold(stopped: bool) -> DrugAdvice | None:
     """Withhold lenalidomide, unless it has been stopped (``lenalidomide_stopped``)."""
-    return None if stopped else DrugAdvice(HOLD)
+    return None if stopped else DrugAdvice(Action.HOLD)
 
 
-def pregnancy(
-    facts: Facts, settings: RuleSettings, drafts: list[MedicationOrder]
-) -> list[Decision]:
-    if not facts.pregnancy:
-        return []
-    return [
-        Decision(
-            rule="pregnancy",
-            indicator=CRITICAL,
-            summary="Pregnancy recorded: stop ixazomib, lenalidomide and dexamethasone regimen",
-            ixazomib=DrugAdvice(DISCONTINUE),
-            lenalidomide=DrugAdvice(DISCONTINUE),
-            evidence=tuple(evidence_line(e, zone_name(settings)) for e in facts.pregnancy),
-            notes=(
-                "Ixazomib can cause fetal harm; lenalidomide is contraindicated in pregnancy. "
-                "Contraception continues for 90 days after the last ixazomib dose.",
-            ),
-            suggest=Suggest.DELETE_DRAFT,
-            targets=tuple(drafts),
-        )
-    ]
-
-
-def _current(facts: Facts, toxicity: Toxicity) -> list[ToxicityFinding]:
+def current_findings(facts: Facts, toxicity: Toxicity) -> list[ToxicityFinding]:
     return [f for f in facts.toxicities if f.toxicity is toxicity and f.ongoing and f.grade]
 
 
-def _with_pain_now(facts: Facts, window: timedelta, zone: str) -> list[str]:
+def with_pain_now(facts: Facts, window: timedelta, zone: str) -> list[str]:
     """Signals of neuropathic pain now (no standard field: pain events, pain scores > 0)."""
-    signals = [toxicity_line(f, zone) for f in _current(facts, Toxicity.NEUROPATHIC_PAIN)]
+    signals = [toxicity_line(f, zone) for f in current_findings(facts, Toxicity.NEUROPATHIC_PAIN)]
     scores = [s for s in facts.labs[Lab.PAIN_SCORE] if facts.now - s.at <= window]
     if scores and scores[-1].value > 0:
         signals.append(lab_line(scores[-1], zone))
@@ -128,14 +96,14 @@ def _at_baseline(facts: Facts, episode: ToxicityEpisode, course: DoseCourse) -> 
     return max(since, default=0) <= baseline
 
 
-def _open_episodes(
+def open_episodes(
     facts: Facts, toxicity: Toxicity, at_least: int, course: DoseCourse, window: timedelta
 ) -> list[ToxicityEpisode]:
     episodes = toxicity_episodes(facts, toxicity, at_least, course.started, window)
     return [e for e in episodes if e.ended is None and not _at_baseline(facts, e, course)]
 
 
-def _grade_4_since_start(
+def grade_4_since_start(
     facts: Facts, toxicity: Toxicity, course: DoseCourse
 ) -> ToxicityFinding | None:
     """Grade 4 (or 5) now, or at any time since ixazomib started: it has no way back."""
@@ -150,7 +118,7 @@ def _grade_4_since_start(
     return max(found, key=lambda f: (f.grade or 0, f.at or facts.now)) if found else None
 
 
-def _episode_lines(episode: ToxicityEpisode, zone: str) -> tuple[str, ...]:
+def episode_lines(episode: ToxicityEpisode, zone: str) -> tuple[str, ...]:
     """The finding that set the worst grade and, when it differs, the latest one."""
     worst = max(episode.findings, key=lambda f: f.grade or 0)
     latest = episode.findings[-1]
@@ -160,131 +128,7 @@ def _episode_lines(episode: ToxicityEpisode, zone: str) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def ongoing_toxicities(
-    facts: Facts, settings: RuleSettings, course: DoseCourse, drafts: list[MedicationOrder]
-) -> list[Decision]:
-    """Table 3 rows for toxicities present now: hold or discontinue.
-
-    The row follows the worst grade of the episode that is still open (not yet back to
-    Grade 1): a Grade 3 neuropathy now at Grade 2 still owes the lower dose on resumption.
-    """
-    zone = zone_name(settings)
-    window = settings.pain_score_max_age
-    decisions: list[Decision] = []
-    due = course.ixazomib_level if course.started else IXAZOMIB_LEVELS[0]
-    lower = next_lower(IXAZOMIB_LEVELS, due)
-    lower_text = mg(lower) if lower is not None else "none below 2.3 mg: discontinue ixazomib"
-
-    same_dose = f"Grade 1 without pain or baseline, resume at the most recent dose: {mg(due)}"
-    neuropathy_4 = _grade_4_since_start(facts, Toxicity.NEUROPATHY, course)
-    neuropathy = _open_episodes(facts, Toxicity.NEUROPATHY, 2, course, window)
-    pain = _with_pain_now(facts, window, zone)
-    if neuropathy_4 is not None:
-        decisions.append(
-            _discontinue_regimen(
-                "neuropathy-grade-4", neuropathy_4, (toxicity_line(neuropathy_4, zone),), drafts
-            )
-        )
-    elif neuropathy:
-        episode = max(neuropathy, key=lambda e: e.worst_grade)
-        grade = episode.worst_grade
-        with_pain = bool(pain) or episode.with_pain
-        pain_text = "with pain" if with_pain else "without recorded pain"
-        evidence = (*_episode_lines(episode, zone), *(f"pain: {p}" for p in pain))
-        if grade == 3 or with_pain:
-            rule = "neuropathy-grade-2-pain-or-3"
-            resumption = f"back to Grade 1 or baseline, resume one level lower: {lower_text}"
-        else:
-            rule = "neuropathy-grade-1-pain-or-2"
-            resumption = same_dose
-        decisions.append(_neuropathy_hold(rule, grade, pain_text, evidence, resumption, drafts))
-    elif pain and (current := _current(facts, Toxicity.NEUROPATHY)):
-        worst = max(current, key=lambda f: f.grade or 0)
-        evidence = (toxicity_line(worst, zone), *(f"pain: {p}" for p in pain))
-        grade_now = worst.grade or 1
-        decisions.append(
-            _neuropathy_hold(
-                "neuropathy-grade-1-pain-or-2", grade_now, "with pain", evidence, same_dose, drafts
-            )
-        )
-
-    rash_4 = _grade_4_since_start(facts, Toxicity.RASH, course)
-    rash = _open_episodes(facts, Toxicity.RASH, 2, course, window)
-    if rash_4 is not None:
-        decisions.append(
-            _discontinue_regimen("rash-grade-4", rash_4, (toxicity_line(rash_4, zone),), drafts)
-        )
-    elif rash:
-        episode = rash[-1]
-        grade, number = episode.worst_grade, episode.number
-        evidence = (*_episode_lines(episode, zone), f"occurrence {number} since ixazomib started")
-        stopped = lenalidomide_stopped(facts)
-        if number % 2 == 1:
-            decisions.append(
-                Decision(
-                    rule="rash-grade-2-3",
-                    indicator=WARNING,
-                    summary=f"Rash Grade {grade}: "
-                    + (
-                        "ixazomib continues; no lenalidomide order on record"
-                        if stopped
-                        else "withhold lenalidomide; ixazomib continues"
-                    ),
-                    ixazomib=DrugAdvice(RESUME, due),
-                    lenalidomide=lenalidomide_hold(stopped),
-                    evidence=evidence,
-                    notes=(
-                        LENALIDOMIDE_NOT_ON_RECORD
-                        if stopped
-                        else "When the rash is Grade 1 or less, resume lenalidomide one level "
-                        "lower (lenalidomide label).",
-                    ),
-                )
-            )
-        else:
-            decisions.append(
-                Decision(
-                    rule="rash-grade-2-3",
-                    indicator=CRITICAL,
-                    summary=f"Rash Grade {grade} again: withhold ixazomib"
-                    + ("" if stopped else " and lenalidomide"),
-                    ixazomib=DrugAdvice(HOLD),
-                    lenalidomide=lenalidomide_hold(stopped),
-                    evidence=evidence,
-                    notes=(
-                        f"When it is Grade 1 or less: ixazomib one level lower ({lower_text})"
-                        + ("." if stopped else ", lenalidomide at its most recent dose."),
-                        LENALIDOMIDE_NOT_ON_RECORD if stopped else "",
-                    ),
-                    suggest=Suggest.DELETE_DRAFT,
-                    targets=tuple(drafts),
-                )
-            )
-
-    for episode in _open_episodes(facts, Toxicity.OTHER, 3, course, window):
-        attributed = {True: "attributed to ixazomib", False: "not attributed to ixazomib"}.get(
-            episode.attributed_to_ixazomib,  # type: ignore[arg-type]
-            "attribution to ixazomib not recorded",
-        )
-        decisions.append(
-            Decision(
-                rule="other-toxicity-grade-3-4",
-                indicator=CRITICAL,
-                summary=f"Grade {episode.worst_grade} {episode.term[:60]}: withhold ixazomib",
-                ixazomib=DrugAdvice(HOLD),
-                evidence=(*_episode_lines(episode, zone), attributed),
-                notes=(
-                    f"When it is Grade 1 or baseline: if attributable to ixazomib resume one level "
-                    f"lower ({lower_text}), otherwise at the most recent dose ({mg(due)}).",
-                ),
-                suggest=Suggest.DELETE_DRAFT,
-                targets=tuple(drafts),
-            )
-        )
-    return decisions
-
-
-def _neuropathy_hold(
+def neuropathy_hold(
     rule: str,
     grade: int,
     pain_text: str,
@@ -295,9 +139,9 @@ def _neuropathy_hold(
     """Table 3 neuropathy rows below Grade 4: withhold ixazomib; ``resumption`` says how."""
     return Decision(
         rule=rule,
-        indicator=CRITICAL,
+        indicator=Indicator.CRITICAL,
         summary=f"Peripheral neuropathy Grade {grade} {pain_text}: withhold ixazomib",
-        ixazomib=DrugAdvice(HOLD),
+        ixazomib=DrugAdvice(Action.HOLD),
         evidence=evidence,
         notes=(f"When it is {resumption}.",),
         suggest=Suggest.DELETE_DRAFT,
@@ -305,76 +149,19 @@ def _neuropathy_hold(
     )
 
 
-def _discontinue_regimen(
+def discontinue_regimen(
     rule: str, finding: ToxicityFinding, evidence: tuple[str, ...], drafts: list[MedicationOrder]
 ) -> Decision:
     return Decision(
         rule=rule,
-        indicator=CRITICAL,
+        indicator=Indicator.CRITICAL,
         summary=f"{finding.term[:60]} Grade {finding.grade}: discontinue the regimen",
-        ixazomib=DrugAdvice(DISCONTINUE),
-        lenalidomide=DrugAdvice(DISCONTINUE),
+        ixazomib=DrugAdvice(Action.DISCONTINUE),
+        lenalidomide=DrugAdvice(Action.DISCONTINUE),
         evidence=evidence,
         suggest=Suggest.DELETE_DRAFT,
         targets=tuple(drafts),
     )
-
-
-def severity_without_grade(facts: Facts, settings: RuleSettings) -> list[Decision]:
-    ungraded = [f for f in facts.toxicities if f.grade is None and f.ongoing]
-    if not ungraded:
-        return []
-    return [
-        Decision(
-            rule="severity-without-grade",
-            indicator=WARNING,
-            summary="Adverse event without a CTCAE grade: record the grade to check Table 3",
-            ixazomib=DrugAdvice(REVIEW),
-            evidence=tuple(toxicity_line(f, zone_name(settings)) for f in ungraded),
-            notes=(
-                "Mild/moderate/severe cannot be mapped to a CTCAE grade with confidence "
-                "(severe may be Grade 3 or 4, and the two call for different actions); no "
-                "Table 3 rule was applied to these events.",
-            ),
-        )
-    ]
-
-
-def interactions(facts: Facts, settings: RuleSettings) -> list[Decision]:
-    if not facts.inducers:
-        return []
-    names = sorted({o.inducer or "" for o in facts.inducers})
-    return [
-        Decision(
-            rule="strong-cyp3a-inducer",
-            indicator=WARNING,
-            summary=f"Strong CYP3A inducer ({', '.join(names)[:60]}): avoid with ixazomib",
-            ixazomib=DrugAdvice(REVIEW),
-            evidence=tuple(order_line(o, zone_name(settings)) for o in facts.inducers),
-            notes=(
-                "Rifampin lowered ixazomib exposure by about 74%; consider an alternative "
-                "to the inducer.",
-            ),
-        )
-    ]
-
-
-def hypersensitivity(facts: Facts, settings: RuleSettings) -> list[Decision]:
-    if not facts.hypersensitivity:
-        return []
-    return [
-        Decision(
-            rule="hypersensitivity",
-            indicator=WARNING,
-            summary="Documented hypersensitivity to ixazomib: review before ordering",
-            ixazomib=DrugAdvice(REVIEW),
-            evidence=tuple(evidence_line(e, zone_name(settings)) for e in facts.hypersensitivity),
-            notes=(
-                "The US label lists no contraindication; the EU SmPC contraindicates "
-                "ixazomib in hypersensitivity to it or its excipients.",
-            ),
-        )
-    ]
 
 
 def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
@@ -386,10 +173,10 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
     if unreadable:
         decisions.append(
             Decision(
-                rule="data-uninterpretable",
-                indicator=WARNING,
+                rule=data_uninterpretable.RULE.id,
+                indicator=Indicator.WARNING,
                 summary="Some data could not be read exactly and were not used: review them",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(unreadable),
                 notes=(
                     "Values are never guessed: the checks that needed these data were made "
@@ -401,10 +188,10 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
         descriptions = {need.key: need.description for need in DATA_NEEDS}
         decisions.append(
             Decision(
-                rule="data-unavailable",
-                indicator=WARNING,
+                rule=data_unavailable.RULE.id,
+                indicator=Indicator.WARNING,
                 summary="Part of the record could not be fetched; some checks were not made",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(
                     f"{key} ({descriptions.get(key, key)}): {reason}"
                     for key, reason in sorted(facts.unavailable.items())
@@ -415,10 +202,10 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
     if facts.left_out and only is None:
         decisions.append(
             Decision(
-                rule="data-unavailable",
-                indicator=WARNING,
+                rule=data_unavailable.RULE.id,
+                indicator=Indicator.WARNING,
                 summary="Data about another patient was left out; some checks may lack data",
-                ixazomib=DrugAdvice(REVIEW),
+                ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(
                     f"{key}: {reason}" for key, reason in sorted(facts.left_out.items())
                 ),
@@ -458,10 +245,10 @@ def _names(problem: str, reference: str) -> bool:
 
 def unresolved_medication(orders: list[str], reason: str | None) -> Decision:
     return Decision(
-        rule="data-unavailable",
-        indicator=WARNING,
+        rule=data_unavailable.RULE.id,
+        indicator=Indicator.WARNING,
         summary="The ordered medication could not be identified: ixazomib checks not made",
-        ixazomib=DrugAdvice(REVIEW),
+        ixazomib=DrugAdvice(Action.REVIEW),
         evidence=tuple(
             f"{order}: its medication (medicationCodeableConcept or medicationReference) "
             "could not be read" + (f" ({reason})" if reason else "")
@@ -475,7 +262,7 @@ def unresolved_medication(orders: list[str], reason: str | None) -> Decision:
 
 
 def hold_for_low_count(
-    lab: Lab,
+    row: CountRow,
     low: LabValue,
     occurrence: int,
     zone: str,
@@ -483,11 +270,12 @@ def hold_for_low_count(
     targets: tuple[MedicationOrder, ...],
     lenalidomide_was_stopped: bool = False,
 ) -> Decision:
-    """Label Table 3: ANC < 500 or platelets < 30,000 withholds ixazomib and lenalidomide; the
-    card says which drug is reduced when this ``occurrence`` recovers (they alternate). With
-    lenalidomide stopped (``lenalidomide_stopped``) only ixazomib is withheld; on recovery it
-    resumes at its most recent dose or one level lower, as the occurrence says."""
-    threshold = HOLD_THRESHOLDS[lab]
+    """Label Table 3 (``row``): ANC < 500 or platelets < 30,000 withholds ixazomib and
+    lenalidomide; the card says which drug is reduced when this ``occurrence`` recovers (they
+    alternate). With lenalidomide stopped (``lenalidomide_stopped``) only ixazomib is
+    withheld; on recovery it resumes at its most recent dose or one level lower, as the
+    occurrence says."""
+    lab, threshold = row.lab, row.hold_below
     stopped = lenalidomide_was_stopped
     if occurrence % 2 == 1:
         on_recovery = (
@@ -499,21 +287,31 @@ def hold_for_low_count(
         on_recovery = "ixazomib one level lower" + (
             "" if stopped else ", lenalidomide at its most recent dose"
         )
-    g_csf = " Consider G-CSF." if lab is Lab.ANC else ""
     return Decision(
-        rule=HOLD_RULES[lab],
-        indicator=CRITICAL,
+        rule=row.id,
+        indicator=Indicator.CRITICAL,
         summary=f"{lab.value} {count_text(low.value)}/mm3 (< {count_text(threshold)}): "
         + ("withhold ixazomib" if stopped else "withhold ixazomib and lenalidomide"),
-        ixazomib=DrugAdvice(HOLD),
+        ixazomib=DrugAdvice(Action.HOLD),
         lenalidomide=lenalidomide_hold(stopped),
         evidence=(count_line(low, zone), f"occurrence {occurrence} since ixazomib started"),
         notes=(
             f"Withhold {'ixazomib' if stopped else 'both'} until {lab.value} >= "
             f"{count_text(threshold)}/mm3; on recovery (occurrence {occurrence}): "
-            f"{on_recovery}.{g_csf}",
+            f"{on_recovery}.{row.hold_note}",
             LENALIDOMIDE_NOT_ON_RECORD if stopped else "",
         ),
         suggest=suggest,
         targets=targets,
     )
+
+
+def worst_open_neuropathy(now: Now) -> tuple[ToxicityEpisode, list[str]] | None:
+    """The open neuropathy episode (Grade 2 or worse, not back to Grade 1) with the worst
+    grade, and the signals of neuropathic pain now: what the neuropathy rows choose between."""
+    window = now.settings.pain_score_max_age
+    episodes = open_episodes(now.facts, Toxicity.NEUROPATHY, 2, now.course, window)
+    if not episodes:
+        return None
+    worst = max(episodes, key=lambda e: e.worst_grade)
+    return worst, with_pain_now(now.facts, window, now.zone)

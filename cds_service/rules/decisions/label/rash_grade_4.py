@@ -1,0 +1,33 @@
+"""Label Table 3: rash Grade 4 discontinues the regimen, also when it has since improved."""
+
+from __future__ import annotations
+
+from cds_service.rules.codes import RASH_TERMS
+from cds_service.rules.data_needs import ADVERSE_EVENTS, TOXICITY_GRADES, TOXICITY_TERM_OBSERVATIONS
+from cds_service.rules.facts.clinical import Toxicity
+
+from .. import shared
+from ..model import Decision, toxicity_line
+from .rule import Now, Recovery, ToxicityRow
+
+
+def _decide(now: Now) -> list[Decision]:
+    finding = shared.grade_4_since_start(now.facts, Toxicity.RASH, now.course)
+    if finding is None:
+        return []
+    evidence = (toxicity_line(finding, now.zone),)
+    return [shared.discontinue_regimen(RULE.id, finding, evidence, now.drafts)]
+
+
+RULE = ToxicityRow(
+    id="rash-grade-4",
+    section="2.2 (Table 3)",
+    reads="rash Grade 4 (AdverseEvent/Observation), now or at any time since ixazomib started",
+    label_text="Rash Grade 4: discontinue the regimen (also when it has since improved).",
+    needs=(ADVERSE_EVENTS, TOXICITY_GRADES, TOXICITY_TERM_OBSERVATIONS),
+    terms=RASH_TERMS,
+    holds_now=True,
+    on_recovery=Recovery.NONE,
+    toxicity=Toxicity.RASH,
+    decide=_decide,
+)
