@@ -251,6 +251,25 @@ def specimen_ancs(
         for member in as_list(panel.get("hasMember"))
         if isinstance(member, dict)
     }
+
+    def tie(raw: JsonDict) -> tuple[str, str]:
+        """What could put a result in a group with others (before its time is read)."""
+        specimen, reference = _specimen(raw), reference_of(raw)
+        if specimen is not None:
+            return ("specimen", specimen)
+        if reference in panel_of:
+            return ("panel", panel_of[reference])
+        return ("alone", reference)
+
+    # A WBC is read only for the ANC of a percentage of its specimen or panel: one that no
+    # percentage could share a group with is never read (a chemistry panel's WBCs cost nothing).
+    is_percent = [bool(loinc_codes(raw.get("code")) & NEUTROPHIL_PERCENT_CODES) for raw in parts]
+    ties = {tie(raw) for raw, percent in zip(parts, is_percent, strict=True) if percent}
+    parts = [
+        raw for raw, percent in zip(parts, is_percent, strict=True) if percent or tie(raw) in ties
+    ]
+    if not parts:
+        return []
     measured = [raw for raw in raws if lab_of(raw) is Lab.ANC]
     measured_specimens = {_specimen(raw) for raw in measured} - {None}
     measured_times = {_instant_sent(raw, zone) for raw in measured} - {None}
