@@ -91,3 +91,20 @@ def test_a_past_order_no_decision_reads_costs_nothing_even_malformed() -> None:
     history = [*ON_IXAZOMIB, dexamethasone]
     cards = sign(order(dose=4, id="d"), record(history=history, labs=good_cbc(1)))
     assert "data-uninterpretable" not in rules_of(cards)
+
+
+def test_a_wbc_no_neutrophil_percentage_needs_costs_nothing_even_malformed() -> None:
+    """A WBC is read only for the ANC of a neutrophil percentage of its specimen: a chemistry
+    panel's WBCs, with no percentage beside them, are never read."""
+    wbc = _malformed(lab("6690-2", "5.1", "10*3/uL", 2, id="wbc"))
+    cards = sign(order(dose=4, id="d"), record(history=ON_IXAZOMIB, labs=[wbc, *good_cbc(1)]))
+    assert "data-uninterpretable" not in rules_of(cards)
+
+
+def test_a_malformed_wbc_beside_a_neutrophil_percentage_is_still_named() -> None:
+    specimen = {"specimen": {"reference": "Specimen/s1"}}
+    percent = {**lab("770-8", "40", "%", 0.5, id="neut"), **specimen}
+    wbc = {**_malformed(lab("6690-2", "5.1", "10*3/uL", 0.5, id="wbc")), **specimen}
+    labs = [percent, wbc, *good_cbc(1)]
+    cards = sign(order(dose=4, id="d"), record(history=ON_IXAZOMIB, labs=labs))
+    assert "Observation/wbc interpretation" in one(cards, "data-uninterpretable")["detail"]

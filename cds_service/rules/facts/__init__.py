@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cds_service.rules import data_needs as keys
+from cds_service.rules.codes import PREGNANCY_STATUS_CODES
 from cds_service.rules.facts.clinical import (
     Evidence,
     PatientFacts,
@@ -30,7 +31,9 @@ from cds_service.rules.facts.labs import (
     Lab,
     LabValue,
     anc_not_computed,
+    loinc_codes,
     overtaken,
+    read_by_lab_rules,
     read_results,
     unused_latest_count,
     unused_new_result,
@@ -236,7 +239,13 @@ def gather_facts(
 
     new_observations = of_type(_resources(call.new_observations), "Observation")
     recorded_labs = of_type(resources.get(keys.LABS, []), "Observation")
-    observation_raws = _unique(recorded_labs + new_observations)
+    # The results a rule reads, picked once by code: an over-fetched sodium costs one look.
+    observation_raws = [
+        raw
+        for raw in _unique(recorded_labs + new_observations)
+        if read_by_lab_rules(raw, codes := loinc_codes(raw.get("code")))
+        or codes & PREGNANCY_STATUS_CODES
+    ]
 
     new_references = {reference_of(o) for o in new_observations}
     found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}

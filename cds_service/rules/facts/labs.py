@@ -124,12 +124,24 @@ def lab_of(raw: JsonDict) -> Lab | None:
 _COMPONENT_CODES = ANC_CODES | PLATELET_CODES | NEUTROPHIL_PERCENT_CODES | WBC_CODES
 
 
-def _component_labs(raw: JsonDict) -> bool:
+def component_labs(raw: JsonDict) -> bool:
     """Whether a raw Observation carries counts the rules read as components (a CBC panel)."""
     components = raw.get("component")
     return isinstance(components, list) and any(
         isinstance(c, dict) and loinc_codes(c.get("code")) & _COMPONENT_CODES for c in components
     )
+
+
+# The codes of the results the lab readers read (read_results, specimen_ancs): a lab of its
+# own, or a neutrophil percentage or WBC of a specimen.
+LAB_RESULT_CODES = frozenset(_LAB_BY_CODE) | NEUTROPHIL_PERCENT_CODES | WBC_CODES
+
+
+def read_by_lab_rules(raw: JsonDict, codes: set[str]) -> bool:
+    """Whether the lab readers could read anything of a raw Observation whose LOINC codes are
+    ``codes``: a result of a code they read, a CBC panel (its components), or a panel whose
+    members may be a specimen's percentage and WBC (hasMember)."""
+    return bool(codes & LAB_RESULT_CODES) or "hasMember" in raw or component_labs(raw)
 
 
 def read_labs(
@@ -141,7 +153,7 @@ def read_labs(
     if text_field(raw, "status") not in COUNTING_STATUSES:
         return ()
     lab = lab_of(raw)
-    if lab is None and not _component_labs(raw):
+    if lab is None and not component_labs(raw):
         return ()
     observation = validate(Observation, raw, zone, problems)
     if observation is None:
@@ -251,6 +263,25 @@ def specimen_ancs(
         for member in as_list(panel.get("hasMember"))
         if isinstance(member, dict)
     }
+
+    def tie(raw: JsonDict) -> tuple[str, str]:
+        """What could put a result in a group with others (before its time is read)."""
+        specimen, reference = _specimen(raw), reference_of(raw)
+        if specimen is not None:
+            return ("specimen", specimen)
+        if reference in panel_of:
+            return ("panel", panel_of[reference])
+        return ("alone", reference)
+
+    # A WBC is read only for the ANC of a percentage of its specimen or panel: one that no
+    # percentage could share a group with is never read (a chemistry panel's WBCs cost nothing).
+    is_percent = [bool(loinc_codes(raw.get("code")) & NEUTROPHIL_PERCENT_CODES) for raw in parts]
+    ties = {tie(raw) for raw, percent in zip(parts, is_percent, strict=True) if percent}
+    parts = [
+        raw for raw, percent in zip(parts, is_percent, strict=True) if percent or tie(raw) in ties
+    ]
+    if not parts:
+        return []
     measured = [raw for raw in raws if lab_of(raw) is Lab.ANC]
     measured_specimens = {_specimen(raw) for raw in measured} - {None}
     measured_times = {_instant_sent(raw, zone) for raw in measured} - {None}
@@ -467,7 +498,7 @@ def unused_new_result(raw: JsonDict) -> str | None:
         kind = lab.value
     elif codes & PREGNANCY_STATUS_CODES:
         kind = "pregnancy status"
-    elif _component_labs(raw):
+    elif component_labs(raw):
         kind = "blood count panel"
     elif codes & NEUTROPHIL_PERCENT_CODES:
         kind = "neutrophil percentage"
@@ -529,7 +560,7 @@ def unused_latest_count(
     it is the latest word on the count. None for anything else."""
     if text_field(raw, "status") in COUNTING_STATUSES:  # most results: one look, then done
         return None
-    if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS) and not _component_labs(raw):
+    if lab_of(raw) not in (Lab.ANC, Lab.PLATELETS) and not component_labs(raw):
         return None
     why = unused_new_result(raw)
     taken = _instant_sent(raw, zone)
@@ -673,7 +704,7 @@ def read_results(
         if text_field(raw, "status") not in COUNTING_STATUSES:
             continue
         lab = lab_of(raw)
-        if lab is None and not _component_labs(raw):
+        if lab is None and not component_labs(raw):
             continue
         if reference_of(raw) not in always and (preview := _preview(raw, lab)) is not None:
             previews[len(candidates)] = preview
