@@ -32,16 +32,24 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bare_app", description=__doc__)
+def serve_baseline(
+    module: str, app_uri: str, description: str | None, port: int, argv: Sequence[str] | None
+) -> int:
+    """``python -m <module> --host H --port P``: a baseline app under the service's own
+    gunicorn settings (``run_server``), so the two differ only in the work per request."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     from cds_service.serve import run_server
 
-    run_server(args.host, args.port, args.workers, app_uri=APP_URI)
+    run_server(args.host, args.port, args.workers, app_uri=app_uri)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return serve_baseline("benchmarks.bare_app", APP_URI, __doc__, 8081, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ own replay check uses). Then it parses the body and answers ``{"cards": []}``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import jwt
 from flask import Flask, Response, jsonify, request
+
+from benchmarks.bare_app import serve_baseline
 
 APP_URI = "benchmarks.minimal_app:app"
 ALGORITHMS = ["ES384"]
@@ -123,15 +124,7 @@ def healthz() -> Response:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.minimal_app", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082)
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    from cds_service.serve import run_server
-
-    run_server(args.host, args.port, args.workers, app_uri=APP_URI)
-    return 0
+    return serve_baseline("benchmarks.minimal_app", APP_URI, __doc__, 8082, argv)
 
 
 if __name__ == "__main__":
