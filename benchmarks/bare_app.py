@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flask import Flask, Response, jsonify, request
 
@@ -33,15 +33,32 @@ def healthz() -> Response:
 
 
 def serve_baseline(
-    module: str, app_uri: str, description: str | None, port: int, argv: Sequence[str] | None
+    module: str,
+    app_uri: str,
+    description: str | None,
+    port: int,
+    argv: Sequence[str] | None,
+    check_settings: Callable[[], object] | None = None,
 ) -> int:
     """``python -m <module> --host H --port P``: a baseline app under the service's own
-    gunicorn settings (``run_server``), so the two differ only in the work per request."""
-    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    gunicorn settings (``run_server``), so the two differ only in the work per request.
+
+    ``check_settings`` reads the app's settings before gunicorn starts: its ValueError is a
+    usage error (exit 2, the message), not a traceback from every worker."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the docstring's lists
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
+    if check_settings is not None:
+        try:
+            check_settings()
+        except ValueError as error:
+            parser.error(str(error))
     from cds_service.serve import run_server
 
     run_server(args.host, args.port, args.workers, app_uri=app_uri)

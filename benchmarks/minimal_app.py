@@ -7,8 +7,9 @@ once, refusing a token seen before (SQLite, WAL, ``synchronous=NORMAL``: what th
 own replay check uses). Then it parses the body and answers ``{"cards": []}``.
 
 ``python -m benchmarks.minimal_app --host H --port P`` serves it through
-``cds_service.serve.run_server`` with ``app_uri`` set to this module: the gunicorn settings of
-``ixazomib-cds serve``. It reads, from the environment:
+``cds_service.serve.run_server`` with ``app_uri`` set to this module's ``create_app()``: the
+gunicorn settings of ``ixazomib-cds serve``. It reads, from the environment (when it starts,
+not at import: a variable missing or unusable is a usage error, exit 2):
 
 * ``BENCH_TRUSTED_ISSUERS``: the trusted-issuers file the service is given (inline JWKS);
 * ``BENCH_BASE_URL``: its own URL (the expected ``aud`` is this plus the request path);
@@ -23,7 +24,8 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -31,7 +33,8 @@ from flask import Flask, Response, jsonify, request
 
 from benchmarks.bare_app import serve_baseline
 
-APP_URI = "benchmarks.minimal_app:app"
+APP_URI = "benchmarks.minimal_app:create_app()"  # a factory: see create_app
+ENVIRONMENT = ("BENCH_TRUSTED_ISSUERS", "BENCH_BASE_URL", "BENCH_JTI_DATABASE")
 ALGORITHMS = ["ES384"]
 
 
@@ -78,10 +81,28 @@ class TokenIds:
         return True
 
 
-app = Flask(__name__)
-KEYS = _keys_by_issuer(os.environ["BENCH_TRUSTED_ISSUERS"])
-BASE_URL = os.environ["BENCH_BASE_URL"].rstrip("/")
-TOKEN_IDS = TokenIds(os.environ["BENCH_JTI_DATABASE"])
+@dataclass(frozen=True)
+class Settings:
+    """What the app is given through the environment (the variables of ``ENVIRONMENT``)."""
+
+    keys_by_issuer: dict[str, dict[str, jwt.PyJWK]]
+    base_url: str
+    jti_database: str
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Raises ValueError naming each variable that is missing or cannot be used."""
+        missing = [name for name in ENVIRONMENT if not environ.get(name)]
+        if missing:
+            raise ValueError(f"environment variable(s) not set: {', '.join(missing)} (see --help)")
+        issuers = environ["BENCH_TRUSTED_ISSUERS"]
+        try:
+            keys = _keys_by_issuer(issuers)
+        except (OSError, ValueError, LookupError, TypeError, jwt.PyJWTError) as error:
+            raise ValueError(
+                f"BENCH_TRUSTED_ISSUERS: no trusted issuers in {issuers!r}: {error!r}"
+            ) from error
+        return cls(keys, environ["BENCH_BASE_URL"].rstrip("/"), environ["BENCH_JTI_DATABASE"])
 
 
 def _unauthorized() -> Response:
@@ -90,41 +111,52 @@ def _unauthorized() -> Response:
     return response
 
 
-@app.post("/cds-services/<service_id>")
-def call_service(service_id: str) -> Response:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return _unauthorized()
-    try:
-        unverified = jwt.decode(token, options={"verify_signature": False})
-        issuer = str(unverified.get("iss"))
-        kid = str(jwt.get_unverified_header(token).get("kid"))
-        key = KEYS.get(issuer, {}).get(kid)
-        if key is None:
+def create_app(settings: Settings | None = None) -> Flask:
+    """The app (gunicorn calls this, ``APP_URI``); settings from the environment by default.
+
+    Read here, not at import, so that ``--help`` and a missing variable need no set-up."""
+    config = Settings.from_environment() if settings is None else settings
+    token_ids = TokenIds(config.jti_database)
+    app = Flask(__name__)
+
+    @app.post("/cds-services/<service_id>")
+    def call_service(service_id: str) -> Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
             return _unauthorized()
-        claims = jwt.decode(
-            token,
-            key,
-            algorithms=ALGORITHMS,
-            audience=f"{BASE_URL}{request.path}",
-            issuer=issuer,
-            options={"require": ["iss", "aud", "exp", "iat", "jti"]},
-        )
-    except jwt.PyJWTError:
-        return _unauthorized()
-    if not TOKEN_IDS.claim(claims["iss"], str(claims["jti"]), int(claims["exp"])):
-        return _unauthorized()
-    json.loads(request.get_data(cache=False))
-    return jsonify({"cards": []})
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            issuer = str(unverified.get("iss"))
+            kid = str(jwt.get_unverified_header(token).get("kid"))
+            key = config.keys_by_issuer.get(issuer, {}).get(kid)
+            if key is None:
+                return _unauthorized()
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=f"{config.base_url}{request.path}",
+                issuer=issuer,
+                options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+            )
+        except jwt.PyJWTError:
+            return _unauthorized()
+        if not token_ids.claim(claims["iss"], str(claims["jti"]), int(claims["exp"])):
+            return _unauthorized()
+        json.loads(request.get_data(cache=False))
+        return jsonify({"cards": []})
 
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
 
-@app.get("/healthz")
-def healthz() -> Response:
-    return jsonify({"status": "ok"})
+    return app
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return serve_baseline("benchmarks.minimal_app", APP_URI, __doc__, 8082, argv)
+    return serve_baseline(
+        "benchmarks.minimal_app", APP_URI, __doc__, 8082, argv, Settings.from_environment
+    )
 
 
 if __name__ == "__main__":

@@ -467,9 +467,15 @@ def test_dockerfile_healthcheck_expose_entrypoint() -> None:
         by_keyword.setdefault(instruction.keyword, []).append(instruction.value)
     assert by_keyword["EXPOSE"] == ["8080"]
     (healthcheck,) = by_keyword["HEALTHCHECK"]
-    assert "/healthz" in healthcheck
-    assert "urllib" in healthcheck
-    assert "curl" not in healthcheck
+    # Liveness (an unhealthy container is restarted): /livez on the port the image serves,
+    # never /healthz, which is 503 while the database cannot take a write.
+    options, _, command = healthcheck.partition("CMD ")
+    argv = json.loads(command)
+    assert argv[:2] == ["python", "-c"], argv  # the image has no curl
+    urls = re.findall(r"https?://[^'\"]+", argv[2])
+    assert urls == ["http://127.0.0.1:8080/livez"], urls
+    assert "/healthz" not in healthcheck
+    assert "--timeout=3s" in options.split()
     (entrypoint,) = by_keyword["ENTRYPOINT"]
     assert json.loads(entrypoint) == [
         "ixazomib-cds",

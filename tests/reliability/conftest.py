@@ -7,11 +7,14 @@ Tests marked ``@pytest.mark.slow`` (the 5-minute soak, long fuzzing) are skipped
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_server import LiveService, start_service
 
 from cds_service.fixtures import Scenario, load_scenarios
+from reliability.support import FHIR_TIMING
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,3 +39,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def scenarios() -> dict[str, Scenario]:
     return {scenario.id: scenario for scenario in load_scenarios()}
+
+
+@pytest.fixture(scope="module")
+def fhir_timed_live() -> Iterator[LiveService]:
+    """The live service (gunicorn, 2 workers, auth on) with the short FHIR timing
+    (``support.FHIR_TIMING``); one for each test module that asks for it."""
+    service = start_service(workers=2, env=FHIR_TIMING)
+    yield service
+    service.stop()

@@ -1,7 +1,9 @@
-"""Helpers shared by the reliability suites: schema checks, worker processes, timing."""
+"""Helpers shared by the reliability suites: schema checks, worker processes, timing, and
+calls of the live service against a misbehaving FHIR server."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -10,9 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import requests
 import yaml
+from live_server import LiveService
+
+from cds_service.fixtures import Scenario
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "cds_service" / "openapi.yaml"
+# The FHIR timing of the suites that point the live service at ``FaultyFhirServer``
+# (tests/reliability/test_fhir_*.py): short, so that every fault ends within seconds.
+FHIR_TIMEOUT = 1.0  # CDS_FHIR_TIMEOUT_SECONDS: one query
+FHIR_DEADLINE = 2.0  # CDS_FHIR_DEADLINE_SECONDS: all of a call's queries
+FHIR_TIMING = {
+    "CDS_FHIR_TIMEOUT_SECONDS": str(FHIR_TIMEOUT),
+    "CDS_FHIR_DEADLINE_SECONDS": str(FHIR_DEADLINE),
+}
+MARGIN = 1.5  # process, JSON and rules time on a busy 2-core CI machine
+REQUIRED_KEYS = ("patient", "medicationRequests", "labs")  # their failure is a 412
 GENERIC_401 = {
     "resourceType": "OperationOutcome",
     "issue": [{"severity": "error", "code": "login", "diagnostics": "Authentication required."}],
@@ -94,3 +110,21 @@ def percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
+
+
+def call_without_prefetch(
+    live: LiveService, scenario: Scenario, fhir_server: str
+) -> tuple[requests.Response, float]:
+    """The scenario's CDS call with NO prefetch and ``fhirServer`` set to ``fhir_server``, so
+    the service fetches every resource; the response and the seconds it took (a hung call
+    ends well past the deadline, to fail the caller's assertion on the time)."""
+    path = f"/cds-services/{scenario.service}"
+    body = json.loads(
+        json.dumps(scenario.cds_request(prefetch=False, fhir_server=fhir_server), default=str)
+    )
+    headers = live.headers(path)  # minted before the clock starts
+    started = time.monotonic()
+    response = requests.post(
+        live.base_url + path, json=body, headers=headers, timeout=FHIR_DEADLINE + 30
+    )
+    return response, time.monotonic() - started

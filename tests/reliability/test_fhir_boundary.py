@@ -26,15 +26,17 @@ from faulty_fhir_server import FaultyFhirServer, Mode, closed_port_url
 from live_server import LiveService, start_service
 
 from cds_service.fixtures import Scenario
-from reliability.support import assert_operation_outcome, wait_for_workers, worker_pids
+from reliability.support import (
+    FHIR_DEADLINE,
+    FHIR_TIMING,
+    MARGIN,
+    REQUIRED_KEYS,
+    assert_operation_outcome,
+    call_without_prefetch,
+    wait_for_workers,
+    worker_pids,
+)
 
-TIMEOUT = 1.0
-DEADLINE = 2.0
-MARGIN = 1.5  # process, JSON and rules time on a busy 2-core CI machine
-REQUIRED_KEYS = ("patient", "medicationRequests", "labs")
-
-
-FHIR_TIMING = {"CDS_FHIR_TIMEOUT_SECONDS": str(TIMEOUT), "CDS_FHIR_DEADLINE_SECONDS": str(DEADLINE)}
 CALLS_AT_ONCE = 8  # CDS_THREADS below: gunicorn may give all of them to one worker
 # A worker's peak RSS may grow by its calls' byte budgets, plus the rest of a call's work (the
 # issue: 51 MB -> 2,064 MB under a gzip bomb; the Kubernetes memory limit is 768Mi per pod).
@@ -51,21 +53,8 @@ def live() -> Iterator[LiveService]:
 
 @pytest.fixture
 def fhir() -> Iterator[FaultyFhirServer]:
-    with FaultyFhirServer(delay=3 * DEADLINE) as server:
+    with FaultyFhirServer(delay=3 * FHIR_DEADLINE) as server:
         yield server
-
-
-def call(
-    live: LiveService, scenario: Scenario, fhir_server: str, timeout: float = DEADLINE + 30
-) -> tuple[requests.Response, float]:
-    path = f"/cds-services/{scenario.service}"
-    body = json.loads(
-        json.dumps(scenario.cds_request(prefetch=False, fhir_server=fhir_server), default=str)
-    )
-    headers = live.headers(path)  # minted before the clock starts
-    started = time.monotonic()
-    response = requests.post(live.base_url + path, json=body, headers=headers, timeout=timeout)
-    return response, time.monotonic() - started
 
 
 def details(response: requests.Response) -> dict[str, str]:
@@ -109,7 +98,7 @@ def test_fetched_data_about_another_patient_is_left_out_and_the_card_says_so(
     fhir.set_scenario(patient)
     fhir.set_other_patient(other)
     fhir.page_size = page_size
-    response, _ = call(live, patient, fhir.base_url)
+    response, _ = call_without_prefetch(live, patient, fhir.base_url)
     assert response.status_code == 200, response.text[:800]
     assert "start-reduced" not in actions(response), "advice from another patient's bilirubin"
     left_out = [
@@ -128,7 +117,7 @@ def test_a_patient_read_answered_with_another_patient_is_a_412_that_says_so(
     patient, other = scenarios["hep-mild"], scenarios["hep-moderate"]
     fhir.set_scenario(patient)
     fhir.set_other_patient(other, reads=True)
-    found = details(call(live, patient, fhir.base_url)[0])
+    found = details(call_without_prefetch(live, patient, fhir.base_url)[0])
     assert "another patient" in found["patient"], found
 
 
@@ -156,13 +145,15 @@ def test_hostile_bodies_keep_worker_memory_bounded(
     workers = wait_for_workers(live.process.pid, 2, exclude=set(old))
     assert wait_until(lambda: set(worker_pids(live.process.pid)) == set(workers), 30)
     for _ in range(4):  # warm up both workers: their peak so far is the baseline
-        assert call(live, scenario, fhir.base_url)[0].status_code == 200
+        assert call_without_prefetch(live, scenario, fhir.base_url)[0].status_code == 200
     before = {pid: peak_rss_mib(pid) for pid in workers}
     fhir.set_mode(mode)
     with ThreadPoolExecutor(max_workers=CALLS_AT_ONCE) as pool:  # every worker thread at once
-        results = list(pool.map(lambda _: call(live, scenario, fhir.base_url), range(8)))
+        results = list(
+            pool.map(lambda _: call_without_prefetch(live, scenario, fhir.base_url), range(8))
+        )
     for response, elapsed in results:
-        assert elapsed < DEADLINE + MARGIN, f"{mode}: answered after {elapsed:.2f} s"
+        assert elapsed < FHIR_DEADLINE + MARGIN, f"{mode}: answered after {elapsed:.2f} s"
         assert set(details(response)) >= set(REQUIRED_KEYS)
     growth = {pid: peak_rss_mib(pid) - before[pid] for pid in workers}
     print(f"\n{mode}: worker peak RSS before {before} MiB, growth {growth} MiB")
@@ -182,19 +173,21 @@ def test_trickling_servers_hold_no_fetch_thread_past_the_call(
     fhir.set_mode(mode)
     # 8 calls need 72 queries, more than the service's 2 x 16 fetch threads.
     with ThreadPoolExecutor(max_workers=CALLS_AT_ONCE) as pool:
-        results = list(pool.map(lambda _: call(live, scenario, fhir.base_url), range(8)))
+        results = list(
+            pool.map(lambda _: call_without_prefetch(live, scenario, fhir.base_url), range(8))
+        )
     for response, elapsed in results:
-        assert elapsed < DEADLINE + MARGIN, f"answered after {elapsed:.2f} s"
+        assert elapsed < FHIR_DEADLINE + MARGIN, f"answered after {elapsed:.2f} s"
         assert set(details(response)) >= set(REQUIRED_KEYS)
     print(f"\n{mode}: slowest of 8 answers {max(e for _, e in results):.2f} s")
     # No work outlives the call that started it: the service has hung up on the trickler.
     # (The trickler notices at its second write after the service hung up: 2 x 0.3 s.)
     assert wait_until(lambda: fhir.open_requests == 0, 3.0), f"{fhir.open_requests} still read"
     with FaultyFhirServer(scenario) as healthy:
-        response, elapsed = call(live, scenario, healthy.base_url)
+        response, elapsed = call_without_prefetch(live, scenario, healthy.base_url)
     assert response.status_code == 200, response.text[:800]
     assert "start-reduced" in actions(response)
-    assert elapsed < DEADLINE + MARGIN
+    assert elapsed < FHIR_DEADLINE + MARGIN
 
 
 # -- 4. redirects -------------------------------------------------------------------------
@@ -207,7 +200,7 @@ def test_a_redirect_to_another_server_is_not_followed(
     with FaultyFhirServer(scenario) as elsewhere:
         fhir.set_mode(Mode.REDIRECT)
         fhir.redirect_to = elsewhere.base_url
-        response, _ = call(live, scenario, fhir.base_url)
+        response, _ = call_without_prefetch(live, scenario, fhir.base_url)
         assert elsewhere.requests == [], "the patient's queries went to another server"
     assert set(details(response)) >= set(REQUIRED_KEYS)
 
@@ -219,7 +212,7 @@ def test_a_redirect_on_the_same_server_is_followed(
     fhir.set_scenario(scenario)
     fhir.set_mode(Mode.REDIRECT)
     fhir.redirect_to = fhir.moved_base_url
-    response, _ = call(live, scenario, fhir.base_url)
+    response, _ = call_without_prefetch(live, scenario, fhir.base_url)
     assert response.status_code == 200, response.text[:800]
     assert "start-reduced" in actions(response)
     moved = [path for path, _ in fhir.requests if path.startswith("/moved/")]
@@ -238,10 +231,10 @@ def test_unusable_answers_read_alike_in_the_412(
     scenario = scenarios["hep-moderate"]
     fhir.set_scenario(scenario)
     seen: dict[str, dict[str, str]] = {}
-    seen["refused"] = details(call(live, scenario, closed_port_url())[0])
+    seen["refused"] = details(call_without_prefetch(live, scenario, closed_port_url())[0])
     for mode in (Mode.ERROR_404, Mode.ERROR_500, Mode.NOT_FHIR, Mode.INVALID_JSON):
         fhir.set_mode(mode)
-        seen[mode.value] = details(call(live, scenario, fhir.base_url)[0])
+        seen[mode.value] = details(call_without_prefetch(live, scenario, fhir.base_url)[0])
     wordings = {fault: found["patient"] for fault, found in seen.items()}
     assert len(set(wordings.values())) == 1, wordings
     assert "HTTP 404" not in json.dumps(seen)
@@ -259,7 +252,7 @@ def test_an_upper_case_http_scheme_is_an_http_url(
 ) -> None:
     scenario = scenarios["hep-moderate"]
     fhir.set_scenario(scenario)
-    response, _ = call(live, scenario, fhir.base_url.replace("http://", "HTTP://"))
+    response, _ = call_without_prefetch(live, scenario, fhir.base_url.replace("http://", "HTTP://"))
     assert response.status_code == 200, response.text[:800]
     assert "start-reduced" in actions(response)
 
@@ -273,7 +266,11 @@ def test_sigterm_does_not_wait_for_fetches_stuck_on_a_trickling_server(
         with FaultyFhirServer(scenario) as fhir:
             fhir.set_mode(Mode.TRICKLE)
             with ThreadPoolExecutor(max_workers=4) as pool:
-                results = list(pool.map(lambda _: call(service, scenario, fhir.base_url), range(4)))
+                results = list(
+                    pool.map(
+                        lambda _: call_without_prefetch(service, scenario, fhir.base_url), range(4)
+                    )
+                )
             assert all(response.status_code == 412 for response, _ in results)
             started = time.monotonic()
             service.process.send_signal(signal.SIGTERM)
@@ -304,7 +301,7 @@ def test_a_one_at_a_time_server_still_gives_the_required_data(
     scenario = scenarios["hep-moderate"]
     with FaultyFhirServer(scenario, serial_delay=0.8) as fhir:
         fhir.set_mode(Mode.SERIAL)
-        response, elapsed = call(live_defaults, scenario, fhir.base_url)
+        response, elapsed = call_without_prefetch(live_defaults, scenario, fhir.base_url)
     print(f"\none query at a time: {response.status_code} in {elapsed:.2f} s")
     assert response.status_code == 200, response.text[:1500]
     assert "start-reduced" in actions(response)
@@ -319,7 +316,7 @@ def test_a_412_names_the_queries_that_did_not_finish(
     scenario = scenarios["hep-moderate"]
     with FaultyFhirServer(scenario, serial_delay=1.5) as fhir:
         fhir.set_mode(Mode.SERIAL)
-        found = details(call(live_defaults, scenario, fhir.base_url)[0])
+        found = details(call_without_prefetch(live_defaults, scenario, fhir.base_url)[0])
     unfinished = {key: why for key, why in found.items() if "did not finish" in why}
     assert unfinished, found
     queries = {"medicationRequests": "MedicationRequest?patient=", "labs": "Observation?patient="}

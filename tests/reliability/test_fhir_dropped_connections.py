@@ -19,8 +19,6 @@ deadline, each query sent at most twice; a timeout or an HTTP error is not sent 
 
 from __future__ import annotations
 
-import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -28,48 +26,25 @@ import pytest
 import requests
 from cds_assertions import recommendations
 from faulty_fhir_server import FaultyFhirServer, Mode
-from live_server import LiveService, start_service
+from live_server import LiveService
 from prometheus_client.parser import text_string_to_metric_families
 
 from cds_service.fixtures import Scenario
-from reliability.support import assert_operation_outcome
+from reliability.support import (
+    FHIR_DEADLINE,
+    MARGIN,
+    REQUIRED_KEYS,
+    assert_operation_outcome,
+    call_without_prefetch,
+)
 
-TIMEOUT = 1.0
-DEADLINE = 2.0
-MARGIN = 1.5  # process, JSON and rules time on a busy 2-core CI machine
-REQUIRED_KEYS = ("patient", "medicationRequests", "labs")
 STYLES = {"closed": False, "reset": True}  # FaultyFhirServer.drop_with_reset
-
-
-@pytest.fixture(scope="module")
-def live() -> Iterator[LiveService]:
-    service = start_service(
-        workers=2,
-        env={"CDS_FHIR_TIMEOUT_SECONDS": str(TIMEOUT), "CDS_FHIR_DEADLINE_SECONDS": str(DEADLINE)},
-    )
-    yield service
-    service.stop()
 
 
 @pytest.fixture
 def fhir(scenarios: dict[str, Scenario]) -> Iterator[FaultyFhirServer]:
-    with FaultyFhirServer(scenarios["hep-moderate"], delay=3 * DEADLINE) as server:
+    with FaultyFhirServer(scenarios["hep-moderate"], delay=3 * FHIR_DEADLINE) as server:
         yield server
-
-
-def call(
-    live: LiveService, scenario: Scenario, fhir_server: str
-) -> tuple[requests.Response, float]:
-    path = f"/cds-services/{scenario.service}"
-    body = json.loads(
-        json.dumps(scenario.cds_request(prefetch=False, fhir_server=fhir_server), default=str)
-    )
-    headers = live.headers(path)  # minted before the clock starts
-    started = time.monotonic()
-    response = requests.post(
-        live.base_url + path, json=body, headers=headers, timeout=DEADLINE + 30
-    )
-    return response, time.monotonic() - started
 
 
 def advice(response: requests.Response) -> tuple[set[str], list[str]]:
@@ -98,7 +73,7 @@ def asked(fhir: FaultyFhirServer) -> Counter[str]:
 @pytest.mark.parametrize("style", list(STYLES))
 @pytest.mark.parametrize("resource", ["Patient", "Observation", "AdverseEvent"])
 def test_a_query_whose_connection_is_dropped_once_still_gets_the_normal_advice(
-    live: LiveService,
+    fhir_timed_live: LiveService,
     fhir: FaultyFhirServer,
     scenarios: dict[str, Scenario],
     resource: str,
@@ -107,39 +82,40 @@ def test_a_query_whose_connection_is_dropped_once_still_gets_the_normal_advice(
     """Patient is a read and required, Observation (labs) a required search, AdverseEvent an
     optional search: unanswered, they would be a 412 or a card saying what was not checked."""
     scenario = scenarios["hep-moderate"]
-    healthy, _ = call(live, scenario, fhir.base_url)  # also leaves connections in the pools
+    # The healthy call also leaves connections in the pools.
+    healthy, _ = call_without_prefetch(fhir_timed_live, scenario, fhir.base_url)
     normal = advice(healthy)
     assert "start-reduced" in normal[0]
     healthy_queries = asked(fhir)
     fhir.reset_requests()
-    failures_before = fetch_failures(live)
+    failures_before = fetch_failures(fhir_timed_live)
     fhir.drop_with_reset = STYLES[style]
     fhir.set_mode(Mode.DROP_ONCE, only={resource})
 
-    response, elapsed = call(live, scenario, fhir.base_url)
+    response, elapsed = call_without_prefetch(fhir_timed_live, scenario, fhir.base_url)
 
     assert advice(response) == normal, response.text[:1500]
     assert "could not be fetched" not in response.text
-    assert elapsed < DEADLINE + MARGIN
+    assert elapsed < FHIR_DEADLINE + MARGIN
     resent = asked(fhir) - healthy_queries
     # The dropped query, once more; nothing else.
     assert list(resent.values()) == [1], resent
     assert next(iter(resent)).startswith(f"/fhir/{resource}"), resent
-    assert fetch_failures(live) == failures_before, "a query answered on its second try"
+    assert fetch_failures(fhir_timed_live) == failures_before, "a query answered on its second try"
 
 
 @pytest.mark.parametrize("style", list(STYLES))
 def test_a_server_that_drops_every_query_gets_the_412_within_the_deadline(
-    live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], style: str
+    fhir_timed_live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], style: str
 ) -> None:
     scenario = scenarios["hep-moderate"]
     fhir.drop_with_reset = STYLES[style]
     fhir.set_mode(Mode.DROP)
-    failures_before = fetch_failures(live)
+    failures_before = fetch_failures(fhir_timed_live)
 
-    response, elapsed = call(live, scenario, fhir.base_url)
+    response, elapsed = call_without_prefetch(fhir_timed_live, scenario, fhir.base_url)
 
-    assert elapsed < DEADLINE + MARGIN, f"answered after {elapsed:.2f} s"
+    assert elapsed < FHIR_DEADLINE + MARGIN, f"answered after {elapsed:.2f} s"
     assert response.status_code == 412, response.text[:800]
     body = response.json()
     assert_operation_outcome(body)
@@ -147,7 +123,7 @@ def test_a_server_that_drops_every_query_gets_the_412_within_the_deadline(
     for key in REQUIRED_KEYS:
         assert "no usable FHIR answer" in why.get(key, ""), why
     assert set(asked(fhir).values()) == {2}, asked(fhir)  # sent once more, never again
-    failures = fetch_failures(live)
+    failures = fetch_failures(fhir_timed_live)
     counted = failures.get(("Patient", "connection"), 0) - failures_before.get(
         ("Patient", "connection"), 0
     )
@@ -156,13 +132,13 @@ def test_a_server_that_drops_every_query_gets_the_412_within_the_deadline(
 
 @pytest.mark.parametrize("mode", [Mode.SLOW, Mode.ERROR_500], ids=lambda m: m.value)
 def test_a_timeout_or_an_http_error_is_not_sent_again(
-    live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], mode: Mode
+    fhir_timed_live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], mode: Mode
 ) -> None:
     scenario = scenarios["hep-moderate"]
     fhir.set_mode(mode, only={"Observation"})
-    response, elapsed = call(live, scenario, fhir.base_url)
+    response, elapsed = call_without_prefetch(fhir_timed_live, scenario, fhir.base_url)
     assert response.status_code == 412, response.text[:800]
-    assert elapsed < DEADLINE + MARGIN
+    assert elapsed < FHIR_DEADLINE + MARGIN
     labs = {path: n for path, n in asked(fhir).items() if path.startswith("/fhir/Observation")}
     assert labs, fhir.requests
     assert set(labs.values()) == {1}, labs

@@ -11,7 +11,6 @@ ixazomib order as if the data were normal.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,16 +18,19 @@ import pytest
 import requests
 from cds_assertions import assert_conformant_response, recommendations
 from faulty_fhir_server import FaultyFhirServer, Mode, closed_port_url
-from live_server import LiveService, start_service
+from live_server import LiveService
 
 from cds_service.fixtures import Scenario
-from reliability.support import assert_operation_outcome, schema_errors
+from reliability.support import (
+    FHIR_DEADLINE,
+    MARGIN,
+    REQUIRED_KEYS,
+    assert_operation_outcome,
+    call_without_prefetch,
+    schema_errors,
+)
 
-TIMEOUT = 1.0
-DEADLINE = 2.0
-MARGIN = 1.5  # process, JSON and rules time on a busy 2-core CI machine
 SCENARIOS = ("hep-moderate", "lab-anc-1st-onset")
-REQUIRED_KEYS = ("patient", "medicationRequests", "labs")
 
 # What the 412 must say about each fault (in an issue naming a required prefetch key).
 FAULTS: dict[str, tuple[Mode | None, str]] = {
@@ -45,34 +47,9 @@ FAULTS: dict[str, tuple[Mode | None, str]] = {
 
 
 @pytest.fixture(scope="module")
-def live() -> Iterator[LiveService]:
-    service = start_service(
-        workers=2,
-        env={"CDS_FHIR_TIMEOUT_SECONDS": str(TIMEOUT), "CDS_FHIR_DEADLINE_SECONDS": str(DEADLINE)},
-    )
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="module")
 def fhir() -> Iterator[FaultyFhirServer]:
-    with FaultyFhirServer(delay=3 * DEADLINE) as server:
+    with FaultyFhirServer(delay=3 * FHIR_DEADLINE) as server:
         yield server
-
-
-def _call(
-    live: LiveService, scenario: Scenario, fhir_server: str
-) -> tuple[requests.Response, float]:
-    path = f"/cds-services/{scenario.service}"
-    body = json.loads(
-        json.dumps(scenario.cds_request(prefetch=False, fhir_server=fhir_server), default=str)
-    )
-    headers = live.headers(path)  # minted before the clock starts
-    started = time.monotonic()
-    response = requests.post(
-        live.base_url + path, json=body, headers=headers, timeout=DEADLINE + 10
-    )
-    return response, time.monotonic() - started
 
 
 def _check_412_or_honest_cards(response: requests.Response, reason: str) -> None:
@@ -93,23 +70,26 @@ def _check_412_or_honest_cards(response: requests.Response, reason: str) -> None
 
 @pytest.mark.parametrize("scenario_id", SCENARIOS)
 def test_healthy_fhir_server_gives_the_same_advice_as_prefetch(
-    live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], scenario_id: str
+    fhir_timed_live: LiveService,
+    fhir: FaultyFhirServer,
+    scenarios: dict[str, Scenario],
+    scenario_id: str,
 ) -> None:
     scenario = scenarios[scenario_id]
     fhir.set_scenario(scenario)
     fhir.set_mode(Mode.HEALTHY)
     fhir.reset_requests()
-    response, elapsed = _call(live, scenario, fhir.base_url)
+    response, elapsed = call_without_prefetch(fhir_timed_live, scenario, fhir.base_url)
     assert response.status_code == 200, response.text
     assert recommendations(response.json()), response.json()
     assert all(auth == "Bearer scenario-test-token" for _, auth in fhir.requests)
-    assert elapsed < DEADLINE + MARGIN
+    assert elapsed < FHIR_DEADLINE + MARGIN
 
 
 @pytest.mark.parametrize("scenario_id", SCENARIOS)
 @pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
 def test_every_fault_gets_a_412_or_honest_cards_within_the_deadline(
-    live: LiveService,
+    fhir_timed_live: LiveService,
     fhir: FaultyFhirServer,
     scenarios: dict[str, Scenario],
     scenario_id: str,
@@ -122,22 +102,24 @@ def test_every_fault_gets_a_412_or_honest_cards_within_the_deadline(
     if mode is not None:
         fhir.set_mode(mode)
     with ThreadPoolExecutor(max_workers=3) as pool:  # three at once, "every time"
-        results = list(pool.map(lambda _: _call(live, scenario, url), range(3)))
+        results = list(
+            pool.map(lambda _: call_without_prefetch(fhir_timed_live, scenario, url), range(3))
+        )
     for response, elapsed in results:
-        assert elapsed < DEADLINE + MARGIN, f"{fault}: answered after {elapsed:.2f} s"
+        assert elapsed < FHIR_DEADLINE + MARGIN, f"{fault}: answered after {elapsed:.2f} s"
         _check_412_or_honest_cards(response, reason)
         assert response.status_code == 412, "every required key failed"
 
 
 @pytest.mark.parametrize("mode", [Mode.SLOW, Mode.ERROR_500, Mode.LOOP], ids=lambda m: m.value)
 def test_required_labs_failing_alone_is_a_412_naming_labs(
-    live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], mode: Mode
+    fhir_timed_live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], mode: Mode
 ) -> None:
     scenario = scenarios["hep-moderate"]
     fhir.set_scenario(scenario)
     fhir.set_mode(mode, only={"Observation"})
-    response, elapsed = _call(live, scenario, fhir.base_url)
-    assert elapsed < DEADLINE + MARGIN
+    response, elapsed = call_without_prefetch(fhir_timed_live, scenario, fhir.base_url)
+    assert elapsed < FHIR_DEADLINE + MARGIN
     assert response.status_code == 412, response.text
     details = [issue["diagnostics"] for issue in response.json()["issue"][1:]]
     assert any(d.startswith("labs ") for d in details), details
@@ -148,13 +130,13 @@ def test_required_labs_failing_alone_is_a_412_naming_labs(
     "mode", [Mode.SLOW, Mode.ERROR_500, Mode.INVALID_JSON], ids=lambda m: m.value
 )
 def test_optional_data_failing_gives_cards_that_say_what_was_not_checked(
-    live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], mode: Mode
+    fhir_timed_live: LiveService, fhir: FaultyFhirServer, scenarios: dict[str, Scenario], mode: Mode
 ) -> None:
     scenario = scenarios["hep-moderate"]
     fhir.set_scenario(scenario)
     fhir.set_mode(mode, only={"AdverseEvent"})
-    response, elapsed = _call(live, scenario, fhir.base_url)
-    assert elapsed < DEADLINE + MARGIN
+    response, elapsed = call_without_prefetch(fhir_timed_live, scenario, fhir.base_url)
+    assert elapsed < FHIR_DEADLINE + MARGIN
     _check_412_or_honest_cards(response, "")
     assert response.status_code == 200
     text = json.dumps(response.json()).lower()
@@ -163,8 +145,8 @@ def test_optional_data_failing_gives_cards_that_say_what_was_not_checked(
     assert "start-reduced" in actions  # the advice the data that did arrive supports
 
 
-def test_the_service_is_healthy_after_the_faults(live: LiveService) -> None:
-    assert requests.get(live.base_url + "/healthz", timeout=5).status_code == 200
-    logs = live.logs()
+def test_the_service_is_healthy_after_the_faults(fhir_timed_live: LiveService) -> None:
+    assert requests.get(fhir_timed_live.base_url + "/healthz", timeout=5).status_code == 200
+    logs = fhir_timed_live.logs()
     assert '"status": "500"' not in logs
     assert "scenario-test-token" not in logs

@@ -287,6 +287,28 @@ def test_cors_preflight_needs_no_token(trusted: Trusted) -> None:
 # -- nothing secret in the logs -------------------------------------------------------------------
 
 
+def order_sign_fetching(
+    patient_id: str, fhir_server: str, access_token: str | None
+) -> dict[str, Any]:
+    """An order-sign call about ``patient_id`` (the draft order's subject too) with no
+    prefetch, so the service fetches from ``fhir_server``, with ``access_token`` if given."""
+    body = order_sign_request(prefetch={})
+    body["context"]["patientId"] = patient_id
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["subject"] = {"reference": f"Patient/{patient_id}"}  # the same patient
+    body["fhirServer"] = fhir_server
+    if access_token is not None:
+        body["fhirAuthorization"] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "cds",
+            "patient": patient_id,
+        }
+    return body
+
+
 def test_no_token_access_token_or_patient_id_in_any_log_line(trusted: Trusted) -> None:
     access_token = f"fhir-access-{uuid.uuid4().hex}"
     patient_id = f"pat-secret-{uuid.uuid4().hex[:12]}"
@@ -294,19 +316,7 @@ def test_no_token_access_token_or_patient_id_in_any_log_line(trusted: Trusted) -
     with FaultyFhirServer() as fhir:
         for mode in (Mode.ERROR_500, Mode.UNAUTHORIZED, Mode.INVALID_JSON, Mode.HEALTHY):
             fhir.set_mode(mode)
-            body = order_sign_request(prefetch={})
-            body["context"]["patientId"] = patient_id
-            draft = body["context"]["draftOrders"]["entry"][0]["resource"]
-            draft["subject"] = {"reference": f"Patient/{patient_id}"}  # the same patient
-            body["fhirServer"] = fhir.base_url
-            body["fhirAuthorization"] = {
-                "access_token": access_token,
-                "token_type": "Bearer",
-                "expires_in": 300,
-                "scope": "patient/*.read",
-                "subject": "cds",
-                "patient": patient_id,
-            }
+            body = order_sign_fetching(patient_id, fhir.base_url, access_token)
             tokens.append(trusted.mint(path=SIGN))
             response = requests.post(
                 trusted.url(SIGN),
@@ -369,20 +379,9 @@ def test_at_debug_no_token_or_patient_id_reaches_any_log_line() -> None:
     try:
         with FaultyFhirServer() as fhir:
             for authorized in (True, False):
-                body = order_sign_request(prefetch={})
-                body["context"]["patientId"] = patient_id
-                draft = body["context"]["draftOrders"]["entry"][0]["resource"]
-                draft["subject"] = {"reference": f"Patient/{patient_id}"}
-                body["fhirServer"] = fhir.base_url
-                if authorized:
-                    body["fhirAuthorization"] = {
-                        "access_token": access_token,
-                        "token_type": "Bearer",
-                        "expires_in": 300,
-                        "scope": "patient/*.read",
-                        "subject": "cds",
-                        "patient": patient_id,
-                    }
+                body = order_sign_fetching(
+                    patient_id, fhir.base_url, access_token if authorized else None
+                )
                 tokens.append(service.token(SIGN))
                 response = requests.post(
                     service.base_url + SIGN,
