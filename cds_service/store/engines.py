@@ -283,7 +283,7 @@ def _watch_postgres(engine: Engine) -> None:
     ) -> None:
         if record.info.pop(CUT, False):  # cut after its last use: replaced by the pool
             raise DisconnectionError("the connection was cut after the answer deadline")
-        _arm_deadline(record.info, dbapi_connection)
+        _watchdog.arm(record.info, dbapi_connection)
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
@@ -309,35 +309,84 @@ def _watch_postgres(engine: Engine) -> None:
 
 
 CUT = "cut"  # record.info key: the deadline passed and the connection's socket was shut down
-DEADLINE = "deadline"  # record.info key: the armed timer
 
 
-def _arm_deadline(info: dict[Any, Any], dbapi_connection: Any) -> None:
-    timer = threading.Timer(PG_ANSWER_DEADLINE_SECONDS, _cut, (info, dbapi_connection))
-    timer.daemon = True
-    info[DEADLINE] = timer
-    timer.start()
+class _Watchdog:
+    """Cuts the connections whose server has not answered by their deadline.
+
+    One daemon thread per process keeps the armed deadlines, so arming and lifting one is a dict
+    operation under a lock (a ``threading.Timer`` per checkout cost a thread start per store
+    operation). Every deadline is ``PG_ANSWER_DEADLINE_SECONDS`` from its arming, so the thread
+    never sleeps longer than that and no arming needs to wake it."""
+
+    def __init__(self) -> None:
+        self.start_afresh()
+        # A forked child has none of the parent's threads, and the parent's lock may have been
+        # held at the fork (by its watchdog): the child starts afresh, with nothing armed.
+        os.register_at_fork(after_in_child=self.start_afresh)
+
+    def start_afresh(self) -> None:
+        self._lock = threading.Lock()
+        # id(record.info) -> (deadline on time.monotonic(), record.info, DBAPI connection); the
+        # entry holds ``info``, so its id is not reused while it is armed.
+        self._armed: dict[int, tuple[float, dict[Any, Any], Any]] = {}
+        self._thread: threading.Thread | None = None  # started on the first arming
+
+    def arm(self, info: dict[Any, Any], dbapi_connection: Any) -> None:
+        deadline = time.monotonic() + PG_ANSWER_DEADLINE_SECONDS
+        with self._lock:
+            self._armed[id(info)] = (deadline, info, dbapi_connection)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="postgres-answer-deadline", daemon=True
+                )
+                self._thread.start()
+
+    def lift(self, info: dict[Any, Any]) -> None:
+        # Under the lock: once this returns, the connection has been cut (CUT set) or never will be.
+        with self._lock:
+            self._armed.pop(id(info), None)
+
+    def _watch(self) -> None:
+        while True:
+            cut = 0
+            with self._lock:
+                now = time.monotonic()
+                for key, (deadline, info, dbapi_connection) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[key]
+                        cut += _cut(info, dbapi_connection)
+                wake = min((deadline for deadline, _, _ in self._armed.values()), default=None)
+            for _ in range(cut):  # not under the lock: a slow log would hold up every checkout
+                log.error(
+                    "PostgreSQL has not answered for %.0f s: cutting the connection",
+                    PG_ANSWER_DEADLINE_SECONDS,
+                )
+            # Anything armed while this sleeps falls due after it ends.
+            time.sleep(PG_ANSWER_DEADLINE_SECONDS if wake is None else wake - now)
+
+
+def _cut(info: dict[Any, Any], dbapi_connection: Any) -> bool:
+    """Shut the connection's socket down: the read libpq is blocked in fails at once, and the
+    connection is thrown away. False if it was closed already."""
+    try:
+        if dbapi_connection.closed:
+            return False
+        info[CUT] = True
+        with suppress(OSError), socket.socket(fileno=os.dup(dbapi_connection.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # closed by its own thread meanwhile: the watchdog must keep running
+        log.warning("could not cut a PostgreSQL connection", exc_info=True)
+    return True
+
+
+_watchdog = _Watchdog()
 
 
 def lift_deadline(info: dict[Any, Any]) -> None:
     """No deadline for the connection whose pool ``info`` this is, until it is taken again
     (``ixazomib-cds report``: a long query on a live server)."""
-    timer = info.pop(DEADLINE, None)
-    if timer is not None:
-        timer.cancel()
-
-
-def _cut(info: dict[Any, Any], dbapi_connection: Any) -> None:
-    """Shut the connection's socket down: the read libpq is blocked in fails at once, and the
-    connection is thrown away."""
-    if dbapi_connection.closed:
-        return
-    info[CUT] = True
-    log.error(
-        "PostgreSQL has not answered for %.0f s: cutting the connection", PG_ANSWER_DEADLINE_SECONDS
-    )
-    with suppress(OSError), socket.socket(fileno=os.dup(dbapi_connection.fileno())) as sock:
-        sock.shutdown(socket.SHUT_RDWR)
+    _watchdog.lift(info)
 
 
 def _not_answering() -> str:
