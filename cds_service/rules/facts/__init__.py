@@ -191,7 +191,8 @@ def read_medications(
         )
         if reference_of(r) not in draft_references
     ]
-    draft_orders = read_orders(judged_drafts(call), known)
+    all_drafts = read_orders(drafts, known)  # each draft read once, judged or not
+    judged = {reference_of(d) for d in judged_drafts(call)}
     recorded = read_orders(recorded_raws, regimen_or_inducer)
     # Regimen orders that are not valid FHIR: not history we can read, but history all the same.
     read_references = {o.reference for o in recorded}
@@ -213,8 +214,8 @@ def read_medications(
     )
     return MedicationFacts(
         problems=problems,
-        draft_orders=draft_orders,
-        all_drafts=read_orders(drafts, known),
+        draft_orders=[o for o in all_drafts if o.reference in judged],
+        all_drafts=all_drafts,
         draft_references=draft_references,
         recorded=recorded,
         history=history,
