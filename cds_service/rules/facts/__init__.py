@@ -52,14 +52,7 @@ from cds_service.rules.facts.reading import (
     reference_of,
     shown,
 )
-from cds_service.rules.inputs import (
-    HOOK_ORDER_SELECT,
-    HOOK_ORDER_SIGN,
-    HOOK_PATIENT_VIEW,
-    HookCall,
-    JsonDict,
-    PatientRecord,
-)
+from cds_service.rules.inputs import HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 
 __all__ = [
@@ -131,7 +124,7 @@ def _unique(resources: list[JsonDict]) -> list[JsonDict]:
 
 def judged_drafts(call: HookCall) -> list[JsonDict]:
     drafts = of_type(_resources(call.draft_orders), "MedicationRequest")
-    if call.hook == HOOK_ORDER_SELECT and call.selections:
+    if call.selections:  # order-select: the drafts the clinician selected
         drafts = [d for d in drafts if reference_of(d) in call.selections]
     return drafts
 
@@ -284,9 +277,10 @@ def gather_facts(
     for raw in _unique(new_observations):
         if (why := unused_new_result(raw)) is not None and not overtaken(raw, new_labs, zone):
             problems.uninterpretable.append(why)
-    if call.hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT, HOOK_PATIENT_VIEW):
-        # A preliminary count newer than every final one is not used, but it is named: a
-        # preliminary platelet count of 20,000 must not pass an order in silence.
+    if not new_observations:
+        # A call that judges the record as it stands (an order, a chart opened), not new
+        # results: a preliminary count newer than every final one is not used, but it is
+        # named: a preliminary platelet count of 20,000 must not pass an order in silence.
         counted = [*labs[Lab.ANC], *labs[Lab.PLATELETS]]
         since = call.now - settings.cbc_max_age
         for raw in recorded_labs:
