@@ -345,9 +345,11 @@ def of_type(resources: Iterable[JsonDict], resource_type: str) -> list[JsonDict]
 
 def _as_dict(concept: Any) -> dict[str, Any]:
     """A raw or validated CodeableConcept as a dict; anything malformed as an empty one."""
+    if isinstance(concept, dict):  # raw JSON, the common case, first: a model check costs more
+        return concept
     if isinstance(concept, BaseModel):
         return concept.model_dump(mode="python")
-    return concept if isinstance(concept, dict) else {}
+    return {}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -357,15 +359,17 @@ def as_list(value: Any) -> list[Any]:
 
 def codings(concept: Any) -> list[tuple[str, str]]:
     """(system, code) pairs of a raw or validated CodeableConcept."""
+    if isinstance(concept, dict):  # raw JSON, the common case, first: a model check costs more
+        return [
+            (str(c.get("system") or ""), str(c.get("code") or ""))
+            for c in as_list(concept.get("coding"))
+            if isinstance(c, dict)
+        ]
     if isinstance(concept, BaseModel):  # read the model directly: a dump costs far more
         return [
             (str(c.system or ""), str(c.code or "")) for c in getattr(concept, "coding", None) or []
         ]
-    return [
-        (str(c.get("system") or ""), str(c.get("code") or ""))
-        for c in as_list(_as_dict(concept).get("coding"))
-        if isinstance(c, dict)
-    ]
+    return []
 
 
 def codes_in(concept: Any, system: str) -> set[str]:
