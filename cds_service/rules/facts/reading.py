@@ -39,6 +39,12 @@ class Problems:
     uninterpretable: list[str] = field(default_factory=list)  # values/units not read exactly
     zone_assumed: set[str] = field(default_factory=set)  # "Observation/x" references
 
+    def add(self, other: Problems) -> None:
+        """``other``'s notes after these (noted elsewhere, in the order they were read)."""
+        self.invalid += other.invalid
+        self.uninterpretable += other.uninterpretable
+        self.zone_assumed |= other.zone_assumed
+
 
 def reference_of(resource: JsonDict) -> str:
     return f"{resource.get('resourceType', '?')}/{resource.get('id', '?')}"
