@@ -95,11 +95,21 @@ def _prepared(
     if elements is None:
         return _with_zones(resource, zone, found)  # type: ignore[no-any-return]
     known, kept = _element_names(model, elements)
-    return {
+    prepared = {
         key: _with_zones(value, zone, found)
         for key, value in resource.items()
         if key in kept or key not in known
     }
+    for name, unread in _UNREAD_CHILDREN.get(model.__name__, {}).items():
+        items = prepared.get(name)
+        if isinstance(items, list):  # each item kept, so that none takes another's place
+            prepared[name] = [
+                {k: v for k, v in item.items() if k.removeprefix("_") not in unread}
+                if isinstance(item, dict)
+                else item
+                for item in items
+            ]
+    return prepared
 
 
 @cache
@@ -210,6 +220,29 @@ _ELEMENTS: dict[str, _Elements] = {
         {"actuality", "outcome", "date", "detected"},
     ),
     "Patient": _elements({"id", "birthDate", "gender", "extension"}, {"active"}),
+}
+# Children of a read element that no rule reads, left out of each of its items before
+# validation as the unread elements are (``_prepared``): the order readers read a dosage's
+# timing and dose only (the suggestions copy the order as sent).
+_UNREAD_CHILDREN: dict[str, dict[str, frozenset[str]]] = {
+    "MedicationRequest": {
+        "dosageInstruction": frozenset(
+            {
+                "sequence",
+                "text",
+                "additionalInstruction",
+                "patientInstruction",
+                "asNeededBoolean",
+                "asNeededCodeableConcept",
+                "site",
+                "route",
+                "method",
+                "maxDosePerPeriod",
+                "maxDosePerAdministration",
+                "maxDosePerLifetime",
+            }
+        )
+    }
 }
 _MAX_PASSES = 8  # each pass leaves out at least one element; a resource has few malformed ones
 
