@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
-from cds_service.rules import data_needs as keys
+from cds_service.rules import prefetch_keys as keys
 from cds_service.rules.codes import PREGNANCY_STATUS_CODES
 from cds_service.rules.facts.clinical import (
     Evidence,
