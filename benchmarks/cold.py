@@ -3,8 +3,9 @@
     python -m benchmarks.cold [--patients N] [--long-patients M] [--json]
 
 Builds the service with ``create_app`` (authentication disabled, a fresh SQLite file: the
-token check is measured under load by ``side_by_side``) and calls it through Flask's test
-client, one thread, no HTTP server. Each timed call is an order-sign about a new patient (a
+token check is measured under load by ``side_by_side``), tunes the garbage collector as the
+server does once its app is loaded, and calls it through Flask's test client, one thread, no
+HTTP server. Each timed call is an order-sign about a new patient (a
 history of its own ids, times and values), so nothing the process remembers from an earlier
 call can serve it: the cost an EHR's first call about a patient pays, and the only cost when
 every call is about another patient. Two history lengths: 6 months (about 150 resources) and
@@ -50,9 +51,11 @@ class ColdCallError(RuntimeError):
 def measure(patients: int, long_patients: int, workdir: Path) -> dict[str, Any]:
     from cds_service.app import create_app
     from cds_service.config import Config
+    from cds_service.gunicorn_settings import tune_garbage_collector
 
     config = Config.for_testing(database_url=f"sqlite:///{workdir / 'cold.sqlite3'}")
     client = create_app(config).test_client()
+    tune_garbage_collector()  # as the server does once the app is loaded (when_ready)
     path = f"/cds-services/{ORDER_SIGN}"
     now = datetime.now(UTC).replace(microsecond=0)
 

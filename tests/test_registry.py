@@ -24,8 +24,9 @@ from cds_service import metrics
 from cds_service.app import create_app
 from cds_service.config import Config
 from cds_service.fixtures import load_scenarios
-from cds_service.rules.data_needs import DATA_NEEDS, PATIENT
+from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import HookCall, JsonDict, PatientRecord
+from cds_service.rules.prefetch_keys import PATIENT
 from cds_service.rules.settings import RuleSettings
 from cds_service.services import SERVICES, CdsService, HookContext, Registry
 from cds_service.services.context import read_patient_id

@@ -30,8 +30,9 @@ import requests
 from cds_service.fhir.client import FhirClient, bundle_resources
 from cds_service.fhir.errors import FhirUnavailable, PrefetchRefused, RequiredDataMissing
 from cds_service.fhir.patient import about_another_patient, another_patient
-from cds_service.rules.data_needs import DATA_NEEDS, MEDICATION_REQUESTS, MEDICATIONS
+from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import DataNeed, JsonDict, PatientRecord
+from cds_service.rules.prefetch_keys import MEDICATION_REQUESTS, MEDICATIONS
 
 MAX_MEDICATION_READS = 50
 # Years of weekly labs fit easily; more than this in one key is not a patient's record but a

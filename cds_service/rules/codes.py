@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from cds_service.rules.data_needs import LOINC, MEDDRA, NCIT, SNOMED
-
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
 NDC = "http://hl7.org/fhir/sid/ndc"
@@ -123,8 +125,11 @@ NEUTROPHIL_PERCENT_CODES = frozenset({"770-8", "23761-0", "26511-6"})
 # Leukocytes [#/volume] in Blood: 6690-2 by automated count (LOINC's 58410-2 panel), 26464-8
 # unspecified (LOINC's 24318-8 panel), 804-5 by manual count.
 WBC_CODES = frozenset({"6690-2", "804-5", "26464-8"})
-# Counts are also read from the components of any Observation (a CBC panel): the panel codes
-# the prefetch asks for are in data_needs.LAB_LOINC_CODES.
+# Counts are also read from the components of any Observation (a CBC panel). The panels the
+# prefetch asks for: 58410-2 "CBC panel - Blood by Automated count" (its LOINC page lists 6690-2
+# and 777-3), 57021-8 "CBC W Auto Differential panel - Blood", 24318-8 "Manual Differential
+# panel - Blood" (lists 26464-8).
+CBC_PANEL_CODES = frozenset({"58410-2", "57021-8", "24318-8"})
 PLATELET_CODES = frozenset({"777-3", "26515-7", "778-1"})
 BILIRUBIN_CODES = frozenset({"1975-2", "14631-6"})
 CREATININE_CODES = frozenset({"2160-0", "14682-9", "38483-4"})

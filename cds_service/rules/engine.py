@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cds_service.rules.data_needs import MEDICATION_REQUESTS, MEDICATIONS
 from cds_service.rules.decisions import Decision, decide_lab_result, decide_order
 from cds_service.rules.decisions.patient_view import CourseView, course_view
 from cds_service.rules.decisions.shared import data_problems, unresolved_medication
@@ -22,6 +21,7 @@ from cds_service.rules.facts import (
 from cds_service.rules.facts.orders import medication_unknown, names_other_drug, order_drug
 from cds_service.rules.facts.reading import reference_of
 from cds_service.rules.inputs import HookCall, JsonDict, PatientRecord
+from cds_service.rules.prefetch_keys import MEDICATION_REQUESTS, MEDICATIONS
 from cds_service.rules.settings import RuleSettings
 
 

@@ -20,8 +20,9 @@ from flask.testing import FlaskClient
 from cds_service.fhir.client import make_session
 from cds_service.fhir.record import FhirAccess, gather_record
 from cds_service.protocol.envelope import HookRequest
-from cds_service.rules.data_needs import DATA_NEEDS, LABS, MEDICATION_REQUESTS
+from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import PatientRecord
+from cds_service.rules.prefetch_keys import LABS, MEDICATION_REQUESTS
 from cds_service.services import SERVICES
 
 pytestmark = pytest.mark.integration

@@ -14,19 +14,16 @@ import pytest
 import requests
 from fhirserver import FhirServer, FhirServerProcess, start_fhir_server
 
-from cds_service.rules.data_needs import (
+from cds_service.rules.codes import LOINC, MEDDRA, NCIT, SNOMED
+from cds_service.rules.data_needs import DATA_NEEDS
+from cds_service.rules.prefetch_keys import (
     ADVERSE_EVENTS,
     ALLERGIES,
     CONDITIONS,
-    DATA_NEEDS,
     LABS,
-    LOINC,
-    MEDDRA,
     MEDICATION_REQUESTS,
-    NCIT,
     PATIENT,
     PROCEDURES,
-    SNOMED,
     TOXICITY_GRADES,
     TOXICITY_TERM_OBSERVATIONS,
 )

@@ -38,6 +38,17 @@ def test_an_element_no_rule_reads_costs_nothing() -> None:
     assert recommendation(cards[0])["ixazomib"] == {"action": "start-reduced", "doseMg": 3}
 
 
+def test_a_malformed_part_of_a_dosage_no_rule_reads_costs_nothing() -> None:
+    """The route and the text of a dosage are not read (the dose and its timing are): a route
+    sent as a bare string is no reason to name the order for review."""
+    draft = order(dose=4, id="d")
+    draft["dosageInstruction"][0]["route"] = "by mouth"
+    draft["dosageInstruction"][0]["text"] = {"div": "4 mg by mouth"}
+    cards = sign(draft, record(labs=good_cbc() + HEPATIC))
+    assert rules_of(cards) == ["hepatic-start-dose"]
+    assert recommendation(cards[0])["ixazomib"] == {"action": "start-reduced", "doseMg": 3}
+
+
 def test_a_malformed_element_a_rule_reads_is_named_and_the_other_rules_run() -> None:
     draft = order(dose=4, id="d")
     draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = "four"

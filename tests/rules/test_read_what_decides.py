@@ -1,19 +1,34 @@
 """Only the results a decision rests on are validated and read: the latest chemistry, the latest
-counts and the counts of each episode below a threshold (with the count that ended it). An old
+counts and the counts of each episode below a threshold (with the count that ended it), the pain
+scores near now or near a toxicity finding. An old
 result no decision reads costs nothing, even when malformed; whatever a decision reads is read
 as before, element by element."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
 from cds_service.rules.decisions.episodes import count_episodes
 from cds_service.rules.facts import Lab, LabValue, Problems
-from cds_service.rules.facts.labs import read_labs, read_results
+from cds_service.rules.facts.labs import PainMoments, read_labs, read_results
 
-from .builders import NOW, anc, good_cbc, lab, one, order, platelets, record, rules_of, sign
+from .builders import (
+    NEUROPATHY,
+    NOW,
+    adverse_event,
+    anc,
+    good_cbc,
+    lab,
+    one,
+    order,
+    platelets,
+    recommendation,
+    record,
+    rules_of,
+    sign,
+)
 
 ON_IXAZOMIB = [order(status="active", days_ago=21, dose=4, id="ixa-c1")]
 
@@ -108,3 +123,54 @@ def test_a_malformed_wbc_beside_a_neutrophil_percentage_is_still_named() -> None
     labs = [percent, wbc, *good_cbc(1)]
     cards = sign(order(dose=4, id="d"), record(history=ON_IXAZOMIB, labs=labs))
     assert "Observation/wbc interpretation" in one(cards, "data-uninterpretable")["detail"]
+
+
+def _pain_score(score: int, days_ago: float, **kwargs: Any) -> dict[str, Any]:
+    resource = lab("72514-3", score, "{score}", days_ago, **kwargs)
+    resource["valueInteger"] = resource.pop("valueQuantity")["value"]
+    return resource
+
+
+def test_a_pain_score_far_from_now_and_from_every_toxicity_costs_nothing_even_malformed() -> None:
+    labs = [_malformed(_pain_score(6, 120, id="old-pain")), _pain_score(0, 2), *good_cbc(1)]
+    cards = sign(order(dose=4, id="d"), record(history=ON_IXAZOMIB, labs=labs))
+    assert "data-uninterpretable" not in rules_of(cards)
+
+
+def test_a_malformed_pain_score_near_now_is_still_named() -> None:
+    labs = [_malformed(_pain_score(6, 3, id="recent-pain")), *good_cbc(1)]
+    cards = sign(order(dose=4, id="d"), record(history=ON_IXAZOMIB, labs=labs))
+    assert "Observation/recent-pain interpretation" in one(cards, "data-uninterpretable")["detail"]
+
+
+LONG_ON_IXAZOMIB = [order(status="active", days_ago=150, dose=4, id="ixa-c1")]
+
+
+def test_a_pain_score_near_a_past_neuropathy_makes_it_grade_2_with_pain() -> None:
+    """Grade 2 neuropathy, resolved, 100 days ago: with pain it owed one level lower (Table 3's
+    "Grade 2 with pain" row); the score beside it is read though it is months old."""
+    neuropathy = adverse_event(NEUROPATHY, 2, days_ago=100, outcome="resolved")
+
+    def cards(pain_days_ago: float) -> list[dict[str, Any]]:
+        labs = [_pain_score(5, pain_days_ago), *good_cbc(1)]
+        rec = record(history=LONG_ON_IXAZOMIB, labs=labs, adverseEvents=[neuropathy])
+        return sign(order(dose=4, id="d"), rec)
+
+    with_pain = one(cards(101), "neuropathy-grade-2-pain-or-3")
+    assert recommendation(with_pain)["ixazomib"] == {"action": "reduce", "doseMg": 3}
+    assert cards(60) == []  # 40 days from the neuropathy and 60 from now: no pain near either
+
+
+def test_the_pain_scores_read_are_those_near_a_moment_of_reading_every_score() -> None:
+    raws = [_pain_score(day % 4, day) for day in range(0, 300, 5)]
+    moments = [NOW, NOW - timedelta(days=100), NOW - timedelta(days=230)]
+    window = timedelta(days=14)
+    picked = _values(
+        read_results(raws, set(), NOW, UTC, Problems(), PainMoments(moments, window)),
+        Lab.PAIN_SCORE,
+    )
+    every = _values(read_results(raws, set(), NOW, UTC, Problems()), Lab.PAIN_SCORE)
+    assert len(every) == len(raws)
+    near = [v for v in every if any(abs(v.at - m) <= window for m in moments)]
+    assert [v.reference for v in picked] == [v.reference for v in near]
+    assert len(picked) < len(every) / 3

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
-from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.reading import shown
+from cds_service.rules.prefetch_keys import MEDICATIONS
 from cds_service.rules.settings import RuleSettings
 
 from . import shared

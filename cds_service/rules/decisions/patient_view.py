@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
-from cds_service.rules.data_needs import MEDICATIONS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue
 from cds_service.rules.facts.labs import (
     ANC_NEW_CYCLE_AT_LEAST,
@@ -28,6 +27,7 @@ from cds_service.rules.facts.labs import (
     count_text,
 )
 from cds_service.rules.facts.reading import shown
+from cds_service.rules.prefetch_keys import MEDICATIONS
 from cds_service.rules.settings import RuleSettings
 
 from . import shared

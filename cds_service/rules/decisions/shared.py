@@ -7,10 +7,10 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.facts import Drug, Facts, Lab, LabValue, MedicationOrder
 from cds_service.rules.facts.clinical import Toxicity, ToxicityFinding
 from cds_service.rules.facts.labs import count_text
+from cds_service.rules.prefetch_keys import DESCRIPTIONS
 from cds_service.rules.settings import RuleSettings
 
 from .episodes import ToxicityEpisode, series_key, toxicity_episodes
@@ -185,7 +185,6 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
             )
         )
     if facts.unavailable and only is None:
-        descriptions = {need.key: need.description for need in DATA_NEEDS}
         decisions.append(
             Decision(
                 rule=data_unavailable.RULE.id,
@@ -193,7 +192,7 @@ def data_problems(facts: Facts, only: set[str] | None = None) -> list[Decision]:
                 summary="Part of the record could not be fetched; some checks were not made",
                 ixazomib=DrugAdvice(Action.REVIEW),
                 evidence=tuple(
-                    f"{key} ({descriptions.get(key, key)}): {reason}"
+                    f"{key} ({DESCRIPTIONS.get(key, key)}): {reason}"
                     for key, reason in sorted(facts.unavailable.items())
                 ),
                 notes=("The checks that read these data were not made; review them yourself.",),

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
-from cds_service.rules import data_needs as keys
+from cds_service.rules import prefetch_keys as keys
 from cds_service.rules.codes import PREGNANCY_STATUS_CODES
 from cds_service.rules.facts.clinical import (
     Evidence,
@@ -30,6 +30,7 @@ from cds_service.rules.facts.labs import (
     AncNotComputed,
     Lab,
     LabValue,
+    PainMoments,
     anc_not_computed,
     loinc_codes,
     overtaken,
@@ -52,14 +53,7 @@ from cds_service.rules.facts.reading import (
     reference_of,
     shown,
 )
-from cds_service.rules.inputs import (
-    HOOK_ORDER_SELECT,
-    HOOK_ORDER_SIGN,
-    HOOK_PATIENT_VIEW,
-    HookCall,
-    JsonDict,
-    PatientRecord,
-)
+from cds_service.rules.inputs import HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 
 __all__ = [
@@ -131,7 +125,7 @@ def _unique(resources: list[JsonDict]) -> list[JsonDict]:
 
 def judged_drafts(call: HookCall) -> list[JsonDict]:
     drafts = of_type(_resources(call.draft_orders), "MedicationRequest")
-    if call.hook == HOOK_ORDER_SELECT and call.selections:
+    if call.selections:  # order-select: the drafts the clinician selected
         drafts = [d for d in drafts if reference_of(d) in call.selections]
     return drafts
 
@@ -191,7 +185,8 @@ def read_medications(
         )
         if reference_of(r) not in draft_references
     ]
-    draft_orders = read_orders(judged_drafts(call), known)
+    all_drafts = read_orders(drafts, known)  # each draft read once, judged or not
+    judged = {reference_of(d) for d in judged_drafts(call)}
     recorded = read_orders(recorded_raws, regimen_or_inducer)
     # Regimen orders that are not valid FHIR: not history we can read, but history all the same.
     read_references = {o.reference for o in recorded}
@@ -213,8 +208,8 @@ def read_medications(
     )
     return MedicationFacts(
         problems=problems,
-        draft_orders=draft_orders,
-        all_drafts=read_orders(drafts, known),
+        draft_orders=[o for o in all_drafts if o.reference in judged],
+        all_drafts=all_drafts,
         draft_references=draft_references,
         recorded=recorded,
         history=history,
@@ -234,7 +229,6 @@ def gather_facts(
     orders = medication_facts or read_medications(call, record, settings)
     problems = orders.problems
     resources = {key: _resources(value) for key, value in record.resources.items()}
-    medications = record.medications
     history = orders.history
 
     new_observations = of_type(_resources(call.new_observations), "Observation")
@@ -247,12 +241,18 @@ def gather_facts(
         or codes & PREGNANCY_STATUS_CODES
     ]
 
+    # The toxicities first: a pain score is read only near one of them, or near now.
+    toxicity_problems = Problems()
+    toxicities = _read_toxicities(call, record, resources, history, zone, toxicity_problems)
+    pain_moments = [call.now, *(f.at for f in toxicities if f.at is not None)]
+
     new_references = {reference_of(o) for o in new_observations}
     found: dict[Lab, list[LabValue]] = {lab: [] for lab in Lab}
     not_computed: list[AncNotComputed] = []
     # The results the decisions rest on (read_results): not every result of the history.
     until = call.now + CLOCK_SKEW
-    for value in read_results(observation_raws, new_references, until, zone, problems):
+    pain_near = PainMoments(pain_moments, settings.pain_score_max_age)
+    for value in read_results(observation_raws, new_references, until, zone, problems, pain_near):
         if isinstance(value, AncNotComputed):
             not_computed.append(value)
         else:
@@ -283,15 +283,65 @@ def gather_facts(
     for raw in _unique(new_observations):
         if (why := unused_new_result(raw)) is not None and not overtaken(raw, new_labs, zone):
             problems.uninterpretable.append(why)
-    if call.hook in (HOOK_ORDER_SIGN, HOOK_ORDER_SELECT, HOOK_PATIENT_VIEW):
-        # A preliminary count newer than every final one is not used, but it is named: a
-        # preliminary platelet count of 20,000 must not pass an order in silence.
+    if not new_observations:
+        # A call that judges the record as it stands (an order, a chart opened), not new
+        # results: a preliminary count newer than every final one is not used, but it is
+        # named: a preliminary platelet count of 20,000 must not pass an order in silence.
         counted = [*labs[Lab.ANC], *labs[Lab.PLATELETS]]
         since = call.now - settings.cbc_max_age
         for raw in recorded_labs:
             if (why := unused_latest_count(raw, counted, zone, since)) is not None:
                 problems.uninterpretable.append(why)
 
+    problems.add(toxicity_problems)  # noted after the labs', as they were read before
+    conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
+
+    patients = of_type(resources.get(keys.PATIENT, []), "Patient")
+    return Facts(
+        now=call.now,
+        drafts=[o for o in orders.draft_orders if o.drug is Drug.IXAZOMIB],
+        other_drafts=[o for o in orders.all_drafts if o.drug is not Drug.IXAZOMIB],
+        history=history,
+        active_orders=[o for o in history if o.status == "active"],
+        inducers=[
+            o
+            for o in orders.recorded + orders.all_drafts
+            if o.inducer and (o.status == "active" or o.reference in orders.draft_references)
+        ],
+        labs=labs,
+        new_labs=new_labs,
+        new_references=new_references,
+        patient=read_patient(patients[0] if patients else None, zone, problems),
+        renal_failure=renal_failure_evidence(
+            conditions,
+            of_type(resources.get(keys.PROCEDURES, []), "Procedure"),
+            call.now,
+            zone,
+            problems,
+        ),
+        pregnancy=pregnancy_evidence(observation_raws, conditions, call.now, zone, problems),
+        hypersensitivity=hypersensitivity_evidence(
+            of_type(resources.get(keys.ALLERGIES, []), "AllergyIntolerance"), zone, problems
+        ),
+        toxicities=toxicities,
+        unavailable=dict(record.unavailable),
+        left_out=dict(record.left_out),
+        problems=problems,
+        unreadable_history=orders.unreadable_history,
+    )
+
+
+def _read_toxicities(
+    call: HookCall,
+    record: PatientRecord,
+    resources: dict[str, list[JsonDict]],
+    history: list[MedicationOrder],
+    zone: tzinfo,
+    problems: Problems,
+) -> list[ToxicityFinding]:
+    """The toxicity findings: AdverseEvents, graded Observations (the latest of each is the
+    current state) and neuropathic pain on the problem list."""
+    medications = record.medications
     ixazomib_references = {o.reference for o in history if o.drug is Drug.IXAZOMIB}
     ixazomib_references |= {
         str(dict_field(o.raw, "medicationReference").get("reference"))
@@ -328,43 +378,10 @@ def gather_facts(
         if (finding := read_graded_observation(raw, zone, problems)) is not None
     ]
     toxicities += _latest_is_current(graded, call.now)
-    conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
     # Neuropathic pain on the problem list is "with pain" for the neuropathy rows.
+    conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
     toxicities += neuropathic_pain_conditions(conditions, zone, problems)
-
-    patients = of_type(resources.get(keys.PATIENT, []), "Patient")
-    return Facts(
-        now=call.now,
-        drafts=[o for o in orders.draft_orders if o.drug is Drug.IXAZOMIB],
-        other_drafts=[o for o in orders.all_drafts if o.drug is not Drug.IXAZOMIB],
-        history=history,
-        active_orders=[o for o in history if o.status == "active"],
-        inducers=[
-            o
-            for o in orders.recorded + orders.all_drafts
-            if o.inducer and (o.status == "active" or o.reference in orders.draft_references)
-        ],
-        labs=labs,
-        new_labs=new_labs,
-        new_references=new_references,
-        patient=read_patient(patients[0] if patients else None, zone, problems),
-        renal_failure=renal_failure_evidence(
-            conditions,
-            of_type(resources.get(keys.PROCEDURES, []), "Procedure"),
-            call.now,
-            zone,
-            problems,
-        ),
-        pregnancy=pregnancy_evidence(observation_raws, conditions, call.now, zone, problems),
-        hypersensitivity=hypersensitivity_evidence(
-            of_type(resources.get(keys.ALLERGIES, []), "AllergyIntolerance"), zone, problems
-        ),
-        toxicities=toxicities,
-        unavailable=dict(record.unavailable),
-        left_out=dict(record.left_out),
-        problems=problems,
-        unreadable_history=orders.unreadable_history,
-    )
+    return toxicities
 
 
 def _latest_is_current(findings: list[ToxicityFinding], now: datetime) -> list[ToxicityFinding]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -604,12 +604,28 @@ def _when_sent(raw: JsonDict) -> str:
 # millisecond. The decisions read, of the chemistry and the weight, the latest result only
 # (start_dose); of the counts, the latest (new-cycle gate) and the episodes below a threshold
 # with the result that ended each (count_episodes: a count at or above every threshold that
-# follows another one changes no episode). So each result is first previewed from its raw JSON
+# follows another one changes no episode); of the pain scores, those near now or near a
+# toxicity finding ("with pain": episodes._pain_near, shared.with_pain_now), within the pain
+# window on either side. So each result is first previewed from its raw JSON
 # (which lab, when, and for a count whether it is below a threshold), and only the results those
 # readings rest on are validated and read. A preview is trusted only where the reading agrees
 # with it; where one does not, every result is read, as if nothing had been previewed.
 
 _LATEST_ONLY = frozenset({Lab.BILIRUBIN, Lab.CREATININE, Lab.CRCL, Lab.EGFR, Lab.WEIGHT})
+
+
+@dataclass(frozen=True)
+class PainMoments:
+    """When a pain score counts: within ``window`` of one of ``moments`` (now, and the time of
+    each toxicity finding)."""
+
+    moments: list[datetime]
+    window: timedelta
+
+    def near(self, at: datetime) -> bool:
+        return any(abs(at - moment) <= self.window for moment in self.moments)
+
+
 # A count below one of these is part of an episode, or ends one, for some threshold compared.
 _COUNT_CLEAR_AT = {lab: max(thresholds) for lab, thresholds in _COUNT_THRESHOLDS.items()}
 
@@ -629,7 +645,7 @@ def _preview(raw: JsonDict, lab: Lab | None) -> _Preview | None:
     if (
         lab is None
         or "component" in raw
-        or (lab not in _LATEST_ONLY and lab not in _COUNT_CLEAR_AT)
+        or (lab not in _LATEST_ONLY and lab not in _COUNT_CLEAR_AT and lab is not Lab.PAIN_SCORE)
     ):
         return None
     text = _time_sent(raw)
@@ -659,8 +675,11 @@ def _preview(raw: JsonDict, lab: Lab | None) -> _Preview | None:
     return _Preview(lab, at, reference_of(raw), low)
 
 
-def _needed(previews: list[_Preview], read: list[LabValue], until: datetime) -> set[str]:
-    """The references of the previewed results the decisions rest on (see above)."""
+def _needed(
+    previews: list[_Preview], read: list[LabValue], until: datetime, pain: PainMoments | None
+) -> set[str]:
+    """The references of the previewed results the decisions rest on (see above); every pain
+    score when ``pain`` is None."""
     needed: set[str] = set()
     for lab in Lab:
         items: list[_Preview | LabValue] = [p for p in previews if p.lab is lab]
@@ -674,6 +693,8 @@ def _needed(previews: list[_Preview], read: list[LabValue], until: datetime) -> 
         if not past:
             continue
         needed.add(past[-1].reference)
+        if lab is Lab.PAIN_SCORE:
+            needed |= {i.reference for i in past if pain is None or pain.near(i.at)}
         if lab in _COUNT_CLEAR_AT:
             lows = [_is_low(i) for i in past]
             for position, item in enumerate(past):
@@ -689,12 +710,18 @@ def _is_low(item: _Preview | LabValue) -> bool:
 
 
 def read_results(
-    raws: list[JsonDict], always: set[str], until: datetime, zone: tzinfo, problems: Problems
+    raws: list[JsonDict],
+    always: set[str],
+    until: datetime,
+    zone: tzinfo,
+    problems: Problems,
+    pain: PainMoments | None = None,
 ) -> list[LabValue | AncNotComputed]:
     """The values of the results the decisions rest on (see above), as ``read_labs`` gives
     them, in the order of ``raws``; then the ANCs computed per specimen (``specimen_ancs``).
     ``always``: references read whatever they show (the new results of a lab-result call);
-    ``until``: a result taken after it is in the future (named for review, so read).
+    ``until``: a result taken after it is in the future (named for review, so read);
+    ``pain``: when a pain score counts (None: every one is read).
 
     What could not be read is noted in ``problems`` in the order of ``raws``, as if each had
     been read in turn."""
@@ -727,7 +754,7 @@ def read_results(
     specimen_noted = Problems()
     specimen = specimen_ancs(raws, zone, specimen_noted)
     computed = [value for value in specimen if isinstance(value, LabValue)]
-    needed = _needed(list(previews.values()), plain + computed, until)
+    needed = _needed(list(previews.values()), plain + computed, until, pain)
     for position, preview in previews.items():
         if preview.reference not in needed:
             continue
@@ -749,10 +776,6 @@ def read_results(
     for position in sorted(outcomes):
         values, noted = outcomes[position]
         found += values
-        problems.invalid += noted.invalid
-        problems.uninterpretable += noted.uninterpretable
-        problems.zone_assumed |= noted.zone_assumed
-    problems.invalid += specimen_noted.invalid
-    problems.uninterpretable += specimen_noted.uninterpretable
-    problems.zone_assumed |= specimen_noted.zone_assumed
+        problems.add(noted)
+    problems.add(specimen_noted)
     return found + specimen

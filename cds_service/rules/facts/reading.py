@@ -19,15 +19,21 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import cache
 from typing import Any, TypeVar
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from cds_service.rules.inputs import JsonDict
 
 M = TypeVar("M", bound=BaseModel)
 
-_ZONELESS = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2}(\.\d+)?)?$")
+_ZONELESS = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2})(:[0-9]{2}(\.[0-9]+)?)?")
+# The same, as a whole JSON string in a resource's encoding: most resources hold none, and one
+# search of their encoding costs a fifth of visiting every value.
+_ZONELESS_IN_JSON = re.compile(rb'"' + _ZONELESS.pattern.encode() + rb'"')
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass
@@ -37,6 +43,12 @@ class Problems:
     invalid: list[str] = field(default_factory=list)  # "Observation/x (why)"
     uninterpretable: list[str] = field(default_factory=list)  # values/units not read exactly
     zone_assumed: set[str] = field(default_factory=set)  # "Observation/x" references
+
+    def add(self, other: Problems) -> None:
+        """``other``'s notes after these (noted elsewhere, in the order they were read)."""
+        self.invalid += other.invalid
+        self.uninterpretable += other.uninterpretable
+        self.zone_assumed |= other.zone_assumed
 
 
 def reference_of(resource: JsonDict) -> str:
@@ -51,19 +63,76 @@ def _offset_text(zone: tzinfo, naive: datetime) -> str:
 
 
 def _with_zones(value: Any, zone: tzinfo, found: list[bool]) -> Any:
-    """A copy of the JSON with every zone-less date-time given the default zone's offset."""
-    if isinstance(value, dict):
-        return {key: _with_zones(item, zone, found) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_with_zones(item, zone, found) for item in value]
+    """The JSON with every zone-less date-time given the default zone's offset: a copy of what
+    holds one, the very value where nothing does (validation never changes its input)."""
     if isinstance(value, str):
-        match = _ZONELESS.match(value)
-        if match:
+        # The shape's "T" at index 10 is looked at first: most strings are not date-times.
+        if len(value) >= 16 and value[10] == "T" and (match := _ZONELESS.fullmatch(value)):
             found.append(True)
             seconds = match.group(3) or ":00"
             naive = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{seconds}")
             return f"{match.group(1)}T{match.group(2)}{seconds}{_offset_text(zone, naive)}"
+        return value
+    if isinstance(value, dict):
+        changed = {
+            key: fixed
+            for key, item in value.items()
+            if (fixed := _with_zones(item, zone, found)) is not item
+        }
+        return {**value, **changed} if changed else value
+    if isinstance(value, list):
+        items = [_with_zones(item, zone, found) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
     return value
+
+
+def _prepared(
+    resource: JsonDict, model: type[BaseModel], zone: tzinfo, found: list[bool]
+) -> JsonDict:
+    """What is validated: the resource without the elements of its type that no rule reads and
+    none needs readable (``_ELEMENTS``), zone-less date-times given the default zone.
+
+    Such an element is left out before validation rather than after it: malformed, it would
+    be left out in silence anyway (``_cuts``); well-formed, nothing reads it; either way
+    validating it cost up to a third of the resource's validation. A name that is no element
+    of the type is kept, so that validation names it (a misspelt element)."""
+    fix_zones = _may_hold_zoneless(resource)
+    elements = _ELEMENTS.get(str(resource.get("resourceType") or model.__name__))
+    if elements is None:
+        return _with_zones(resource, zone, found) if fix_zones else resource
+    known, kept = _element_names(model, elements)
+    prepared = {
+        key: _with_zones(value, zone, found) if fix_zones else value
+        for key, value in resource.items()
+        if key in kept or key not in known
+    }
+    for name, unread in _UNREAD_CHILDREN.get(model.__name__, {}).items():
+        items = prepared.get(name)
+        if isinstance(items, list):  # each item kept, so that none takes another's place
+            prepared[name] = [
+                {k: v for k, v in item.items() if k.removeprefix("_") not in unread}
+                if isinstance(item, dict)
+                else item
+                for item in items
+            ]
+    return prepared
+
+
+def _may_hold_zoneless(resource: JsonDict) -> bool:
+    try:
+        return _ZONELESS_IN_JSON.search(_ENCODER.encode(resource)) is not None
+    except (TypeError, ValueError, OverflowError):  # not encodable as JSON: visit every value
+        return True
+
+
+@cache
+def _element_names(
+    model: type[BaseModel], elements: _Elements
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The JSON names of a resource type's elements ("_status" for the extensions of
+    ``status``), and those of them that are validated: a table per model class, built once."""
+    known = frozenset(field.alias or name for name, field in model.model_fields.items())
+    return known, frozenset(n for n in known if _is_among(n.removeprefix("_"), elements.kept))
 
 
 def validate(model: type[M], resource: JsonDict, zone: tzinfo, problems: Problems) -> M | None:
@@ -86,7 +155,7 @@ _Outcome = tuple[BaseModel | None, bool, str | None, tuple[str, ...]]
 def _validate(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> _Outcome:
     """(model or None, zone assumed, why invalid, notes on the read elements left out)."""
     found: list[bool] = []
-    prepared = _with_zones(resource, zone, found)
+    prepared = _prepared(resource, model, zone, found)
     resource_type = str(resource.get("resourceType") or model.__name__)
     left_out: list[str] = []
     for _ in range(_MAX_PASSES):
@@ -117,13 +186,15 @@ def _validate(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> _Outc
 class _Elements:
     read: frozenset[str]
     required_readable: frozenset[str]
+    kept: frozenset[str]  # both: what is validated (``_prepared``)
 
 
 _ALWAYS_REQUIRED = frozenset({"resourceType", "modifierExtension", "implicitRules"})
 
 
 def _elements(read: set[str], required_readable: set[str]) -> _Elements:
-    return _Elements(frozenset(read), frozenset(required_readable) | _ALWAYS_REQUIRED)
+    required = frozenset(required_readable) | _ALWAYS_REQUIRED
+    return _Elements(frozenset(read), required, frozenset(read) | required)
 
 
 _ELEMENTS: dict[str, _Elements] = {
@@ -162,6 +233,29 @@ _ELEMENTS: dict[str, _Elements] = {
         {"actuality", "outcome", "date", "detected"},
     ),
     "Patient": _elements({"id", "birthDate", "gender", "extension"}, {"active"}),
+}
+# Children of a read element that no rule reads, left out of each of its items before
+# validation as the unread elements are (``_prepared``): the order readers read a dosage's
+# timing and dose only (the suggestions copy the order as sent).
+_UNREAD_CHILDREN: dict[str, dict[str, frozenset[str]]] = {
+    "MedicationRequest": {
+        "dosageInstruction": frozenset(
+            {
+                "sequence",
+                "text",
+                "additionalInstruction",
+                "patientInstruction",
+                "asNeededBoolean",
+                "asNeededCodeableConcept",
+                "site",
+                "route",
+                "method",
+                "maxDosePerPeriod",
+                "maxDosePerAdministration",
+                "maxDosePerLifetime",
+            }
+        )
+    }
 }
 _MAX_PASSES = 8  # each pass leaves out at least one element; a resource has few malformed ones
 
@@ -303,9 +397,11 @@ def of_type(resources: Iterable[JsonDict], resource_type: str) -> list[JsonDict]
 
 def _as_dict(concept: Any) -> dict[str, Any]:
     """A raw or validated CodeableConcept as a dict; anything malformed as an empty one."""
+    if isinstance(concept, dict):  # raw JSON, the common case, first: a model check costs more
+        return concept
     if isinstance(concept, BaseModel):
         return concept.model_dump(mode="python")
-    return concept if isinstance(concept, dict) else {}
+    return {}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -315,15 +411,17 @@ def as_list(value: Any) -> list[Any]:
 
 def codings(concept: Any) -> list[tuple[str, str]]:
     """(system, code) pairs of a raw or validated CodeableConcept."""
+    if isinstance(concept, dict):  # raw JSON, the common case, first: a model check costs more
+        return [
+            (str(c.get("system") or ""), str(c.get("code") or ""))
+            for c in as_list(concept.get("coding"))
+            if isinstance(c, dict)
+        ]
     if isinstance(concept, BaseModel):  # read the model directly: a dump costs far more
         return [
             (str(c.system or ""), str(c.code or "")) for c in getattr(concept, "coding", None) or []
         ]
-    return [
-        (str(c.get("system") or ""), str(c.get("code") or ""))
-        for c in as_list(_as_dict(concept).get("coding"))
-        if isinstance(c, dict)
-    ]
+    return []
 
 
 def codes_in(concept: Any, system: str) -> set[str]:

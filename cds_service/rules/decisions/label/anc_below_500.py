@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cds_service.rules.codes import ANC_CODES, NEUTROPHIL_PERCENT_CODES, WBC_CODES
-from cds_service.rules.data_needs import CBC_PANEL_CODES, LABS, MEDICATION_REQUESTS
+from cds_service.rules.codes import ANC_CODES, CBC_PANEL_CODES, NEUTROPHIL_PERCENT_CODES, WBC_CODES
 from cds_service.rules.facts import Lab
 from cds_service.rules.facts.labs import ANC_HOLD_BELOW, ANC_NEW_CYCLE_AT_LEAST
+from cds_service.rules.prefetch_keys import LABS, MEDICATION_REQUESTS
 
 from .rule import CountRow, Recovery
 
@@ -18,7 +18,7 @@ RULE = CountRow(
     "resume ixazomib at its most recent dose; after the second reduce ixazomib one level and "
     "resume lenalidomide; then alternate. Below 2.3 mg: discontinue ixazomib.",
     needs=(LABS, MEDICATION_REQUESTS),
-    loinc=ANC_CODES | NEUTROPHIL_PERCENT_CODES | WBC_CODES | frozenset(CBC_PANEL_CODES),
+    loinc=ANC_CODES | NEUTROPHIL_PERCENT_CODES | WBC_CODES | CBC_PANEL_CODES,
     holds_now=True,
     on_recovery=Recovery.ALTERNATING,
     step_name="ANC < 500/mm3",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cds_service.rules.data_needs import LABS
 from cds_service.rules.facts import Facts
+from cds_service.rules.prefetch_keys import LABS
 from cds_service.rules.settings import RuleSettings
 
 from ..model import Action, Decision, DrugAdvice, Indicator, count_line

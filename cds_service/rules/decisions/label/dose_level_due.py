@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from cds_service.rules.data_needs import MEDICATION_REQUESTS
 from cds_service.rules.facts import Drug, Facts, MedicationOrder
+from cds_service.rules.prefetch_keys import MEDICATION_REQUESTS
 
 from ..episodes import step_ordered
 from ..model import Action, Decision, DrugAdvice, Indicator, Suggest, mg, order_line

@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from cds_service.rules.codes import BILIRUBIN_CODES
-from cds_service.rules.data_needs import LABS, MEDICATION_REQUESTS
 from cds_service.rules.facts import Facts, Lab
+from cds_service.rules.prefetch_keys import LABS, MEDICATION_REQUESTS
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import BILIRUBIN_UMOL_PER_MG_DL, plain, rounded
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cds_service.rules.data_needs import ALLERGIES
 from cds_service.rules.facts import Facts
+from cds_service.rules.prefetch_keys import ALLERGIES
 from cds_service.rules.settings import RuleSettings
 
 from ..model import Action, Decision, DrugAdvice, Indicator, evidence_line

@@ -4,14 +4,14 @@ Grade 1 without pain or baseline; it then resumes at the most recent dose."""
 from __future__ import annotations
 
 from cds_service.rules.codes import NEUROPATHIC_PAIN_TERMS, NEUROPATHY_TERMS, PAIN_SCORE_CODES
-from cds_service.rules.data_needs import (
+from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.prefetch_keys import (
     ADVERSE_EVENTS,
     CONDITIONS,
     LABS,
     TOXICITY_GRADES,
     TOXICITY_TERM_OBSERVATIONS,
 )
-from cds_service.rules.facts.clinical import Toxicity
 
 from .. import shared
 from ..model import Decision, mg, toxicity_line

@@ -6,15 +6,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cds_service.rules.codes import NEUROPATHIC_PAIN_TERMS, NEUROPATHY_TERMS, PAIN_SCORE_CODES
-from cds_service.rules.data_needs import (
+from cds_service.rules.facts import Drug, Facts
+from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.prefetch_keys import (
     ADVERSE_EVENTS,
     CONDITIONS,
     LABS,
     TOXICITY_GRADES,
     TOXICITY_TERM_OBSERVATIONS,
 )
-from cds_service.rules.facts import Drug, Facts
-from cds_service.rules.facts.clinical import Toxicity
 
 from .. import shared
 from ..episodes import Step, toxicity_episodes

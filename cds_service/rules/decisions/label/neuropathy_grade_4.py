@@ -4,8 +4,12 @@ since improved."""
 from __future__ import annotations
 
 from cds_service.rules.codes import NEUROPATHY_TERMS
-from cds_service.rules.data_needs import ADVERSE_EVENTS, TOXICITY_GRADES, TOXICITY_TERM_OBSERVATIONS
 from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.prefetch_keys import (
+    ADVERSE_EVENTS,
+    TOXICITY_GRADES,
+    TOXICITY_TERM_OBSERVATIONS,
+)
 
 from .. import shared
 from ..model import Decision, toxicity_line

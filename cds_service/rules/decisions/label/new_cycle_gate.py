@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cds_service.rules.data_needs import ADVERSE_EVENTS, LABS, TOXICITY_GRADES
 from cds_service.rules.facts import Facts, MedicationOrder
 from cds_service.rules.facts.labs import count_text
+from cds_service.rules.prefetch_keys import ADVERSE_EVENTS, LABS, TOXICITY_GRADES
 from cds_service.rules.settings import RuleSettings
 
 from .. import shared

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cds_service.rules.codes import IXAZOMIB_LEVELS
-from cds_service.rules.data_needs import ADVERSE_EVENTS, MEDICATION_REQUESTS, TOXICITY_GRADES
 from cds_service.rules.facts import Drug, Facts
 from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.prefetch_keys import ADVERSE_EVENTS, MEDICATION_REQUESTS, TOXICITY_GRADES
 
 from .. import shared
 from ..episodes import Step, next_lower, toxicity_episodes

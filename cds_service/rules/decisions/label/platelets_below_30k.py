@@ -3,10 +3,10 @@ alternate."""
 
 from __future__ import annotations
 
-from cds_service.rules.codes import PLATELET_CODES
-from cds_service.rules.data_needs import CBC_PANEL_CODES, LABS, MEDICATION_REQUESTS
+from cds_service.rules.codes import CBC_PANEL_CODES, PLATELET_CODES
 from cds_service.rules.facts import Lab
 from cds_service.rules.facts.labs import PLATELETS_HOLD_BELOW, PLATELETS_NEW_CYCLE_AT_LEAST
+from cds_service.rules.prefetch_keys import LABS, MEDICATION_REQUESTS
 
 from .rule import CountRow, Recovery
 
@@ -19,7 +19,7 @@ RULE = CountRow(
     "ixazomib at its most recent dose; after the second reduce ixazomib one level and resume "
     "lenalidomide; then alternate. Below 2.3 mg: discontinue ixazomib.",
     needs=(LABS, MEDICATION_REQUESTS),
-    loinc=PLATELET_CODES | frozenset(CBC_PANEL_CODES),
+    loinc=PLATELET_CODES | CBC_PANEL_CODES,
     holds_now=True,
     on_recovery=Recovery.ALTERNATING,
     step_name="platelets < 30,000/mm3",

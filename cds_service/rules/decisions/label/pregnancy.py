@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cds_service.rules.codes import PREGNANCY_STATUS_CODES
-from cds_service.rules.data_needs import CONDITIONS, LABS
 from cds_service.rules.facts import Facts, MedicationOrder
+from cds_service.rules.prefetch_keys import CONDITIONS, LABS
 from cds_service.rules.settings import RuleSettings
 
 from ..model import Action, Decision, DrugAdvice, Indicator, Suggest, evidence_line

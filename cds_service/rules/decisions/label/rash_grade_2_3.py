@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cds_service.rules.codes import RASH_TERMS
-from cds_service.rules.data_needs import (
+from cds_service.rules.facts import Facts
+from cds_service.rules.facts.clinical import Toxicity
+from cds_service.rules.prefetch_keys import (
     ADVERSE_EVENTS,
     MEDICATION_REQUESTS,
     TOXICITY_GRADES,
     TOXICITY_TERM_OBSERVATIONS,
 )
-from cds_service.rules.facts import Facts
-from cds_service.rules.facts.clinical import Toxicity
 
 from .. import shared
 from ..episodes import Step, alternating_drug, toxicity_episodes

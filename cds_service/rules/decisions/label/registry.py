@@ -1,18 +1,15 @@
 """Every rule the engine applies, in the order the decisions apply them.
 
 Adding a rule is one module in this package (its ``RULE`` and decision functions) and one line
-here; the decisions, docs/rules.md and the cards take it from ``RULES``. At import this module
-checks what a typo would otherwise hide until a card is rendered: ids are unique, each module
-is named after its rule's id, and the data the rules declare are exactly what the prefetch
-templates (``data_needs``) ask for: no template asks for what no rule reads, and no rule reads
-what no template asks for.
+here; the decisions, docs/rules.md, the cards and the prefetch templates (``data_needs``, from
+the keys, codes and terms each rule declares) take it from ``RULES``. At import this module
+checks what a typo would otherwise hide until a card is rendered: ids are unique and each
+module is named after its rule's id.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-
-from cds_service.rules import data_needs
 
 from . import (
     anc_below_500,
@@ -99,26 +96,3 @@ def rule_id(text: str) -> str:
     if text not in RULES_BY_ID:
         raise ValueError(f"no rule {text!r}; the rules are {sorted(RULES_BY_ID)}")
     return text
-
-
-def check_data_needs(rules: tuple[LabelRule, ...]) -> None:
-    """The prefetch asks for what the rules read, no more and no less."""
-    keys = {need.key for need in data_needs.DATA_NEEDS}
-    declared = {key for rule in rules for key in rule.needs}
-    if declared != keys:
-        raise ValueError(
-            f"prefetch keys no rule reads: {sorted(keys - declared)}; "
-            f"keys rules read that no template asks for: {sorted(declared - keys)}"
-        )
-    for name, asked, read in (
-        ("LOINC codes", set(data_needs.LAB_LOINC_CODES), {c for r in rules for c in r.loinc}),
-        ("toxicity terms", set(data_needs.TOXICITY_TERMS), {t for r in rules for t in r.terms}),
-    ):
-        if asked != read:
-            raise ValueError(
-                f"{name} the prefetch asks for but no rule reads: {sorted(asked - read)}; "
-                f"read by a rule but not asked for: {sorted(read - asked)}"
-            )
-
-
-check_data_needs(RULES)

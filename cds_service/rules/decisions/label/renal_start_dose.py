@@ -8,8 +8,14 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from cds_service.rules.codes import CRCL_CODES, CREATININE_CODES, EGFR_CODES, WEIGHT_CODES
-from cds_service.rules.data_needs import CONDITIONS, LABS, MEDICATION_REQUESTS, PATIENT, PROCEDURES
 from cds_service.rules.facts import Facts, Lab
+from cds_service.rules.prefetch_keys import (
+    CONDITIONS,
+    LABS,
+    MEDICATION_REQUESTS,
+    PATIENT,
+    PROCEDURES,
+)
 from cds_service.rules.settings import RuleSettings
 from cds_service.rules.units import CREATININE_UMOL_PER_MG_DL, plain, rounded
 

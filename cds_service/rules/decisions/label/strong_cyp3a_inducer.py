@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cds_service.rules.data_needs import MEDICATION_REQUESTS
 from cds_service.rules.facts import Facts
+from cds_service.rules.prefetch_keys import MEDICATION_REQUESTS
 from cds_service.rules.settings import RuleSettings
 
 from ..model import Action, Decision, DrugAdvice, Indicator, order_line
