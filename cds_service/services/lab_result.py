@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from cds_service.errors import BadRequest
 from cds_service.rules.cards import render
-from cds_service.rules.engine import decide_new_results
+from cds_service.rules.data_needs import MEDICATION_REQUESTS
+from cds_service.rules.engine import decide_new_results, screen_medication_list
 from cds_service.rules.inputs import HOOK_LAB_RESULT, JsonDict
 from cds_service.services.context import (
     HookContext,
@@ -16,7 +17,7 @@ from cds_service.services.context import (
     read_patient_id,
     refuse_other_patients,
 )
-from cds_service.services.registry import CdsService
+from cds_service.services.registry import CdsService, Screening
 
 
 def read_context(context: JsonDict) -> HookContext:
@@ -41,6 +42,8 @@ SERVICE = CdsService(
     ),
     read_context=read_context,
     decide=decide_new_results,
+    # most calls are about patients who take no ixazomib: told from the medication list
+    screening=Screening(reads=(MEDICATION_REQUESTS,), screen=screen_medication_list),
     render=render,
     context_bundles=("observations",),
 )
