@@ -240,6 +240,18 @@ class FhirServerProcess(FhirServer):
         response = self._session.post(f"{self.root_url}/reset", timeout=30)
         response.raise_for_status()
 
+    def requests_seen(self) -> list[str]:
+        """The FHIR requests the server received ("GET /fhir/R4/Observation?..."), in arrival
+        order, since the last ``reset`` or ``forget_requests``."""
+        response = self._session.get(f"{self.root_url}/requests", timeout=30)
+        response.raise_for_status()
+        seen: list[str] = response.json()["requests"]
+        return seen
+
+    def forget_requests(self) -> None:
+        response = self._session.delete(f"{self.root_url}/requests", timeout=30)
+        response.raise_for_status()
+
     def configure(self, *, max_page_size: int | None) -> None:
         """Cap searchset pages at ``max_page_size`` entries whatever ``_count`` asks for."""
         response = self._session.post(

@@ -9,9 +9,10 @@ rendered by its own functions and counted under its own id, with nothing else ch
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from cds_service.app import create_app
 from cds_service.config import Config
 from cds_service.fixtures import load_scenarios
 from cds_service.rules.data_needs import DATA_NEEDS
+from cds_service.rules.engine import Screened
+from cds_service.rules.facts import MedicationFacts
 from cds_service.rules.inputs import HookCall, JsonDict, PatientRecord
 from cds_service.rules.prefetch_keys import PATIENT
 from cds_service.rules.settings import RuleSettings
-from cds_service.services import SERVICES, CdsService, HookContext, Registry
+from cds_service.services import SERVICES, CdsService, HookContext, Registry, Screening
 from cds_service.services.context import read_patient_id
 
 # -- the registry against each part that lists services ----------------------------------------
@@ -88,6 +91,13 @@ def test_a_registry_refuses_an_id_declared_twice() -> None:
         Registry(*SERVICES.values(), first)
 
 
+def test_a_service_that_screens_with_data_it_does_not_need_is_refused() -> None:
+    lab_result = SERVICES["ixazomib-lab-result"]
+    only_the_patient = tuple(need for need in DATA_NEEDS if need.key == PATIENT)
+    with pytest.raises(ValueError, match="medicationRequests"):
+        dataclasses.replace(lab_result, data_needs=only_the_patient)
+
+
 def test_a_hook_no_service_answers_is_not_found() -> None:
     with pytest.raises(KeyError):
         SERVICES.for_hook("patient-view-of-nobody")
@@ -104,7 +114,12 @@ def _read_new_context(context: JsonDict) -> HookContext:
     return HookContext(read_patient_id(context, user_required=False))
 
 
-def _decide_new(call: HookCall, record: PatientRecord, settings: RuleSettings) -> list[str]:
+def _decide_new(
+    call: HookCall,
+    record: PatientRecord,
+    settings: RuleSettings,
+    medications: MedicationFacts | None,
+) -> list[str]:
     SEEN.append((call, record))
     return [f"Patient/{p['id']}" for p in record.resources[PATIENT]]
 
@@ -116,8 +131,8 @@ def _render_new(seen: list[str]) -> list[JsonDict]:
     ]
 
 
-def _needs_record(call: HookCall, bundled: Mapping[str, JsonDict]) -> bool:
-    return True
+def _screen_new(call: HookCall, record: PatientRecord, settings: RuleSettings) -> Screened:
+    return Screened(rest_needed=True)
 
 
 NEW_SERVICE = CdsService(
@@ -129,7 +144,7 @@ NEW_SERVICE = CdsService(
     decide=_decide_new,
     render=_render_new,
     data_needs=tuple(need for need in DATA_NEEDS if need.key == PATIENT),
-    needs_record=_needs_record,
+    screening=Screening(screen=_screen_new),
 )
 
 

@@ -1,5 +1,8 @@
 """Gather the patient's record for one hook call: prefetch first, the FHIR server for the rest.
 
+``RecordGathering`` gathers one call's record, in stages when the service screens the call
+first: one record, one FHIR client and one deadline for all its stages.
+
 Prefetch values mean what CDS Hooks 2.0 says: an absent key was not fulfilled (fetch it), a
 ``null`` key means the client found no data, an OperationOutcome means the client's query
 failed (fetch it), and a paged Bundle is completed by following its ``next`` link. Whatever
@@ -14,6 +17,12 @@ another patient's data fetched from the FHIR server is left out and named in
 Required data is fetched first, optional data with the time left: a FHIR server that answers
 one query at a time must not spend the call's deadline on optional queries while the data a
 decision needs waits.
+
+A stage gathers the needs asked of it, the Medications their orders reference with them; a
+later stage adds to the same record what earlier ones did not gather. A prefetch key is read
+(decoded and checked) only by the stage that needs it: the lab-result and patient-view services
+screen with the medication list, so for a patient who takes no ixazomib nothing else is ever
+decoded, checked or fetched.
 """
 
 from __future__ import annotations
@@ -22,11 +31,13 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from cds_service.exact_json import UnreadableJson
 from cds_service.fhir.client import FhirClient, bundle_resources
 from cds_service.fhir.errors import FhirUnavailable, PrefetchRefused, RequiredDataMissing
 from cds_service.fhir.patient import about_another_patient, another_patient
@@ -58,49 +69,167 @@ class _Query:
     run: Callable[[FhirClient], list[JsonDict]]
 
 
-def gather_record(
-    access: FhirAccess,
-    *,
-    patient_id: str,
-    prefetch: Mapping[str, Any] | None,
-    fhir_server: str | None,
-    access_token: str | None,
-    draft_orders: list[JsonDict],
-    bundled_medications: Mapping[str, JsonDict],
-    needs: tuple[DataNeed, ...] = DATA_NEEDS,
-) -> PatientRecord:
-    """The record for one hook call (``needs``: the calling service's data needs); raises
-    ``PrefetchRefused`` for an unusable prefetch."""
-    deadline = time.monotonic() + access.deadline_seconds
-    client = None
-    if fhir_server:
-        client = FhirClient(
-            fhir_server,
-            access_token,
-            access.session,
-            timeout_seconds=access.timeout_seconds,
-            deadline=deadline,
+class RecordGathering:
+    """One hook call's record, gathered in stages (``gather``) into one ``PatientRecord``, with
+    one FHIR client and one deadline for them all; every resource, prefetched or fetched,
+    passes the patient check. A context manager: leaving it ends what the call started on the
+    FHIR server. ``gather`` raises ``PrefetchRefused`` for an unusable prefetch."""
+
+    def __init__(
+        self,
+        access: FhirAccess,
+        *,
+        patient_id: str,
+        prefetch: Mapping[str, Any] | None,
+        fhir_server: str | None,
+        access_token: str | None,
+        draft_orders: list[JsonDict],
+        bundled_medications: Mapping[str, JsonDict],
+    ) -> None:
+        self._client: FhirClient | None = None
+        if fhir_server:
+            self._client = FhirClient(
+                fhir_server,
+                access_token,
+                access.session,
+                timeout_seconds=access.timeout_seconds,
+                deadline=time.monotonic() + access.deadline_seconds,
+            )
+        self._executor = access.executor
+        self._patient_id = patient_id
+        self._prefetch: Mapping[str, Any] = prefetch or {}
+        self._draft_orders = draft_orders
+        self.record = PatientRecord(medications=dict(bundled_medications))
+        self._needs: dict[str, DataNeed] = {}  # gathered so far, by key
+        self._medication_failures: list[str] = []
+        self._medications_asked: set[str] = set()
+
+    def __enter__(self) -> RecordGathering:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            self._client.end()  # nothing this call started goes on after it
+
+    def gather(self, needs: tuple[DataNeed, ...]) -> PatientRecord:
+        """The record with ``needs`` gathered (those an earlier stage gathered are not again):
+        prefetch first, then the FHIR server for what it did not hold, first what a decision
+        cannot do without, the ordered drug included; then the rest, with the Medications the
+        recorded orders reference."""
+        new = [need for need in needs if need.key not in self._needs]
+        if not new:  # nothing asked, nothing fetched (not even the drafts' Medications)
+            return self.record
+        self._needs.update((need.key, need) for need in new)
+        owed: dict[str, _Query] = {}
+        for need in new:
+            query = _use_prefetch(need, self._prefetch, self.record, self._patient_id)
+            if query is not None:
+                owed[need.key] = query
+        self._round({k: q for k, q in owed.items() if self._needs[k].required}, self._draft_orders)
+        self._round(
+            {k: q for k, q in owed.items() if not self._needs[k].required},
+            self.record.resources.get(MEDICATION_REQUESTS, []),
         )
-    record = PatientRecord(medications=dict(bundled_medications))
-    owed: dict[str, _Query] = {}
-    by_key = {need.key: need for need in needs}
-    for need in needs:
-        query = _use_prefetch(need, prefetch or {}, record, patient_id)
-        if query is not None:
-            owed[need.key] = query
-    fetch = _Fetch(client, access.executor, patient_id, record, by_key)
-    try:
-        # First what a decision cannot do without, the ordered drug included; then the rest.
-        fetch.round({k: q for k, q in owed.items() if by_key[k].required}, draft_orders)
-        fetch.round(
-            {k: q for k, q in owed.items() if not by_key[k].required},
-            record.resources.get(MEDICATION_REQUESTS, []),
-        )
-    finally:
-        if client is not None:
-            client.end()  # nothing this call started goes on after it
-    fetch.note_medication_failures()
-    return record
+        if self._medication_failures:
+            self.record.unavailable[MEDICATIONS] = "could not read " + "; ".join(
+                self._medication_failures
+            )
+        return self.record
+
+    def _round(self, needs: dict[str, _Query], orders: list[JsonDict]) -> None:
+        """Fetch ``needs`` and the Medications that ``orders`` point to, all in parallel."""
+        references = self._medication_references(orders)
+        medications = {reference: _read(reference) for reference in references}
+        for key, outcome in self._run({**needs, **medications}).items():
+            if key in medications:
+                self._take_medication(key, outcome)
+            elif isinstance(outcome, str):
+                self.record.unavailable[key] = outcome
+            else:
+                kept = self._this_patients(key, outcome)
+                if outcome and not kept and "?" not in self._needs[key].query:
+                    # A read answered with someone else's resource: this patient's is missing.
+                    self.record.unavailable[key] = self.record.left_out.pop(key)
+                else:
+                    self.record.resources[key] = kept
+
+    def _medication_references(self, orders: list[JsonDict]) -> list[str]:
+        """The Medications ``orders`` point to that nobody has sent or been asked for yet."""
+        wanted: list[str] = []
+        for order in orders:
+            reference = order.get("medicationReference")
+            target = reference.get("reference") if isinstance(reference, dict) else None
+            if (
+                isinstance(target, str)
+                and target
+                and not target.startswith("#")
+                and target not in self.record.medications
+                and target not in self._medications_asked
+                and target not in wanted
+            ):
+                wanted.append(target)
+        room = max(0, MAX_MEDICATION_READS - len(self._medications_asked))
+        self._medications_asked.update(wanted)
+        self._medication_failures += [
+            f"{reference}: too many references to read" for reference in wanted[room:]
+        ]
+        return wanted[:room]
+
+    def _take_medication(self, reference: str, outcome: list[JsonDict] | str) -> None:
+        if isinstance(outcome, str):
+            self._medication_failures.append(f"{reference}: {outcome}")
+            return
+        kept = self._this_patients(MEDICATIONS, outcome)
+        if kept and kept[0].get("resourceType") == "Medication":
+            self.record.medications[reference] = kept[0]
+        else:
+            self._medication_failures.append(f"{reference}: not a Medication")
+
+    def _this_patients(self, key: str, resources: list[JsonDict]) -> list[JsonDict]:
+        """``resources`` without those about another patient, which are named as left out."""
+        kept = [r for r in resources if about_another_patient(r, self._patient_id) is None]
+        left_out = len(resources) - len(kept)
+        if left_out:
+            kinds = sorted({str(r.get("resourceType")) for r in resources if r not in kept})
+            self.record.left_out[key] = (
+                f"the FHIR server answered {left_out} {'/'.join(kinds)} "
+                f"{'resources' if left_out > 1 else 'resource'} about another patient to a query "
+                f"about this patient; {'they were' if left_out > 1 else 'it was'} left out"
+            )
+        return kept
+
+    def _run(self, queries: dict[str, _Query]) -> dict[str, list[JsonDict] | str]:
+        """Run independent fetches in parallel; a query's outcome is its resources or why not."""
+        if not queries:
+            return {}
+        client = self._client
+        if client is None:
+            return {key: "not prefetched, and the request named no fhirServer" for key in queries}
+        futures: dict[str, Future[list[JsonDict]]] = {
+            key: self._executor.submit(query.run, client) for key, query in queries.items()
+        }
+        wait(futures.values(), timeout=max(0.0, client.deadline - time.monotonic()))
+        outcomes: dict[str, list[JsonDict] | str] = {}
+        for key, future in futures.items():
+            name = queries[key].name
+            if not future.done():
+                future.cancel()
+                outcomes[key] = f"{name} did not finish in the time the call allows"
+                continue
+            error = future.exception()
+            if error is None:
+                outcomes[key] = _deduplicated(future.result())
+            elif isinstance(error, FhirUnavailable):
+                unfinished = error.reason in ("deadline", "timeout")
+                outcomes[key] = f"{name} {error}" if unfinished else str(error)
+            else:  # a bug must not look like missing data, nor leak a traceback to the client
+                outcomes[key] = "the FHIR server's answer could not be read"
+        return outcomes
 
 
 def require(record: PatientRecord, needs: tuple[DataNeed, ...] = DATA_NEEDS) -> None:
@@ -124,7 +253,12 @@ def _use_prefetch(
     """Take what the prefetch holds for ``need``; return the fetch still owed, if any."""
     if need.key not in prefetch:
         return _fetch_all(need, patient_id)
-    value = prefetch[need.key]
+    try:
+        value = prefetch[need.key]  # decoded here, when first read (exact_json.LazyJsonObject)
+    except UnreadableJson as error:
+        raise PrefetchRefused(
+            f"prefetch.{need.key} is not JSON this service reads: {error}"
+        ) from None
     if value is None:  # the client looked and found nothing
         record.resources[need.key] = []
         return None
@@ -146,9 +280,15 @@ def _use_prefetch(
             f"prefetch.{need.key} has {len(found)} entries; at most {MAX_PREFETCH_ENTRIES} are "
             "accepted (send fewer, or leave the key out and send fhirServer)"
         )
-    for index, resource in enumerate(found):  # Medications a client _included beside the orders
+    for index, resource in enumerate(found):
         kind = resource.get("resourceType")
-        if kind == "Medication" and isinstance(resource.get("id"), str):
+        if (
+            kind == "Medication"
+            and need.key == MEDICATION_REQUESTS
+            and isinstance(resource.get("id"), str)
+        ):
+            # _included beside the orders, the one place: read with the medication list, so that
+            # what a screen reads of the medication list is all there is to read of it
             record.medications.setdefault(f"Medication/{resource['id']}", resource)
             continue
         if kind != need.resource_type:  # e.g. a DSTU2 MedicationOrder: refuse, never drop
@@ -200,122 +340,6 @@ def _of_type(need: DataNeed, resources: list[JsonDict]) -> list[JsonDict]:
 
 def _read(reference: str) -> _Query:
     return _Query(reference, lambda client: [client.read(reference)])
-
-
-class _Fetch:
-    """The fetches of one hook call, run in rounds; every result passes the patient check."""
-
-    def __init__(
-        self,
-        client: FhirClient | None,
-        executor: ThreadPoolExecutor,
-        patient_id: str,
-        record: PatientRecord,
-        needs: Mapping[str, DataNeed],
-    ) -> None:
-        self._client = client
-        self._needs = needs
-        self._executor = executor
-        self._patient_id = patient_id
-        self._record = record
-        self._medication_failures: list[str] = []
-        self._medications_asked: set[str] = set()
-
-    def round(self, needs: dict[str, _Query], orders: list[JsonDict]) -> None:
-        """Fetch ``needs`` and the Medications that ``orders`` point to, all in parallel."""
-        references = self._medication_references(orders)
-        medications = {reference: _read(reference) for reference in references}
-        for key, outcome in self._run({**needs, **medications}).items():
-            if key in medications:
-                self._take_medication(key, outcome)
-            elif isinstance(outcome, str):
-                self._record.unavailable[key] = outcome
-            else:
-                kept = self._this_patients(key, outcome)
-                if outcome and not kept and "?" not in self._needs[key].query:
-                    # A read answered with someone else's resource: this patient's is missing.
-                    self._record.unavailable[key] = self._record.left_out.pop(key)
-                else:
-                    self._record.resources[key] = kept
-
-    def _medication_references(self, orders: list[JsonDict]) -> list[str]:
-        """The Medications ``orders`` point to that nobody has sent or been asked for yet."""
-        wanted: list[str] = []
-        for order in orders:
-            reference = order.get("medicationReference")
-            target = reference.get("reference") if isinstance(reference, dict) else None
-            if (
-                isinstance(target, str)
-                and target
-                and not target.startswith("#")
-                and target not in self._record.medications
-                and target not in self._medications_asked
-                and target not in wanted
-            ):
-                wanted.append(target)
-        room = max(0, MAX_MEDICATION_READS - len(self._medications_asked))
-        self._medications_asked.update(wanted)
-        self._medication_failures += [
-            f"{reference}: too many references to read" for reference in wanted[room:]
-        ]
-        return wanted[:room]
-
-    def _take_medication(self, reference: str, outcome: list[JsonDict] | str) -> None:
-        if isinstance(outcome, str):
-            self._medication_failures.append(f"{reference}: {outcome}")
-            return
-        kept = self._this_patients(MEDICATIONS, outcome)
-        if kept and kept[0].get("resourceType") == "Medication":
-            self._record.medications[reference] = kept[0]
-        else:
-            self._medication_failures.append(f"{reference}: not a Medication")
-
-    def note_medication_failures(self) -> None:
-        if self._medication_failures:
-            self._record.unavailable[MEDICATIONS] = "could not read " + "; ".join(
-                self._medication_failures
-            )
-
-    def _this_patients(self, key: str, resources: list[JsonDict]) -> list[JsonDict]:
-        """``resources`` without those about another patient, which are named as left out."""
-        kept = [r for r in resources if about_another_patient(r, self._patient_id) is None]
-        left_out = len(resources) - len(kept)
-        if left_out:
-            kinds = sorted({str(r.get("resourceType")) for r in resources if r not in kept})
-            self._record.left_out[key] = (
-                f"the FHIR server answered {left_out} {'/'.join(kinds)} "
-                f"{'resources' if left_out > 1 else 'resource'} about another patient to a query "
-                f"about this patient; {'they were' if left_out > 1 else 'it was'} left out"
-            )
-        return kept
-
-    def _run(self, queries: dict[str, _Query]) -> dict[str, list[JsonDict] | str]:
-        """Run independent fetches in parallel; a query's outcome is its resources or why not."""
-        if not queries:
-            return {}
-        client = self._client
-        if client is None:
-            return {key: "not prefetched, and the request named no fhirServer" for key in queries}
-        futures: dict[str, Future[list[JsonDict]]] = {
-            key: self._executor.submit(query.run, client) for key, query in queries.items()
-        }
-        wait(futures.values(), timeout=max(0.0, client.deadline - time.monotonic()))
-        outcomes: dict[str, list[JsonDict] | str] = {}
-        for key, future in futures.items():
-            name = queries[key].name
-            if not future.done():
-                future.cancel()
-                outcomes[key] = f"{name} did not finish in the time the call allows"
-                continue
-            error = future.exception()
-            if error is None:
-                outcomes[key] = _deduplicated(future.result())
-            elif isinstance(error, FhirUnavailable):
-                unfinished = error.reason in ("deadline", "timeout")
-                outcomes[key] = f"{name} {error}" if unfinished else str(error)
-            else:  # a bug must not look like missing data, nor leak a traceback to the client
-                outcomes[key] = "the FHIR server's answer could not be read"
-        return outcomes
 
 
 def _deduplicated(resources: list[JsonDict]) -> list[JsonDict]:

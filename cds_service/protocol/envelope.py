@@ -2,7 +2,8 @@
 
 Only the envelope is modelled here. FHIR content (draft orders, prefetch, observations) stays
 raw JSON until the rules engine picks out and validates what it needs, so one malformed
-resource the rules never read cannot fail a request.
+resource the rules never read cannot fail a request. The prefetch values stay JSON text until
+read (``exact_json.LazyJsonObject``): a key the call never reads is never decoded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from cds_service.errors import BadRequest
+from cds_service.exact_json import LazyJsonObject, loads_exact_lazily
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 JsonObject = dict[str, Any]
@@ -48,12 +50,26 @@ class FhirAuthorization(_Envelope):
 
 
 class HookRequest(_Envelope):
+    # LazyJsonObject; read from a body by loads_hook_request, which leaves out (unread, never
+    # refused) the members not modelled here
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     hook: NonEmpty
     hookInstance: UUID
     context: JsonObject
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
-    prefetch: dict[str, Any] | None = None
+    # by key; each value decoded when first read (RecordGathering): an unread key costs nothing
+    prefetch: LazyJsonObject | None = None
+
+    @field_validator("prefetch", mode="before")
+    @classmethod
+    def _lazy(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # a request built in Python, decoded already
+            return LazyJsonObject(value)
+        if value is not None and not isinstance(value, LazyJsonObject):
+            raise ValueError("must be an object (prefetch key -> FHIR resource or null)")
+        return value
 
     @field_validator("hookInstance", mode="before")
     @classmethod
@@ -69,6 +85,13 @@ class HookRequest(_Envelope):
         if value is not None and not value[:8].lower().startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value
+
+
+def loads_hook_request(raw: bytes) -> Any:
+    """A hook request body as JSON for ``HookRequest``: its prefetch values stay JSON text
+    until read, and members it does not model (an ``extension``) are checked as JSON, never
+    decoded. Raises as ``exact_json.loads_exact`` does."""
+    return loads_exact_lazily(raw, tuple(HookRequest.model_fields), "prefetch")
 
 
 class Coding(_Envelope):

@@ -2,8 +2,9 @@
 metrics.
 
 Kept thin, and one way: parse the envelope, look up the service (``cds_service.services``),
-read its context, gather the record, decide (the service's pure rules), render the cards and
-record the audit trail; no step calls back into an earlier one. Every error becomes an
+read its context, gather the record (first what the service screens the call with, the rest
+only when its screen says it is needed), decide (the service's pure rules), render the cards
+and record the audit trail; no step calls back into an earlier one. Every error becomes an
 OperationOutcome (``install_error_handlers``).
 """
 
@@ -36,11 +37,12 @@ from cds_service.errors import (
 )
 from cds_service.exact_json import loads_exact, why_invalid
 from cds_service.fhir.errors import PrefetchRefused, RequiredDataMissing
-from cds_service.fhir.record import gather_record, require
+from cds_service.fhir.record import RecordGathering, require
 from cds_service.protocol.envelope import (
     Coding,
     FeedbackRequest,
     HookRequest,
+    loads_hook_request,
     parse_model,
     parse_timestamp,
 )
@@ -85,7 +87,8 @@ def discovery() -> Response:
 @cds.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    hook_request = parse_model(HookRequest, read_json_body(loads_exact), "CDS Hooks 2.0 request")
+    body = read_json_body(loads_hook_request)  # the prefetch values decoded when read
+    hook_request = parse_model(HookRequest, body, "CDS Hooks 2.0 request")
     logs.set_hook_instance(str(hook_request.hookInstance))
     logs.set_service(service.id)
     if hook_request.hook != service.hook:
@@ -101,11 +104,8 @@ def call_service(service_id: str) -> Response:
         hook_instance=str(hook_request.hookInstance),
         now=datetime.now(UTC),
     )
-    if not service.needs_record(call, context.bundled_medications):
-        metrics.record_request(service.id, 200, time.perf_counter() - g.started)
-        return jsonify({"cards": []})  # orders of other drugs only: nothing to fetch or say
     try:
-        record = gather_record(
+        with RecordGathering(
             current.fhir,
             patient_id=context.patient_id,
             prefetch=hook_request.prefetch,
@@ -117,8 +117,13 @@ def call_service(service_id: str) -> Response:
             ),
             draft_orders=context.draft_orders,
             bundled_medications=context.bundled_medications,
-            needs=service.data_needs,
-        )
+        ) as gathering:
+            first = gathering.gather(service.screening_needs)
+            screened = service.screening.screen(call, first, current.rule_settings)
+            if not screened.rest_needed:  # e.g. not on ixazomib: nothing more to fetch or say
+                metrics.record_request(service.id, 200, time.perf_counter() - g.started)
+                return jsonify({"cards": []})
+            record = gathering.gather(service.data_needs)  # the rest, into the same record
         if why_not_fetched is not None:  # nothing was fetched: say why
             not_fetched(record, why_not_fetched)
         require(record, service.data_needs)
@@ -126,7 +131,8 @@ def call_service(service_id: str) -> Response:
         raise BadRequest(error.message, details=error.details) from None
     except RequiredDataMissing as error:
         raise PreconditionFailed(error.message, details=error.details) from None
-    cards = service.render(service.decide(call, record, current.rule_settings))
+    decisions = service.decide(call, record, current.rule_settings, screened.medications)
+    cards = service.render(decisions)
     _audit(call, cards)
     metrics.record_request(service.id, 200, time.perf_counter() - g.started)
     return jsonify({"cards": cards})

@@ -13,7 +13,7 @@ from cds_service.services import (
     patient_view,
 )
 from cds_service.services.context import HookContext
-from cds_service.services.registry import CdsService, Registry
+from cds_service.services.registry import CdsService, Registry, Screening
 
 SERVICES = Registry(
     order_sign.SERVICE,
@@ -22,4 +22,4 @@ SERVICES = Registry(
     patient_view.SERVICE,
 )
 
-__all__ = ["SERVICES", "CdsService", "HookContext", "Registry"]
+__all__ = ["SERVICES", "CdsService", "HookContext", "Registry", "Screening"]

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from cds_service.errors import BadRequest
 from cds_service.rules.cards import render
-from cds_service.rules.engine import decide_new_results
+from cds_service.rules.engine import decide_new_results, screen_medication_list
 from cds_service.rules.inputs import HOOK_LAB_RESULT, JsonDict
+from cds_service.rules.prefetch_keys import MEDICATION_REQUESTS
 from cds_service.services.context import (
     HookContext,
     bundle_resources,
     read_patient_id,
     refuse_other_patients,
 )
-from cds_service.services.registry import CdsService
+from cds_service.services.registry import CdsService, Screening
 
 
 def read_context(context: JsonDict) -> HookContext:
@@ -41,6 +42,8 @@ SERVICE = CdsService(
     ),
     read_context=read_context,
     decide=decide_new_results,
+    # most calls are about patients who take no ixazomib: told from the medication list
+    screening=Screening(reads=(MEDICATION_REQUESTS,), screen=screen_medication_list),
     render=render,
     context_bundles=("observations",),
 )

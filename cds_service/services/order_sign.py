@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cds_service.errors import BadRequest
 from cds_service.rules.cards import render
-from cds_service.rules.engine import decide_orders, drafts_need_record
+from cds_service.rules.engine import decide_orders, screen_drafts
 from cds_service.rules.inputs import HOOK_ORDER_SIGN, JsonDict
 from cds_service.services.context import HookContext, read_draft_orders, read_patient_id
-from cds_service.services.registry import CdsService
+from cds_service.services.registry import CdsService, Screening
 
 
 def read_context(context: JsonDict) -> HookContext:
@@ -33,5 +33,5 @@ SERVICE = CdsService(
     decide=decide_orders,
     render=render,
     context_bundles=("draftOrders",),
-    needs_record=drafts_need_record,
+    screening=Screening(screen=screen_drafts),  # the drafts alone tell
 )

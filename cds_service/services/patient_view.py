@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from cds_service.rules.cards import course_card
 from cds_service.rules.decisions.patient_view import CourseView
-from cds_service.rules.engine import decide_course
+from cds_service.rules.engine import decide_course, screen_medication_list
 from cds_service.rules.inputs import HOOK_PATIENT_VIEW, JsonDict
+from cds_service.rules.prefetch_keys import MEDICATION_REQUESTS
 from cds_service.services.context import HookContext, read_patient_id
-from cds_service.services.registry import CdsService
+from cds_service.services.registry import CdsService, Screening
 
 
 def read_context(context: JsonDict) -> HookContext:
@@ -31,5 +32,7 @@ SERVICE = CdsService(
     ),
     read_context=read_context,
     decide=decide_course,
+    # most calls are about patients who take no ixazomib: told from the medication list
+    screening=Screening(reads=(MEDICATION_REQUESTS,), screen=screen_medication_list),
     render=render,
 )

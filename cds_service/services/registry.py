@@ -2,10 +2,11 @@
 
 A service declares, in one place (its module in this package): its id, the hook it answers,
 its title and description, how its hook's context is read, the data it needs (the prefetch
-templates it advertises and the queries run for what was not prefetched), the pure function
-that decides and the one that renders its decisions as cards. Discovery, the routes, the
-metrics labels, the clinical scenarios and the OpenAPI description's checks all take the
-services from ``cds_service.services.SERVICES``.
+templates it advertises and the queries run for what was not prefetched), what it reads first
+to tell whether it needs the rest (``Screening``), the pure function that decides and the one
+that renders its decisions as cards. Discovery, the routes, the metrics labels, the clinical
+scenarios and the OpenAPI description's checks all take the services from
+``cds_service.services.SERVICES``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from cds_service.rules.data_needs import DATA_NEEDS
+from cds_service.rules.engine import Screened
+from cds_service.rules.facts import MedicationFacts
 from cds_service.rules.inputs import DataNeed, HookCall, JsonDict, PatientRecord
 from cds_service.rules.settings import RuleSettings
 from cds_service.services.context import HookContext
@@ -29,8 +32,25 @@ FHIR_USAGE = (
 Decided = TypeVar("Decided")  # what a service's decide function returns and its render reads
 
 
-def _always(call: HookCall, bundled_medications: Mapping[str, JsonDict]) -> bool:
-    return True
+def _read_everything(call: HookCall, record: PatientRecord, settings: RuleSettings) -> Screened:
+    return Screened(rest_needed=True)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What a service reads first, and what it makes of it: whether it needs the rest.
+
+    ``reads``: keys of the service's data needs, gathered first (prefetch, then the FHIR
+    server, with the Medications their orders reference), with the checks the rest passes.
+    ``screen`` (pure, ``cds_service.rules.engine``): the call and that record (with the
+    Medications sent beside the draft orders) -> ``Screened``: whether the rest must be
+    gathered for ``decide``, and the medication facts read, which ``decide`` then takes. When
+    the rest is not needed the call is answered with no cards, and no other prefetch key is
+    read (decoded or checked) nor anything else fetched.
+    """
+
+    reads: tuple[str, ...] = ()
+    screen: Callable[[HookCall, PatientRecord, RuleSettings], Screened] = _read_everything
 
 
 @dataclass(frozen=True)
@@ -43,17 +63,27 @@ class CdsService(Generic[Decided]):
     description: str
     # context (a JSON object) -> its parts, checked; raises BadRequest when it is not usable
     read_context: Callable[[JsonDict], HookContext]
-    # pure (cds_service.rules): the hook call and the patient's record -> the decisions
-    decide: Callable[[HookCall, PatientRecord, RuleSettings], Decided]
+    # pure (cds_service.rules): the hook call, the patient's record and the medication facts
+    # its screen read, if any -> the decisions
+    decide: Callable[[HookCall, PatientRecord, RuleSettings, MedicationFacts | None], Decided]
     # pure: the decisions -> CDS Hooks 2.0 cards, ready to send
     render: Callable[[Decided], list[JsonDict]]
     data_needs: tuple[DataNeed, ...] = DATA_NEEDS
     # the context members that carry FHIR resources (a Bundle each)
     context_bundles: tuple[str, ...] = ()
-    # False: the call can be answered with no cards before any record is gathered (an order
-    # hook fired for other drugs only); the bundled Medications help to tell
-    needs_record: Callable[[HookCall, Mapping[str, JsonDict]], bool] = field(default=_always)
+    # what is read first, and whether the rest is needed (default: everything, always)
+    screening: Screening = field(default_factory=Screening)
     usage_requirements: str = FHIR_USAGE
+
+    def __post_init__(self) -> None:
+        unknown = set(self.screening.reads) - {need.key for need in self.data_needs}
+        if unknown:
+            raise ValueError(f"{self.id} screens with keys it does not need: {sorted(unknown)}")
+
+    @property
+    def screening_needs(self) -> tuple[DataNeed, ...]:
+        """The data needs the screening stage reads, in the order of ``data_needs``."""
+        return tuple(need for need in self.data_needs if need.key in self.screening.reads)
 
     def discovery(self) -> JsonDict:
         """This service's entry in GET /cds-services (CDS Hooks 2.0)."""

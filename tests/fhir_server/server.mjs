@@ -13,8 +13,10 @@
 // Routes: /fhir/R4/... (everything the Medplum router offers: read, vread, history, search,
 // create, update, delete, transaction/batch at POST /fhir/R4/, POST {type}/_search with a
 // form-encoded body), GET /fhir/R4/metadata (CapabilityStatement), and for the tests:
-// POST /reset (empty the store, restore the startup config), POST /config ({"maxPageSize": n}),
-// GET /healthz. Prints "listening on <port>" on stdout once ready.
+// POST /reset (empty the store, restore the startup config, forget the requests seen),
+// POST /config ({"maxPageSize": n}), GET /requests ({"requests": ["GET /fhir/R4/...", ...]}:
+// every /fhir/R4 request since the last reset or DELETE /requests, in arrival order),
+// DELETE /requests, GET /healthz. Prints "listening on <port>" on stdout once ready.
 //
 // Added by the adapter on top of Medplum: searchset paging (_count defaults to 20, _offset,
 // self/next/previous links, fullUrl on entries), server-assigned ids on create, ETag/Location.
@@ -74,6 +76,8 @@ function parsePageSize(value) {
 // {"maxPageSize": n | null} changes it, POST /reset restores it.
 const startupMaxPageSize = parsePageSize(process.env.FHIR_MAX_PAGE_SIZE);
 let maxPageSize = startupMaxPageSize;
+// What the tests ask the server to show: which FHIR requests a client made (method and URL).
+let requestsSeen = [];
 
 function send(res, status, body, headers = {}) {
   const text = body === undefined ? '' : JSON.stringify(body);
@@ -302,6 +306,7 @@ async function handle(req, res) {
   if (url.pathname === '/reset' && req.method === 'POST') {
     repo.clear();
     maxPageSize = startupMaxPageSize;
+    requestsSeen = [];
     send(res, 200, outcome('information', 'informational', 'store emptied'));
     return;
   }
@@ -319,10 +324,20 @@ async function handle(req, res) {
     send(res, 200, { maxPageSize: maxPageSize ?? null }, { 'Content-Type': 'application/json' });
     return;
   }
+  if (url.pathname === '/requests' && req.method === 'GET') {
+    send(res, 200, { requests: requestsSeen }, { 'Content-Type': 'application/json' });
+    return;
+  }
+  if (url.pathname === '/requests' && req.method === 'DELETE') {
+    requestsSeen = [];
+    send(res, 200, { requests: [] }, { 'Content-Type': 'application/json' });
+    return;
+  }
   if (url.pathname !== PREFIX && !url.pathname.startsWith(`${PREFIX}/`)) {
     send(res, 404, outcome('error', 'not-found', `no route ${url.pathname}; FHIR base is ${PREFIX}`));
     return;
   }
+  requestsSeen.push(`${req.method} ${req.url}`);
   const isMetadata = url.pathname.replace(/\/+$/, '') === `${PREFIX}/metadata`;
   if (requiredToken && !isMetadata && req.headers.authorization !== `Bearer ${requiredToken}`) {
     send(res, 401, outcome('error', 'login', 'missing or wrong bearer token'), {

@@ -18,7 +18,7 @@ from fhirserver import FhirServer, FhirServerProcess, start_fhir_server
 from flask.testing import FlaskClient
 
 from cds_service.fhir.client import make_session
-from cds_service.fhir.record import FhirAccess, gather_record
+from cds_service.fhir.record import FhirAccess, RecordGathering
 from cds_service.protocol.envelope import HookRequest
 from cds_service.rules.data_needs import DATA_NEEDS
 from cds_service.rules.inputs import PatientRecord
@@ -92,7 +92,7 @@ def access() -> Iterator[FhirAccess]:
 def gather(body: dict[str, Any], access: FhirAccess) -> PatientRecord:
     request = HookRequest.model_validate(body)
     context = SERVICES.for_hook(request.hook).read_context(request.context)
-    return gather_record(
+    with RecordGathering(
         access,
         patient_id=context.patient_id,
         prefetch=request.prefetch,
@@ -100,7 +100,8 @@ def gather(body: dict[str, Any], access: FhirAccess) -> PatientRecord:
         access_token=request.fhirAuthorization.access_token if request.fhirAuthorization else None,
         draft_orders=context.draft_orders,
         bundled_medications=context.bundled_medications,
-    )
+    ) as gathering:
+        return gathering.gather(DATA_NEEDS)
 
 
 def ids(record: PatientRecord, key: str) -> set[str]:
