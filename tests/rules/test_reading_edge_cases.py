@@ -38,6 +38,7 @@ from .builders import (
     one,
     order,
     patient,
+    patient_view,
     platelets,
     recommendation,
     record,
@@ -858,6 +859,33 @@ def test_lab_result_with_an_unreadable_ixazomib_history_is_not_silent() -> None:
     card = one(cards, "data-uninterpretable")
     assert recommendation(card)["ixazomib"] == {"action": "review"}
     assert "MedicationRequest/ixa" in card["detail"]
+
+
+def _undated(resource: dict) -> dict:  # type: ignore[type-arg]
+    """An order with no start: no authoredOn, no dosage bounds (both optional in FHIR)."""
+    resource.pop("authoredOn")
+    del resource["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]
+    return resource
+
+
+def test_an_active_ixazomib_order_without_a_start_date_is_never_taken_as_off_ixazomib() -> None:
+    """Its place in the dose history is unknown (a guessed date would count episodes wrongly),
+    but the patient may be taking it today: a low count is not passed in silence, and the
+    order is named."""
+    undated = _undated(order(status="active", dose=4, id="ixa"))
+    new = platelets(20000, 0, id="new")
+    rec = record(history=[undated], labs=[anc(2000, 1), new])
+    card = one(lab_result([new], rec), "data-uninterpretable")
+    assert recommendation(card)["ixazomib"] == {"action": "review"}
+    assert "MedicationRequest/ixa (ixazomib, active): no start date" in card["detail"]
+    assert patient_view(rec)[0]["summary"].startswith("Ixazomib course unknown")
+    # At order-sign the earlier order is history all the same: not a new start in silence.
+    cards = sign(order(dose=4, id="d"), rec)
+    assert (
+        "no start date (authoredOn or dosage bounds): MedicationRequest/ixa"
+        in (one(cards, "data-unavailable")["detail"])
+    )
+    assert "platelets-below-30k" in rules_of(cards)
 
 
 def test_a_medication_whose_codings_are_not_a_list_is_read_without_error() -> None:

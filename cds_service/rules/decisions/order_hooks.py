@@ -148,7 +148,7 @@ def _with_lenalidomide_drafts(
 
 
 def _history_unknown(facts: Facts) -> Decision:
-    evidence = [f"not valid FHIR: {reference}" for reference in facts.unreadable_history]
+    evidence = [f"{why}: {reference}" for reference, why in facts.unreadable_history.items()]
     if MEDICATIONS in facts.unavailable:
         evidence.append(f"medication references: {facts.unavailable[MEDICATIONS]}")
     return Decision(

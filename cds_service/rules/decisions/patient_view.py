@@ -399,7 +399,7 @@ def _start_factors(course: DoseCourse, facts: Facts, settings: RuleSettings) -> 
 def _course_unknown(facts: Facts, problems: list[Decision]) -> CourseView:
     """No readable ixazomib order, but regimen orders or their Medications could not be read:
     whether the patient is on ixazomib is unknown, and silence would pass it as "not on it"."""
-    evidence = [f"not valid FHIR: {reference}" for reference in facts.unreadable_history]
+    evidence = [f"{why}: {reference}" for reference, why in facts.unreadable_history.items()]
     if MEDICATIONS in facts.unavailable:
         evidence.append(f"medication references: {facts.unavailable[MEDICATIONS]}")
     review = Decision(

@@ -96,9 +96,10 @@ class Facts:
     unavailable: dict[str, str]
     left_out: dict[str, str]  # resources that arrived but were not used, by key: why
     problems: Problems = field(default_factory=Problems)
-    # Recorded ixazomib/lenalidomide orders that could not be read (not valid FHIR): the
-    # history has gaps, so "never had ixazomib" cannot be concluded.
-    unreadable_history: list[str] = field(default_factory=list)
+    # Recorded ixazomib/lenalidomide orders that could not be read into the history (not
+    # valid FHIR, or no start date to place them by): "Type/id" -> why. The history has gaps,
+    # so "never had ixazomib" cannot be concluded.
+    unreadable_history: dict[str, str] = field(default_factory=dict)
 
     def ixazomib_history(self) -> list[MedicationOrder]:
         return [order for order in self.history if order.drug is Drug.IXAZOMIB]
@@ -141,7 +142,7 @@ class MedicationFacts:
     draft_references: set[str]
     recorded: list[MedicationOrder]  # recorded orders of regimen drugs and inducers
     history: list[MedicationOrder]
-    unreadable_history: list[str]
+    unreadable_history: dict[str, str]  # "Type/id" -> why it is not in the history
 
     def takes_no_ixazomib(self) -> bool:
         """No ixazomib order on record, and none that could not be read."""
@@ -190,22 +191,26 @@ def read_medications(
     recorded = read_orders(recorded_raws, regimen_or_inducer)
     # Regimen orders that are not valid FHIR: not history we can read, but history all the same.
     read_references = {o.reference for o in recorded}
-    unreadable_history = [
-        reference_of(r)
+    unreadable_history = {
+        reference_of(r): "not valid FHIR"
         for r in recorded_raws
         if reference_of(r) not in read_references and order_drug(r, medications)[0] in REGIMEN_DRUGS
-    ]
+    }
     # Drafts are not history; entered-in-error orders never happened; cancelled ones (FHIR R4:
     # withdrawn before any dose was taken) started nothing, so a patient whose only ixazomib
     # order was cancelled is still starting it (starting-dose rules apply).
-    history = sorted(
-        (
-            o
-            for o in recorded
-            if o.drug in REGIMEN_DRUGS and o.status not in NOT_HISTORY and o.starts is not None
-        ),
-        key=lambda o: o.starts or call.now,
-    )
+    given = [o for o in recorded if o.drug in REGIMEN_DRUGS and o.status not in NOT_HISTORY]
+    # An order with no start (no authoredOn, no dosage bounds) cannot be placed in the dose
+    # history, and a guessed date would count episodes wrongly; but it is history all the same
+    # (an active one may be today's): unreadable, so the patient is never taken as off it.
+    for order in given:
+        if order.starts is None:
+            unreadable_history[order.reference] = "no start date (authoredOn or dosage bounds)"
+            problems.uninterpretable.append(
+                f"{order.reference} ({order.drug.value}, {order.status}): no start date "
+                "(authoredOn or dosage bounds): not placed in the dose history"
+            )
+    history = sorted((o for o in given if o.starts is not None), key=lambda o: o.starts or call.now)
     return MedicationFacts(
         problems=problems,
         draft_orders=[o for o in all_drafts if o.reference in judged],
