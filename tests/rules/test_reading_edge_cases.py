@@ -875,9 +875,19 @@ def test_an_active_ixazomib_order_without_a_start_date_is_never_taken_as_off_ixa
     undated = _undated(order(status="active", dose=4, id="ixa"))
     new = platelets(20000, 0, id="new")
     rec = record(history=[undated], labs=[anc(2000, 1), new])
-    card = one(lab_result([new], rec), "data-uninterpretable")
+    cards = lab_result([new], rec)
+    card = one(cards, "data-uninterpretable")
     assert recommendation(card)["ixazomib"] == {"action": "review"}
     assert "MedicationRequest/ixa (ixazomib, active): no start date" in card["detail"]
+    # Table 3 withholds at any occurrence: the hold is advised, the undated order put on hold;
+    # which drug the recovery reduces is not guessed.
+    hold = one(cards, "platelets-below-30k")
+    assert recommendation(hold)["ixazomib"] == {"action": "hold"}
+    assert "occurrence unknown: an ixazomib order has no start date" in hold["detail"]
+    (suggestion,) = hold["suggestions"]
+    (action,) = suggestion["actions"]
+    assert action["resource"]["id"] == "ixa"
+    assert action["resource"]["status"] == "on-hold"
     assert patient_view(rec)[0]["summary"].startswith("Ixazomib course unknown")
     # At order-sign the earlier order is history all the same: not a new start in silence.
     cards = sign(order(dose=4, id="d"), rec)

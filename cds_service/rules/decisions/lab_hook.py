@@ -32,7 +32,7 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     if course.started is None and facts.unreadable_history:
         # Regimen orders that cannot be read: whether the patient is on ixazomib is unknown,
         # and silence would pass a low count as if they were not.
-        return shared.data_problems(facts)
+        return _holds_without_history(facts, settings) + shared.data_problems(facts)
     if course.started is None or not _on_treatment(facts):
         return []
     decisions: list[Decision] = []
@@ -50,6 +50,33 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     if decisions and (facts.unavailable or facts.left_out):
         decisions += [d for d in shared.data_problems(facts) if d.rule == data_unavailable.RULE.id]
     return shared.recognised_by_text(decisions, facts.active_orders)
+
+
+def _holds_without_history(facts: Facts, settings: RuleSettings) -> list[Decision]:
+    """A new count below a hold threshold of a patient whose active ixazomib order has no
+    start date: Table 3 withholds at any occurrence, so the hold is advised; which drug its
+    recovery reduces depends on the occurrence, which the undated history cannot tell."""
+    if not any(o.drug is Drug.IXAZOMIB and o.status == "active" for o in facts.undated):
+        return []
+    holds = []
+    for row in registry.COUNT_ROWS:
+        new = [v for v in facts.new_labs if v.lab is row.lab]
+        if not new:
+            continue
+        newest = max(new, key=lambda v: v.at)
+        if newest.value < row.hold_below and not any(v.at > newest.at for v in facts.labs[row.lab]):
+            holds.append(
+                shared.hold_for_low_count(
+                    row,
+                    newest,
+                    None,
+                    shared.zone_name(settings),
+                    Suggest.HOLD_ACTIVE,
+                    tuple(facts.active_orders),
+                    shared.lenalidomide_stopped(facts),
+                )
+            )
+    return holds
 
 
 def _on_treatment(facts: Facts) -> bool:

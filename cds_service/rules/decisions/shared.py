@@ -263,7 +263,7 @@ def unresolved_medication(orders: list[str], reason: str | None) -> Decision:
 def hold_for_low_count(
     row: CountRow,
     low: LabValue,
-    occurrence: int,
+    occurrence: int | None,
     zone: str,
     suggest: Suggest,
     targets: tuple[MedicationOrder, ...],
@@ -273,10 +273,16 @@ def hold_for_low_count(
     lenalidomide; the card says which drug is reduced when this ``occurrence`` recovers (they
     alternate). With lenalidomide stopped (``lenalidomide_stopped``) only ixazomib is
     withheld; on recovery it resumes at its most recent dose or one level lower, as the
-    occurrence says."""
+    occurrence says. ``occurrence`` None: it is not known (an ixazomib order has no start
+    date), and the card says that the recovery's reduction cannot be told yet."""
     lab, threshold = row.lab, row.hold_below
     stopped = lenalidomide_was_stopped
-    if occurrence % 2 == 1:
+    if occurrence is None:
+        on_recovery = (
+            "which drug is reduced depends on the occurrence, which the dose history cannot "
+            "tell (an ixazomib order has no start date): review the history before resuming"
+        )
+    elif occurrence % 2 == 1:
         on_recovery = (
             "ixazomib at its most recent dose"
             if stopped
@@ -293,11 +299,17 @@ def hold_for_low_count(
         + ("withhold ixazomib" if stopped else "withhold ixazomib and lenalidomide"),
         ixazomib=DrugAdvice(Action.HOLD),
         lenalidomide=lenalidomide_hold(stopped),
-        evidence=(count_line(low, zone), f"occurrence {occurrence} since ixazomib started"),
+        evidence=(
+            count_line(low, zone),
+            f"occurrence {occurrence} since ixazomib started"
+            if occurrence is not None
+            else "occurrence unknown: an ixazomib order has no start date",
+        ),
         notes=(
             f"Withhold {'ixazomib' if stopped else 'both'} until {lab.value} >= "
-            f"{count_text(threshold)}/mm3; on recovery (occurrence {occurrence}): "
-            f"{on_recovery}.{row.hold_note}",
+            f"{count_text(threshold)}/mm3; on recovery"
+            + (f" (occurrence {occurrence})" if occurrence is not None else "")
+            + f": {on_recovery}.{row.hold_note}",
             LENALIDOMIDE_NOT_ON_RECORD if stopped else "",
         ),
         suggest=suggest,

@@ -84,6 +84,9 @@ class Facts:
     other_drafts: list[MedicationOrder]  # other draft orders (inducers ordered together)
     history: list[MedicationOrder]  # past and current ixazomib/lenalidomide orders, by start
     active_orders: list[MedicationOrder]  # active ixazomib/lenalidomide orders (to hold)
+    # Ixazomib/lenalidomide orders given but with no start date: not in ``history`` (their
+    # place in it is unknown), named in ``unreadable_history``.
+    undated: list[MedicationOrder]
     inducers: list[MedicationOrder]  # active or draft strong CYP3A inducers
     labs: dict[Lab, list[LabValue]]  # by time, oldest first
     new_labs: list[LabValue]  # lab-result hook: the new results
@@ -142,6 +145,7 @@ class MedicationFacts:
     draft_references: set[str]
     recorded: list[MedicationOrder]  # recorded orders of regimen drugs and inducers
     history: list[MedicationOrder]
+    undated: list[MedicationOrder]  # regimen orders given but with no start: not in history
     unreadable_history: dict[str, str]  # "Type/id" -> why it is not in the history
 
     def takes_no_ixazomib(self) -> bool:
@@ -211,6 +215,7 @@ def read_medications(
                 "(authoredOn or dosage bounds): not placed in the dose history"
             )
     history = sorted((o for o in given if o.starts is not None), key=lambda o: o.starts or call.now)
+    undated = [o for o in given if o.starts is None]
     return MedicationFacts(
         problems=problems,
         draft_orders=[o for o in all_drafts if o.reference in judged],
@@ -218,6 +223,7 @@ def read_medications(
         draft_references=draft_references,
         recorded=recorded,
         history=history,
+        undated=undated,
         unreadable_history=unreadable_history,
     )
 
@@ -307,7 +313,9 @@ def gather_facts(
         drafts=[o for o in orders.draft_orders if o.drug is Drug.IXAZOMIB],
         other_drafts=[o for o in orders.all_drafts if o.drug is not Drug.IXAZOMIB],
         history=history,
-        active_orders=[o for o in history if o.status == "active"],
+        # An undated active order is held as well: it may be the one being taken.
+        active_orders=[o for o in history + orders.undated if o.status == "active"],
+        undated=orders.undated,
         inducers=[
             o
             for o in orders.recorded + orders.all_drafts
