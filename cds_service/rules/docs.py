@@ -203,7 +203,11 @@ DECISIONS = """\
   new count
   below threshold advises holding both drugs (suggestion: put the active ixazomib and
   lenalidomide MedicationRequests on hold); a count that ends an episode advises how to resume.
-  A pregnancy status among the new results stops the regimen.
+  A pregnancy status among the new results stops the regimen. An ixazomib or lenalidomide
+  order with no start date (no `authoredOn`, no dosage bounds) cannot be placed in the dose
+  history and is named for review; the patient is never taken as off ixazomib for it, and a
+  new count below threshold while such an ixazomib order is active is still withheld (the
+  occurrence, and so which drug its recovery reduces, is left unknown, not guessed).
 """
 
 
@@ -215,7 +219,8 @@ order and lab hooks compute):
 
 - **Silent** for a patient not on ixazomib: no ixazomib order on record, or none active or
   on hold and none begun within 56 days (the lab-result hook's reading). When regimen orders
-  on record could not be read (not valid FHIR, or a Medication that could not be fetched)
+  on record could not be read (not valid FHIR, no start date, or a Medication that could not
+  be fetched)
   and no readable ixazomib order is found, whether the patient is on ixazomib is unknown: the
   card says so (`data-unavailable`, `review`) rather than stay silent.
 - **One card** otherwise, its detail in sections: what is due now (each item, with the data
