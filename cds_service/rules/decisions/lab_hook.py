@@ -32,14 +32,14 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     if course.started is None and facts.unreadable_history:
         # Regimen orders that cannot be read: whether the patient is on ixazomib is unknown,
         # and silence would pass a low count as if they were not.
-        return _holds_without_history(facts, settings) + shared.data_problems(facts)
+        # An active ixazomib order with no start date is being taken all the same: a low new
+        # count is withheld (Table 3 holds at any occurrence; with no course, only the hold).
+        undated = any(o.drug is Drug.IXAZOMIB and o.status == "active" for o in facts.undated)
+        holds = _new_count_advice(facts, settings, course) if undated else []
+        return holds + shared.data_problems(facts)
     if course.started is None or not _on_treatment(facts):
         return []
-    decisions: list[Decision] = []
-    for row in registry.COUNT_ROWS:
-        new = [v for v in facts.new_labs if v.lab is row.lab]
-        if new:
-            decisions += _count_advice(facts, settings, course, row, max(new, key=lambda v: v.at))
+    decisions = _new_count_advice(facts, settings, course)
     pregnancy_now = [e for e in facts.pregnancy if e.reference in facts.new_references]
     if pregnancy_now:
         decisions += pregnancy.decide(facts, settings, [])
@@ -52,31 +52,14 @@ def decide_lab_result(facts: Facts, settings: RuleSettings) -> list[Decision]:
     return shared.recognised_by_text(decisions, facts.active_orders)
 
 
-def _holds_without_history(facts: Facts, settings: RuleSettings) -> list[Decision]:
-    """A new count below a hold threshold of a patient whose active ixazomib order has no
-    start date: Table 3 withholds at any occurrence, so the hold is advised; which drug its
-    recovery reduces depends on the occurrence, which the undated history cannot tell."""
-    if not any(o.drug is Drug.IXAZOMIB and o.status == "active" for o in facts.undated):
-        return []
-    holds = []
+def _new_count_advice(facts: Facts, settings: RuleSettings, course: DoseCourse) -> list[Decision]:
+    """Table 3 at the newest new count of each count row's lab."""
+    decisions: list[Decision] = []
     for row in registry.COUNT_ROWS:
         new = [v for v in facts.new_labs if v.lab is row.lab]
-        if not new:
-            continue
-        newest = max(new, key=lambda v: v.at)
-        if newest.value < row.hold_below and not any(v.at > newest.at for v in facts.labs[row.lab]):
-            holds.append(
-                shared.hold_for_low_count(
-                    row,
-                    newest,
-                    None,
-                    shared.zone_name(settings),
-                    Suggest.HOLD_ACTIVE,
-                    tuple(facts.active_orders),
-                    shared.lenalidomide_stopped(facts),
-                )
-            )
-    return holds
+        if new:
+            decisions += _count_advice(facts, settings, course, row, max(new, key=lambda v: v.at))
+    return decisions
 
 
 def _on_treatment(facts: Facts) -> bool:
@@ -91,7 +74,8 @@ def _count_advice(
     facts: Facts, settings: RuleSettings, course: DoseCourse, row: CountRow, newest: LabValue
 ) -> list[Decision]:
     """Table 3 at a new count of ``row``'s lab: hold when it is low, and when it ends an
-    episode, the step that recovery owes."""
+    episode, the step that recovery owes. With no course (``course.started`` None) there are
+    no episodes to end: only a hold, of an unknown occurrence."""
     zone = shared.zone_name(settings)
     lab, threshold = row.lab, row.hold_below
     started = course.started or newest.at
@@ -100,7 +84,12 @@ def _count_advice(
     if any(v.at > newest.at for v in facts.labs[lab]):
         return []  # filed late: a later result is already on record and had its own call
     if newest.value < threshold:
-        number = next((e.number for e in episodes if newest in e.lows), len(episodes) or 1)
+        # No course (an undated ixazomib order): the occurrence is unknown, not guessed.
+        number = (
+            None
+            if course.started is None
+            else next((e.number for e in episodes if newest in e.lows), len(episodes) or 1)
+        )
         stopped = shared.lenalidomide_stopped(facts)
         return [
             shared.hold_for_low_count(
