@@ -207,15 +207,14 @@ def read_medications(
     # An order with no start (no authoredOn, no dosage bounds) cannot be placed in the dose
     # history, and a guessed date would count episodes wrongly; but it is history all the same
     # (an active one may be today's): unreadable, so the patient is never taken as off it.
-    for order in given:
-        if order.starts is None:
-            unreadable_history[order.reference] = "no start date (authoredOn or dosage bounds)"
-            problems.uninterpretable.append(
-                f"{order.reference} ({order.drug.value}, {order.status}): no start date "
-                "(authoredOn or dosage bounds): not placed in the dose history"
-            )
-    history = sorted((o for o in given if o.starts is not None), key=lambda o: o.starts or call.now)
     undated = [o for o in given if o.starts is None]
+    for order in undated:
+        unreadable_history[order.reference] = "no start date (authoredOn or dosage bounds)"
+        problems.uninterpretable.append(
+            f"{order.reference} ({order.drug.value}, {order.status}): no start date "
+            "(authoredOn or dosage bounds): not placed in the dose history"
+        )
+    history = sorted((o for o in given if o.starts is not None), key=lambda o: o.starts or call.now)
     return MedicationFacts(
         problems=problems,
         draft_orders=[o for o in all_drafts if o.reference in judged],
@@ -254,7 +253,10 @@ def gather_facts(
 
     # The toxicities first: a pain score is read only near one of them, or near now.
     toxicity_problems = Problems()
-    toxicities = _read_toxicities(call, record, resources, history, zone, toxicity_problems)
+    conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
+    toxicities = _read_toxicities(
+        call, record, resources, conditions, history, zone, toxicity_problems
+    )
     pain_moments = [call.now, *(f.at for f in toxicities if f.at is not None)]
 
     new_references = {reference_of(o) for o in new_observations}
@@ -305,7 +307,6 @@ def gather_facts(
                 problems.uninterpretable.append(why)
 
     problems.add(toxicity_problems)  # noted after the labs', as they were read before
-    conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
 
     patients = of_type(resources.get(keys.PATIENT, []), "Patient")
     return Facts(
@@ -348,6 +349,7 @@ def _read_toxicities(
     call: HookCall,
     record: PatientRecord,
     resources: dict[str, list[JsonDict]],
+    conditions: list[JsonDict],
     history: list[MedicationOrder],
     zone: tzinfo,
     problems: Problems,
@@ -392,7 +394,6 @@ def _read_toxicities(
     ]
     toxicities += _latest_is_current(graded, call.now)
     # Neuropathic pain on the problem list is "with pain" for the neuropathy rows.
-    conditions = of_type(resources.get(keys.CONDITIONS, []), "Condition")
     toxicities += neuropathic_pain_conditions(conditions, zone, problems)
     return toxicities
 

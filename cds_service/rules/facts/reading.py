@@ -87,7 +87,11 @@ def _with_zones(value: Any, zone: tzinfo, found: list[bool]) -> Any:
 
 
 def _prepared(
-    resource: JsonDict, model: type[BaseModel], zone: tzinfo, found: list[bool]
+    resource: JsonDict,
+    model: type[BaseModel],
+    resource_type: str,
+    zone: tzinfo,
+    found: list[bool],
 ) -> JsonDict:
     """What is validated: the resource without the elements of its type that no rule reads and
     none needs readable (``_ELEMENTS``), zone-less date-times given the default zone.
@@ -96,26 +100,30 @@ def _prepared(
     be left out in silence anyway (``_cuts``); well-formed, nothing reads it; either way
     validating it cost up to a third of the resource's validation. A name that is no element
     of the type is kept, so that validation names it (a misspelt element)."""
-    fix_zones = _may_hold_zoneless(resource)
-    elements = _ELEMENTS.get(str(resource.get("resourceType") or model.__name__))
-    if elements is None:
-        return _with_zones(resource, zone, found) if fix_zones else resource
+    elements = _ELEMENTS.get(resource_type)
+    prepared = (
+        resource if elements is None else _read_part(resource, model, resource_type, elements)
+    )
+    return _with_zones(prepared, zone, found) if _may_hold_zoneless(prepared) else prepared
+
+
+def _read_part(
+    resource: JsonDict, model: type[BaseModel], resource_type: str, elements: _Elements
+) -> JsonDict:
+    """The resource's elements that are validated (``_Elements.kept``, names of no element),
+    each item of a listed element without its unread children (``_UNREAD_CHILDREN``)."""
     known, kept = _element_names(model, elements)
-    prepared = {
-        key: _with_zones(value, zone, found) if fix_zones else value
-        for key, value in resource.items()
-        if key in kept or key not in known
-    }
-    for name, unread in _UNREAD_CHILDREN.get(model.__name__, {}).items():
-        items = prepared.get(name)
+    part = {key: value for key, value in resource.items() if key in kept or key not in known}
+    for name, unread in _UNREAD_CHILDREN.get(resource_type, {}).items():
+        items = part.get(name)
         if isinstance(items, list):  # each item kept, so that none takes another's place
-            prepared[name] = [
+            part[name] = [
                 {k: v for k, v in item.items() if k.removeprefix("_") not in unread}
                 if isinstance(item, dict)
                 else item
                 for item in items
             ]
-    return prepared
+    return part
 
 
 def _may_hold_zoneless(resource: JsonDict) -> bool:
@@ -155,8 +163,8 @@ _Outcome = tuple[BaseModel | None, bool, str | None, tuple[str, ...]]
 def _validate(model: type[BaseModel], resource: JsonDict, zone: tzinfo) -> _Outcome:
     """(model or None, zone assumed, why invalid, notes on the read elements left out)."""
     found: list[bool] = []
-    prepared = _prepared(resource, model, zone, found)
     resource_type = str(resource.get("resourceType") or model.__name__)
+    prepared = _prepared(resource, model, resource_type, zone, found)
     left_out: list[str] = []
     for _ in range(_MAX_PASSES):
         try:
